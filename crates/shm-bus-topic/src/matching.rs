@@ -177,14 +177,13 @@ pub fn match_topics<'a>(a: &'a Topic, b: &'a Topic) -> MatchResult<'a> {
 }
 
 fn literal_of<'a>(x: &'a Part, y: &'a Part) -> &'a str {
-    x.as_exact().or_else(|| y.as_exact()).unwrap_or_else(|| {
-        // Neither side exact: name the first side's kind literal.
-        match x {
-            Part::Any(n) => n,
-            Part::Rest => "**",
-            _ => "",
-        }
-    })
+    // Neither side exact: the wildcard name or `**` of the first side.
+    let fallback = match x {
+        Part::Any(n) => n,
+        Part::Rest => "**",
+        _ => "",
+    };
+    x.as_exact().or_else(|| y.as_exact()).unwrap_or(fallback)
 }
 
 /// Failed (i, j) states, so the search with `**` stays O(len(a)·len(b)).
