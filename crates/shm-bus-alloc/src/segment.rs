@@ -970,6 +970,16 @@ impl<'s> Arena<'s> {
         Ok(off)
     }
 
+    /// Testing aid for crash-recovery tests, not part of the API: takes the
+    /// allocator lock, makes part of an allocation's journaled stores, calls
+    /// `stall` (which is expected never to return, e.g. to wait for
+    /// SIGKILL) and, should it return, abandons the lock as a dead process
+    /// would.
+    #[doc(hidden)]
+    pub fn __stall_holding_lock(&self, stores: usize, stall: impl FnOnce()) -> Result<()> {
+        self.seg.arena_core().stall_mid_carve(stores, stall)
+    }
+
     /// The segment this arena belongs to.
     pub fn segment(&self) -> &'s Segment {
         self.seg
