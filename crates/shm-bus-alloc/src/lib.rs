@@ -6,6 +6,8 @@
 //!
 //! TODO-DOCS
 #![warn(missing_docs)]
+// Under loom only the algorithms are built; the segment code is not.
+#![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(not(loom))]
 mod segment;
@@ -23,10 +25,6 @@ mod liveness;
 mod lock;
 mod mem;
 mod offset;
-#[cfg(not(loom))]
-mod os;
-#[cfg(loom)]
-#[path = "os.rs"]
 mod os;
 mod sync;
 
