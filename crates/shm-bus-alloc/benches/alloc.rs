@@ -52,7 +52,9 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("bytemap");
     g.bench_function("get_hit", |b| {
         let mut i = 0u64;
-        let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("market/quote/SYM{i}").into_bytes()).collect();
+        let keys: Vec<Vec<u8>> = (0..1000)
+            .map(|i| format!("market/quote/SYM{i}").into_bytes())
+            .collect();
         b.iter(|| {
             i = (i + 1) % 1000;
             black_box(map.get(black_box(&keys[i as usize])).unwrap())
@@ -60,7 +62,9 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("get_miss", |b| {
         let mut i = 0u64;
-        let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("market/trade/SYM{i}").into_bytes()).collect();
+        let keys: Vec<Vec<u8>> = (0..1000)
+            .map(|i| format!("market/trade/SYM{i}").into_bytes())
+            .collect();
         b.iter(|| {
             i = (i + 1) % 1000;
             black_box(map.get(black_box(&keys[i as usize])).unwrap())

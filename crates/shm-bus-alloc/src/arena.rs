@@ -117,9 +117,9 @@ pub(crate) struct ArenaCore<'a, M: Mem, O: Owners> {
 
 impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
     fn w(&self, field: u64) -> Result<&'a crate::sync::AtomicU64> {
-        self.mem
-            .word(self.ctl + field)
-            .ok_or(Error::Corrupt { what: "arena control block" })
+        self.mem.word(self.ctl + field).ok_or(Error::Corrupt {
+            what: "arena control block",
+        })
     }
 
     fn class_word(&self, c: usize, i: u64) -> u64 {
@@ -149,7 +149,9 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
             for i in 0..CLASS_WORDS {
                 self.mem
                     .word(self.class_word(c, i))
-                    .ok_or(Error::Corrupt { what: "arena control block" })?
+                    .ok_or(Error::Corrupt {
+                        what: "arena control block",
+                    })?
                     .store(0, Ordering::Relaxed);
             }
         }
@@ -164,20 +166,28 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
     pub(crate) fn validate(&self) -> Result<()> {
         // Acquire pairs with the Release store in `init`.
         if self.w(C_MAGIC)?.load(Ordering::Acquire) != ARENA_MAGIC {
-            return Err(Error::Corrupt { what: "arena magic" });
+            return Err(Error::Corrupt {
+                what: "arena magic",
+            });
         }
         let (start, end) = self.heap()?;
         let bump = self.w(C_BUMP)?.load(Ordering::Relaxed);
         if bump < start || bump > end || bump % 16 != 0 {
-            return Err(Error::Corrupt { what: "arena bump pointer" });
+            return Err(Error::Corrupt {
+                what: "arena bump pointer",
+            });
         }
         let log_len = self
             .mem
             .word(self.ctl + C_LOCK + 8)
-            .ok_or(Error::Corrupt { what: "arena control block" })?
+            .ok_or(Error::Corrupt {
+                what: "arena control block",
+            })?
             .load(Ordering::Relaxed);
         if log_len > lock::LOG_CAP {
-            return Err(Error::Corrupt { what: "lock undo log" });
+            return Err(Error::Corrupt {
+                what: "lock undo log",
+            });
         }
         Ok(())
     }
@@ -195,7 +205,9 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         let start = self.w(C_HEAP_START)?.load(Ordering::Relaxed);
         let end = self.w(C_HEAP_END)?.load(Ordering::Relaxed);
         if start % 16 != 0 || !self.heap_in_bounds(start, end) {
-            return Err(Error::Corrupt { what: "arena heap bounds" });
+            return Err(Error::Corrupt {
+                what: "arena heap bounds",
+            });
         }
         Ok((start, end))
     }
@@ -243,7 +255,9 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
                 break;
             }
             if self.block_tag(&g, cur)? != Some(tag(STATE_FREE, c)) {
-                return Err(Error::Corrupt { what: "arena free list" });
+                return Err(Error::Corrupt {
+                    what: "arena free list",
+                });
             }
             let next = g.load(cur - 8)?;
             if cur % align == 0 {
@@ -290,7 +304,11 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
     fn account_used(&self, g: &mut lock::Guard<'a, M>, csize: u64, add: bool) -> Result<()> {
         let unit = csize + BLOCK_HEADER;
         let used = g.load(self.ctl + C_USED)?;
-        let used = if add { used + unit } else { used.saturating_sub(unit) };
+        let used = if add {
+            used + unit
+        } else {
+            used.saturating_sub(unit)
+        };
         g.store(self.ctl + C_USED, used)?;
         if add && used > g.load(self.ctl + C_HIGH_WATER)? {
             g.store(self.ctl + C_HIGH_WATER, used)?;
@@ -331,7 +349,9 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
             }
         }
         if p + class_size(c) > g.load(self.ctl + C_BUMP)? {
-            return Err(Error::Corrupt { what: "arena block header" });
+            return Err(Error::Corrupt {
+                what: "arena block header",
+            });
         }
         let head = g.load(self.class_word(c, 0))?;
         g.store(p - 8, head)?;
@@ -404,7 +424,9 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
                 self.mem
                     .word(self.class_word(c, i))
                     .map(|w| w.load(Ordering::Relaxed))
-                    .ok_or(Error::Corrupt { what: "arena control block" })
+                    .ok_or(Error::Corrupt {
+                        what: "arena control block",
+                    })
             };
             let (live, free) = (ld(1)?, ld(2)?);
             if live != 0 || free != 0 {
@@ -436,7 +458,9 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         let (start, end) = self.heap()?;
         let bump = g.load(self.ctl + C_BUMP)?;
         if bump < start || bump > end {
-            return Err(Error::Corrupt { what: "arena bump pointer" });
+            return Err(Error::Corrupt {
+                what: "arena bump pointer",
+            });
         }
         let mut used = 0u64;
         for c in 0..NUM_CLASSES {
@@ -446,18 +470,24 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
             let mut cur = g.load(self.class_word(c, 0))?;
             while cur != 0 {
                 if n > max_blocks || self.block_tag(&g, cur)? != Some(tag(STATE_FREE, c)) {
-                    return Err(Error::Corrupt { what: "arena free list" });
+                    return Err(Error::Corrupt {
+                        what: "arena free list",
+                    });
                 }
                 n += 1;
                 cur = g.load(cur - 8)?;
             }
             if n != g.load(self.class_word(c, 2))? {
-                return Err(Error::Corrupt { what: "arena free count" });
+                return Err(Error::Corrupt {
+                    what: "arena free count",
+                });
             }
             used += g.load(self.class_word(c, 1))? * unit;
         }
         if used != g.load(self.ctl + C_USED)? {
-            return Err(Error::Corrupt { what: "arena used bytes" });
+            return Err(Error::Corrupt {
+                what: "arena used bytes",
+            });
         }
         drop(g);
         self.stats()
@@ -489,9 +519,13 @@ mod tests {
             me: Cell::new(1),
             dead: Cell::new(0),
         };
-        ArenaCore { mem, ctl: 64, owners: &f }
-            .init(64 + CONTROL_BYTES, 64 * 1024)
-            .unwrap();
+        ArenaCore {
+            mem,
+            ctl: 64,
+            owners: &f,
+        }
+        .init(64 + CONTROL_BYTES, 64 * 1024)
+        .unwrap();
         f
     }
 
@@ -502,7 +536,18 @@ mod tests {
             assert_eq!(class_size(c) % 16, 0);
         }
         assert_eq!(class_size(NUM_CLASSES - 1), 1 << 40);
-        for s in [1u64, 16, 17, 64, 65, 100, 1000, 4096, 1 << 20, (1 << 20) + 1] {
+        for s in [
+            1u64,
+            16,
+            17,
+            64,
+            65,
+            100,
+            1000,
+            4096,
+            1 << 20,
+            (1 << 20) + 1,
+        ] {
             let c = class_of(s).unwrap();
             assert!(class_size(c) >= s);
             assert!(c == 0 || class_size(c - 1) < s);
@@ -514,7 +559,11 @@ mod tests {
     fn alloc_free_reuse_and_alignment() {
         let mem = HeapMem::new(8192, 0, 0xA5A5_A5A5_A5A5_A5A5);
         let f = fresh(&mem);
-        let a = ArenaCore { mem: &mem, ctl: 64, owners: &f };
+        let a = ArenaCore {
+            mem: &mem,
+            ctl: 64,
+            owners: &f,
+        };
         let x = a.alloc(24, 8).unwrap();
         let y = a.alloc(100, 64).unwrap();
         assert_eq!(y % 64, 0);
@@ -524,10 +573,16 @@ mod tests {
         a.free(x).unwrap();
         assert!(matches!(
             a.free(x),
-            Err(Error::InvalidFree { reason: "already free", .. })
+            Err(Error::InvalidFree {
+                reason: "already free",
+                ..
+            })
         ));
         assert_eq!(a.alloc(20, 16).unwrap(), x, "freed block reused");
-        assert!(matches!(a.alloc(1 << 20, 8), Err(Error::OutOfMemory { .. })));
+        assert!(matches!(
+            a.alloc(1 << 20, 8),
+            Err(Error::OutOfMemory { .. })
+        ));
         assert!(matches!(a.alloc(8, 3), Err(Error::InvalidArgument(_))));
         for p in [x, y, z] {
             a.free(p).unwrap();
@@ -547,15 +602,19 @@ mod tests {
             for k in 0..12 {
                 let mem = HeapMem::new(8192, 0, 0x5A5A_5A5A_5A5A_5A5A);
                 let f = fresh(&mem);
-                let a = ArenaCore { mem: &mem, ctl: 64, owners: &f };
+                let a = ArenaCore {
+                    mem: &mem,
+                    ctl: 64,
+                    owners: &f,
+                };
                 let keep = a.alloc(40, 8).unwrap();
                 let freed = a.alloc(40, 8).unwrap();
                 a.free(freed).unwrap();
                 let before = a.check().unwrap();
                 CRASH_AFTER.with(|c| c.set(Some(k)));
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match op {
-                    0 => a.alloc(40, 8).map(|_| ()),      // from the free list
-                    1 => a.alloc(1000, 64).map(|_| ()),   // carve
+                    0 => a.alloc(40, 8).map(|_| ()),    // from the free list
+                    1 => a.alloc(1000, 64).map(|_| ()), // carve
                     _ => a.free(keep),
                 }));
                 CRASH_AFTER.with(|c| c.set(None));

@@ -49,7 +49,7 @@
 //! slots become tombstones and are not reused, and key bytes are never
 //! reclaimed: the map is built for interning (topics are never removed).
 //! An insert that finds no empty slot on its probe sequence, or no key
-//! space, fails with [`Error::Full`](crate::Error::Full).
+//! space, fails with [`Error::Full`].
 //!
 //! The hash is FNV-1a with a 64-bit finaliser, fixed across processes and
 //! runs (not DoS-resistant: keys come from cooperating processes).
@@ -159,7 +159,9 @@ impl<'a, M: Mem, O: Owners> MapCore<'a, M, O> {
     /// area live; `capacity` must be a power of two.
     pub(crate) fn init(&self, capacity: u64, slots: u64, keys: u64, keys_cap: u64) -> Result<()> {
         if !capacity.is_power_of_two() || capacity > MAX_CAPACITY {
-            return Err(Error::InvalidArgument("capacity must be a power of two <= 2^32"));
+            return Err(Error::InvalidArgument(
+                "capacity must be a power of two <= 2^32",
+            ));
         }
         for i in 0..capacity {
             for w in 0..4 {
@@ -186,7 +188,9 @@ impl<'a, M: Mem, O: Owners> MapCore<'a, M, O> {
     fn geo(&self) -> Result<Geo> {
         // Acquire pairs with the Release store of the magic in `init`.
         if self.h(H_MAGIC)?.load(Ordering::Acquire) != MAP_MAGIC {
-            return Err(Error::Corrupt { what: "bytemap magic" });
+            return Err(Error::Corrupt {
+                what: "bytemap magic",
+            });
         }
         let r = Ordering::Relaxed;
         let g = Geo {
@@ -198,10 +202,14 @@ impl<'a, M: Mem, O: Owners> MapCore<'a, M, O> {
         let slot_bytes = g.cap.checked_mul(SLOT_BYTES);
         let ok = g.cap.is_power_of_two()
             && g.cap <= MAX_CAPACITY
-            && slot_bytes.is_some_and(|b| self.mem.word(g.slots).is_some() && self.mem.word(g.slots + b - 8).is_some())
+            && slot_bytes.is_some_and(|b| {
+                self.mem.word(g.slots).is_some() && self.mem.word(g.slots + b - 8).is_some()
+            })
             && self.mem.bytes(g.keys, g.keys_cap).is_some();
         if !ok {
-            return Err(Error::Corrupt { what: "bytemap geometry" });
+            return Err(Error::Corrupt {
+                what: "bytemap geometry",
+            });
         }
         Ok(g)
     }
@@ -210,13 +218,17 @@ impl<'a, M: Mem, O: Owners> MapCore<'a, M, O> {
     pub(crate) fn validate(&self) -> Result<()> {
         let g = self.geo()?;
         if self.h(H_KEYS_USED)?.load(Ordering::Relaxed) > g.keys_cap {
-            return Err(Error::Corrupt { what: "bytemap key space" });
+            return Err(Error::Corrupt {
+                what: "bytemap key space",
+            });
         }
         Ok(())
     }
 
     fn slot(&self, g: &Geo, i: u64, w: u64) -> Result<&'a AtomicU64> {
-        self.mem.word(g.slots + i * SLOT_BYTES + w * 8).ok_or_else(corrupt)
+        self.mem
+            .word(g.slots + i * SLOT_BYTES + w * 8)
+            .ok_or_else(corrupt)
     }
 
     /// Compares the published key of slot `i` with `key`. Only call after an
@@ -239,7 +251,9 @@ impl<'a, M: Mem, O: Owners> MapCore<'a, M, O> {
     fn key_ptr(&self, g: &Geo, off: u64, len: u64) -> Result<*mut u8> {
         let end = off.checked_add(len).ok_or_else(corrupt)?;
         if off < g.keys || end > g.keys + g.keys_cap {
-            return Err(Error::Corrupt { what: "bytemap key offset" });
+            return Err(Error::Corrupt {
+                what: "bytemap key offset",
+            });
         }
         self.mem.bytes(off, len).ok_or_else(corrupt)
     }
@@ -256,7 +270,9 @@ impl<'a, M: Mem, O: Owners> MapCore<'a, M, O> {
             let next = cur
                 .checked_add(len)
                 .filter(|&n| n <= g.keys_cap)
-                .ok_or(Error::Full { what: "ByteMap key space" })?;
+                .ok_or(Error::Full {
+                    what: "ByteMap key space",
+                })?;
             // Relaxed: the reservation only needs atomicity; the key bytes
             // are published through the slot tag's Release/Acquire.
             match used.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
@@ -314,7 +330,8 @@ impl<'a, M: Mem, O: Owners> MapCore<'a, M, O> {
                             continue;
                         }
                         self.slot(&g, i, 1)?.store(koff, Ordering::Relaxed);
-                        self.slot(&g, i, 2)?.store(key.len() as u64, Ordering::Relaxed);
+                        self.slot(&g, i, 2)?
+                            .store(key.len() as u64, Ordering::Relaxed);
                         self.slot(&g, i, 3)?.store(value, Ordering::Relaxed);
                         // Release: publishes key bytes, key_off, key_len and
                         // value; pairs with the Acquire tag loads in insert,
@@ -341,16 +358,24 @@ impl<'a, M: Mem, O: Owners> MapCore<'a, M, O> {
                     }
                     (_, KIND_FULL) => {
                         if t == full && self.key_eq(&g, i, key)? {
-                            return Ok(Insert::Existing(self.slot(&g, i, 3)?.load(Ordering::Relaxed)));
+                            return Ok(Insert::Existing(
+                                self.slot(&g, i, 3)?.load(Ordering::Relaxed),
+                            ));
                         }
                         break;
                     }
-                    _ => return Err(Error::Corrupt { what: "bytemap slot tag" }),
+                    _ => {
+                        return Err(Error::Corrupt {
+                            what: "bytemap slot tag",
+                        });
+                    }
                 }
             }
             i = (i + 1) & mask;
         }
-        Err(Error::Full { what: "ByteMap slots" })
+        Err(Error::Full {
+            what: "ByteMap slots",
+        })
     }
 
     /// Looks `key` up. Never waits.
@@ -493,7 +518,9 @@ mod public {
             let total = HEADER_BYTES
                 .checked_add(cap * SLOT_BYTES)
                 .and_then(|b| b.checked_add(key_bytes))
-                .ok_or(Error::OutOfMemory { requested: u64::MAX })?;
+                .ok_or(Error::OutOfMemory {
+                    requested: u64::MAX,
+                })?;
             let off = arena.alloc(total, 64)?;
             let seg = arena.segment();
             let base = off.get();
@@ -586,7 +613,10 @@ mod public {
         /// inserted or removed during iteration may or may not be seen; each
         /// key is seen at most once.
         pub fn iter(&self) -> Iter<'s> {
-            Iter { map: *self, slot: 0 }
+            Iter {
+                map: *self,
+                slot: 0,
+            }
         }
     }
 
@@ -653,9 +683,13 @@ mod tests {
             me: Cell::new(7),
             dead: Cell::new(0),
         };
-        MapCore { mem, hdr: 0, owners: &f }
-            .init(cap, 64, HeapMem::BYTES_BASE, keys)
-            .unwrap();
+        MapCore {
+            mem,
+            hdr: 0,
+            owners: &f,
+        }
+        .init(cap, 64, HeapMem::BYTES_BASE, keys)
+        .unwrap();
         f
     }
 
@@ -663,7 +697,11 @@ mod tests {
     fn insert_get_remove_iterate() {
         let mem = HeapMem::new(8 + 16 * 4, 256, u64::MAX);
         let f = map(&mem, 16, 256);
-        let m = MapCore { mem: &mem, hdr: 0, owners: &f };
+        let m = MapCore {
+            mem: &mem,
+            hdr: 0,
+            owners: &f,
+        };
         assert_eq!(m.insert(b"a/b", 1).unwrap(), Insert::Inserted);
         assert_eq!(m.insert(b"a/b", 2).unwrap(), Insert::Existing(1));
         assert_eq!(m.insert(b"", 3).unwrap(), Insert::Inserted);
@@ -684,15 +722,26 @@ mod tests {
     fn full_slots_and_full_key_space_are_errors() {
         let mem = HeapMem::new(8 + 4 * 4, 10, 0xdead_beef);
         let f = map(&mem, 4, 10);
-        let m = MapCore { mem: &mem, hdr: 0, owners: &f };
+        let m = MapCore {
+            mem: &mem,
+            hdr: 0,
+            owners: &f,
+        };
         assert!(matches!(
             m.insert(b"0123456789x", 0),
-            Err(Error::Full { what: "ByteMap key space" })
+            Err(Error::Full {
+                what: "ByteMap key space"
+            })
         ));
         for k in [b"a", b"b", b"c", b"d"] {
             m.insert(k, 1).unwrap();
         }
-        assert!(matches!(m.insert(b"e", 0), Err(Error::Full { what: "ByteMap slots" })));
+        assert!(matches!(
+            m.insert(b"e", 0),
+            Err(Error::Full {
+                what: "ByteMap slots"
+            })
+        ));
         assert_eq!(m.get(b"e").unwrap(), None, "miss on a full map terminates");
     }
 
@@ -700,7 +749,11 @@ mod tests {
     fn dead_writers_busy_slot_becomes_tombstone() {
         let mem = HeapMem::new(8 + 8 * 4, 64, 0);
         let f = map(&mem, 8, 64);
-        let m = MapCore { mem: &mem, hdr: 0, owners: &f };
+        let m = MapCore {
+            mem: &mem,
+            hdr: 0,
+            owners: &f,
+        };
         // A writer with token 99 claimed key "k"'s home slot and died.
         let home = hash(b"k") & 7;
         mem.word(64 + home * SLOT_BYTES)
@@ -711,7 +764,9 @@ mod tests {
         assert_eq!(m.insert(b"k", 5).unwrap(), Insert::Inserted);
         assert_eq!(m.get(b"k").unwrap(), Some(5));
         assert_eq!(
-            mem.word(64 + home * SLOT_BYTES).unwrap().load(Ordering::Relaxed),
+            mem.word(64 + home * SLOT_BYTES)
+                .unwrap()
+                .load(Ordering::Relaxed),
             TAG_TOMB
         );
     }
@@ -720,9 +775,15 @@ mod tests {
     fn garbage_tag_is_corrupt_not_a_hang() {
         let mem = HeapMem::new(8 + 4 * 4, 16, 0);
         let f = map(&mem, 4, 16);
-        let m = MapCore { mem: &mem, hdr: 0, owners: &f };
+        let m = MapCore {
+            mem: &mem,
+            hdr: 0,
+            owners: &f,
+        };
         for i in 0..4 {
-            mem.word(64 + i * SLOT_BYTES).unwrap().store(0x40, Ordering::Relaxed);
+            mem.word(64 + i * SLOT_BYTES)
+                .unwrap()
+                .store(0x40, Ordering::Relaxed);
         }
         assert!(matches!(m.insert(b"x", 1), Err(Error::Corrupt { .. })));
         assert_eq!(m.get(b"x").unwrap(), None);

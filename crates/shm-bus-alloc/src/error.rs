@@ -126,8 +126,12 @@ impl Error {
     /// variant when there is one.
     pub(crate) fn from_os(name: &str, e: io::Error) -> Error {
         match e.raw_os_error() {
-            Some(libc::ENOENT) => Error::NotFound { name: name.to_owned() },
-            Some(libc::EEXIST) => Error::AlreadyExists { name: name.to_owned() },
+            Some(libc::ENOENT) => Error::NotFound {
+                name: name.to_owned(),
+            },
+            Some(libc::EEXIST) => Error::AlreadyExists {
+                name: name.to_owned(),
+            },
             Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
                 name: name.to_owned(),
                 source: e,

@@ -159,13 +159,20 @@ mod tests {
 
     #[test]
     fn reaped_and_zombie_children_are_dead() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let pid = child.id();
         let start_time = match os::proc_stat(pid).unwrap() {
             os::ProcStat::Running { start_time } => start_time,
             _ => panic!("child not running"),
         };
-        let id = ProcessId { pid, reserved: 0, start_time };
+        let id = ProcessId {
+            pid,
+            reserved: 0,
+            start_time,
+        };
         assert!(id.is_alive());
         child.kill().unwrap();
         // Not yet reaped: a zombie, which must count as dead.

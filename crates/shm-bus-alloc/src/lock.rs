@@ -87,7 +87,9 @@ pub(crate) fn init_lock<M: Mem>(mem: &M, base: u64) -> Result<()> {
 }
 
 fn word<M: Mem>(mem: &M, off: u64) -> Result<&AtomicU64> {
-    mem.word(off).ok_or(Error::Corrupt { what: "lock record" })
+    mem.word(off).ok_or(Error::Corrupt {
+        what: "lock record",
+    })
 }
 
 impl<'a, M: Mem, O: Owners> RobustLock<'a, M, O> {
@@ -170,7 +172,9 @@ impl<'a, M: Mem> Guard<'a, M> {
         // Acquire pairs with the Release stores of `log_len` in `store`.
         let n = self.log_len.load(Ordering::Acquire);
         if n > LOG_CAP {
-            return Err(Error::Corrupt { what: "lock undo log" });
+            return Err(Error::Corrupt {
+                what: "lock undo log",
+            });
         }
         Ok(n)
     }
@@ -181,10 +185,9 @@ impl<'a, M: Mem> Guard<'a, M> {
         for i in (0..n).rev() {
             let addr = word(self.mem, self.base + entry(i))?.load(Ordering::Relaxed);
             let old = word(self.mem, self.base + entry(i) + 8)?.load(Ordering::Relaxed);
-            let target = self
-                .mem
-                .word(addr)
-                .ok_or(Error::Corrupt { what: "lock undo log" })?;
+            let target = self.mem.word(addr).ok_or(Error::Corrupt {
+                what: "lock undo log",
+            })?;
             // Relaxed: ordered before the next holder by our Release unlock.
             target.store(old, Ordering::Relaxed);
         }
@@ -199,7 +202,9 @@ impl<'a, M: Mem> Guard<'a, M> {
         Ok(self
             .mem
             .word(addr)
-            .ok_or(Error::Corrupt { what: "arena metadata address" })?
+            .ok_or(Error::Corrupt {
+                what: "arena metadata address",
+            })?
             .load(Ordering::Relaxed))
     }
 
@@ -217,12 +222,13 @@ impl<'a, M: Mem> Guard<'a, M> {
             }
         });
         if self.len == LOG_CAP {
-            return Err(Error::Corrupt { what: "lock undo log overflow" });
+            return Err(Error::Corrupt {
+                what: "lock undo log overflow",
+            });
         }
-        let target = self
-            .mem
-            .word(addr)
-            .ok_or(Error::Corrupt { what: "arena metadata address" })?;
+        let target = self.mem.word(addr).ok_or(Error::Corrupt {
+            what: "arena metadata address",
+        })?;
         let i = self.len;
         word(self.mem, self.base + entry(i))?.store(addr, Ordering::Relaxed);
         word(self.mem, self.base + entry(i) + 8)?

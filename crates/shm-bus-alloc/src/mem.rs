@@ -43,7 +43,9 @@ impl HeapMem {
     pub fn new(words: usize, bytes: usize, fill: u64) -> Self {
         HeapMem {
             words: (0..words).map(|_| AtomicU64::new(fill)).collect(),
-            bytes: (0..bytes).map(|_| std::cell::UnsafeCell::new(0xA5)).collect(),
+            bytes: (0..bytes)
+                .map(|_| std::cell::UnsafeCell::new(0xA5))
+                .collect(),
         }
     }
 }

@@ -53,7 +53,11 @@ impl Model {
         m
     }
 
-    fn with_arena<R>(&self, actor: u64, f: impl FnOnce(&ArenaCore<'_, HeapMem, Actor<'_>>) -> R) -> R {
+    fn with_arena<R>(
+        &self,
+        actor: u64,
+        f: impl FnOnce(&ArenaCore<'_, HeapMem, Actor<'_>>) -> R,
+    ) -> R {
         let owners = Actor {
             token: actor,
             dead: &self.dead,
@@ -102,8 +106,15 @@ impl Model {
             dead: AtomicU64::new(0),
             map: true,
         };
-        m.with_map(0, |a| a.init(capacity, bytemap::HEADER_BYTES, HeapMem::BYTES_BASE, key_bytes))
-            .expect("init");
+        m.with_map(0, |a| {
+            a.init(
+                capacity,
+                bytemap::HEADER_BYTES,
+                HeapMem::BYTES_BASE,
+                key_bytes,
+            )
+        })
+        .expect("init");
         m
     }
 

@@ -25,8 +25,7 @@ pub(crate) fn shm_create_excl(name: &str, mode: u32) -> io::Result<File> {
     .map_err(nix_io)?;
     // shm_open applies the umask; set the mode the caller asked for exactly
     // (fchmod(3p)).
-    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t))
-        .map_err(nix_io)?;
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t)).map_err(nix_io)?;
     Ok(File::from(fd))
 }
 

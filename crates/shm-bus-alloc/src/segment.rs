@@ -312,7 +312,8 @@ impl SegmentBuilder {
                 min: MIN_SEGMENT_SIZE,
             });
         }
-        let file = os::shm_create_excl(&os_name, self.mode).map_err(|e| Error::from_os(&os_name, e))?;
+        let file =
+            os::shm_create_excl(&os_name, self.mode).map_err(|e| Error::from_os(&os_name, e))?;
         let mut cleanup = UnlinkOnDrop(Some(os_name.clone()));
         // Held until Ready: openers use it to tell a dead creator from a
         // slow one before the header names the creator.
@@ -376,10 +377,14 @@ impl SegmentBuilder {
             roots: [0; ROOT_SLOTS],
             is_creator: true,
         };
-        seg.arena_core()
-            .init(arena_offset + arena::CONTROL_BYTES.next_multiple_of(64), size)?;
+        seg.arena_core().init(
+            arena_offset + arena::CONTROL_BYTES.next_multiple_of(64),
+            size,
+        )?;
 
-        let init = init.take().ok_or(Error::InvalidArgument("init closure already used"))?;
+        let init = init
+            .take()
+            .ok_or(Error::InvalidArgument("init closure already used"))?;
         let mut initializer = Initializer {
             seg: &seg,
             roots: [0; ROOT_SLOTS],
@@ -488,7 +493,11 @@ impl SegmentBuilder {
                     }
                     STATE_UNINIT if magic == 0 || magic == MAGIC => {}
                     _ => {
-                        let what = if magic != MAGIC { "magic" } else { "init state" };
+                        let what = if magic != MAGIC {
+                            "magic"
+                        } else {
+                            "init state"
+                        };
                         return Err(Error::Corrupt { what }.into());
                     }
                 }
@@ -593,7 +602,10 @@ impl Segment {
     /// Creates segment `name` of `size` bytes with permission bits `mode`
     /// (`O_EXCL`), with no configuration and no roots.
     pub fn create(name: &str, size: u64, mode: u32) -> Result<Segment> {
-        Segment::builder(name).size(size).mode(mode).create(|_| Ok(()))
+        Segment::builder(name)
+            .size(size)
+            .mode(mode)
+            .create(|_| Ok(()))
     }
 
     /// Opens and validates segment `name` with the default timeout.
@@ -603,7 +615,10 @@ impl Segment {
 
     /// Opens segment `name`, or creates it with `size` and `mode`.
     pub fn open_or_create(name: &str, size: u64, mode: u32) -> Result<Segment> {
-        Segment::builder(name).size(size).mode(mode).open_or_create(|_| Ok(()))
+        Segment::builder(name)
+            .size(size)
+            .mode(mode)
+            .open_or_create(|_| Ok(()))
     }
 
     /// Removes the name `/shm-bus.<name>`. Processes that have the segment
@@ -637,47 +652,68 @@ impl Segment {
             });
         }
         if hdr.header_size.load(r) as u64 != HEADER_SIZE {
-            return Err(Error::Corrupt { what: "header size" });
+            return Err(Error::Corrupt {
+                what: "header size",
+            });
         }
         let seg_size = hdr.segment_size.load(r);
         if size < seg_size {
-            return Err(Error::TooSmall { size, min: seg_size });
+            return Err(Error::TooSmall {
+                size,
+                min: seg_size,
+            });
         }
         if seg_size != size {
-            return Err(Error::Corrupt { what: "segment size" });
+            return Err(Error::Corrupt {
+                what: "segment size",
+            });
         }
         if hdr.flags.load(r) != 0 || hdr.reserved0.load(r) != 0 {
-            return Err(Error::Corrupt { what: "reserved header fields" });
+            return Err(Error::Corrupt {
+                what: "reserved header fields",
+            });
         }
         let creator = hdr.creator();
         if creator.pid == 0 || creator.pid > i32::MAX as u32 || hdr.creator_reserved.load(r) != 0 {
-            return Err(Error::Corrupt { what: "creator pid" });
+            return Err(Error::Corrupt {
+                what: "creator pid",
+            });
         }
         let created_at_ns = hdr.created_at_ns.load(r);
         // Allow a day of clock skew between processes' views of "now".
         if created_at_ns == 0 || created_at_ns > os::unix_time_ns() + 86_400 * 1_000_000_000 {
-            return Err(Error::Corrupt { what: "creation time" });
+            return Err(Error::Corrupt {
+                what: "creation time",
+            });
         }
         let arena_offset = hdr.arena_offset.load(r);
         if arena_offset != HEADER_SIZE {
-            return Err(Error::Corrupt { what: "arena offset" });
+            return Err(Error::Corrupt {
+                what: "arena offset",
+            });
         }
         if hdr.arena_size.load(r) != size - arena_offset {
             return Err(Error::Corrupt { what: "arena size" });
         }
         let config_len = hdr.config_len.load(r) as usize;
         if config_len > CONFIG_CAPACITY {
-            return Err(Error::Corrupt { what: "config length" });
+            return Err(Error::Corrupt {
+                what: "config length",
+            });
         }
         let mut roots = [0u64; ROOT_SLOTS];
         for (v, slot) in roots.iter_mut().zip(&hdr.roots) {
             *v = slot.load(r);
             if *v != 0 && (*v < arena_offset || *v >= size || *v % 8 != 0) {
-                return Err(Error::Corrupt { what: "root offset" });
+                return Err(Error::Corrupt {
+                    what: "root offset",
+                });
             }
         }
         if hdr.checksum.load(r) != hdr.compute_checksum() {
-            return Err(Error::Corrupt { what: "header checksum" });
+            return Err(Error::Corrupt {
+                what: "header checksum",
+            });
         }
         let config = hdr.config[..config_len].iter().map(|b| b.load(r)).collect();
         let seg = Segment {
@@ -940,7 +976,9 @@ impl<'s> Arena<'s> {
     pub fn alloc_array_zeroed<T: ShmSafe>(&self, n: u64) -> Result<Offset<T>> {
         let bytes = n
             .checked_mul(size_of::<T>() as u64)
-            .ok_or(Error::OutOfMemory { requested: u64::MAX })?;
+            .ok_or(Error::OutOfMemory {
+                requested: u64::MAX,
+            })?;
         let off = self.alloc(bytes, align_of::<T>() as u64)?;
         let raw = self.seg.bytes(off, bytes)?;
         // SAFETY: freshly allocated, exclusively ours, in bounds (checked).
@@ -961,7 +999,9 @@ impl<'s> Arena<'s> {
     ) -> Result<Offset<T>> {
         let off: Offset<T> = self.alloc_array_zeroed(n)?;
         for i in 0..n {
-            let elem = off.element(i).ok_or(Error::OutOfMemory { requested: u64::MAX })?;
+            let elem = off.element(i).ok_or(Error::OutOfMemory {
+                requested: u64::MAX,
+            })?;
             let raw = self.seg.bytes(elem.cast(), size_of::<T>() as u64)?;
             // SAFETY: inside our fresh block, aligned (array of T at an
             // aligned base), no other party knows the block yet.

@@ -73,7 +73,9 @@ fn child_stress() {
 }
 
 fn pattern(tag: u64, i: usize) -> u8 {
-    let x = tag.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64);
+    let x = tag
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(i as u64);
     (x ^ (x >> 29) ^ (x >> 47)) as u8
 }
 
@@ -92,7 +94,11 @@ fn child_map_insert() {
     let mut seen = String::new();
     // The two children walk the keys in opposite orders so they collide in
     // the middle and race on the same keys.
-    let order: Vec<u64> = if id % 2 == 0 { (0..n).collect() } else { (0..n).rev().collect() };
+    let order: Vec<u64> = if id % 2 == 0 {
+        (0..n).collect()
+    } else {
+        (0..n).rev().collect()
+    };
     for i in order {
         let key = format!("key-{i}");
         let mine = (id << 32) | i;
@@ -156,8 +162,19 @@ fn child_open_or_create() {
         .unwrap();
     assert_eq!(seg.config(), b"race-v1");
     let map = ByteMap::attach(&seg, seg.root(0).unwrap()).unwrap();
-    assert_eq!(map.insert(format!("child-{id}").as_bytes(), id).unwrap(), Insert::Inserted);
-    std::fs::write(out, if seg.is_creator() { "created" } else { "opened" }).unwrap();
+    assert_eq!(
+        map.insert(format!("child-{id}").as_bytes(), id).unwrap(),
+        Insert::Inserted
+    );
+    std::fs::write(
+        out,
+        if seg.is_creator() {
+            "created"
+        } else {
+            "opened"
+        },
+    )
+    .unwrap();
 }
 
 // ----------------------------------------------------------------- parents
@@ -263,7 +280,10 @@ fn sigkilled_lock_holder_does_not_wedge_others() {
         return;
     }
     let name = SegName::new("kill");
-    let seg = Segment::builder(&name.0).size(1 << 20).create(|_| Ok(())).unwrap();
+    let seg = Segment::builder(&name.0)
+        .size(1 << 20)
+        .create(|_| Ok(()))
+        .unwrap();
     let arena = seg.arena();
     let keep = arena.alloc(200, 8).unwrap();
     let before = arena.check().unwrap();
@@ -290,7 +310,10 @@ fn sigkilled_lock_holder_does_not_wedge_others() {
     holder.wait(WATCHDOG);
     let after = arena.check().unwrap();
     assert_eq!(after.recoveries, before.recoveries + 1);
-    assert_eq!(after.used, before.used, "the half-done allocation was rolled back");
+    assert_eq!(
+        after.used, before.used,
+        "the half-done allocation was rolled back"
+    );
     arena.free(keep).unwrap();
     assert_eq!(arena.check().unwrap().used, 0);
 }
@@ -312,7 +335,9 @@ fn creator_killed_mid_init_is_detected_and_replaced() {
     wait_for_file(&ready.0, WATCHDOG);
     let pid = creator.pid();
     // Alive but stuck: a bounded wait, then HangsInCreation.
-    let r = Segment::builder(&name.0).open_timeout(Duration::from_millis(200)).open();
+    let r = Segment::builder(&name.0)
+        .open_timeout(Duration::from_millis(200))
+        .open();
     assert!(matches!(r, Err(Error::HangsInCreation { .. })), "{r:?}");
     creator.kill9();
     creator.wait(WATCHDOG);
@@ -357,7 +382,11 @@ fn racing_open_or_create_yields_one_segment() {
         .iter()
         .map(|o| std::fs::read_to_string(&o.0).unwrap())
         .collect();
-    assert_eq!(results.iter().filter(|r| *r == "created").count(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| *r == "created").count(),
+        1,
+        "{results:?}"
+    );
     let seg = Segment::open(&name.0).unwrap();
     let map = ByteMap::attach(&seg, seg.root(0).unwrap()).unwrap();
     for id in 0..3u64 {

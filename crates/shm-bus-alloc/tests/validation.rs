@@ -61,7 +61,12 @@ macro_rules! garbage_case {
     };
 }
 
-garbage_case!(garbage_magic, layout::MAGIC, *b"NOTSHMBS", Error::Corrupt { what: "magic" });
+garbage_case!(
+    garbage_magic,
+    layout::MAGIC,
+    *b"NOTSHMBS",
+    Error::Corrupt { what: "magic" }
+);
 garbage_case!(
     wrong_version,
     layout::LAYOUT_VERSION,
@@ -71,7 +76,14 @@ garbage_case!(
         expected: LAYOUT_VERSION
     }
 );
-garbage_case!(garbage_header_size, layout::HEADER_SIZE, 7u32.to_le_bytes(), Error::Corrupt { what: "header size" });
+garbage_case!(
+    garbage_header_size,
+    layout::HEADER_SIZE,
+    7u32.to_le_bytes(),
+    Error::Corrupt {
+        what: "header size"
+    }
+);
 garbage_case!(
     recorded_size_larger_than_object,
     layout::SEGMENT_SIZE,
@@ -82,58 +94,153 @@ garbage_case!(
     recorded_size_smaller_than_object,
     layout::SEGMENT_SIZE,
     8192u64.to_le_bytes(),
-    Error::Corrupt { what: "segment size" }
+    Error::Corrupt {
+        what: "segment size"
+    }
 );
-garbage_case!(garbage_init_state, layout::INIT_STATE, 0xdead_beefu32.to_le_bytes(), Error::Corrupt { what: "init state" });
-garbage_case!(garbage_flags, layout::FLAGS, 1u32.to_le_bytes(), Error::Corrupt { what: "reserved header fields" });
-garbage_case!(zero_creator_pid, layout::CREATOR_PID, 0u32.to_le_bytes(), Error::Corrupt { what: "creator pid" });
+garbage_case!(
+    garbage_init_state,
+    layout::INIT_STATE,
+    0xdead_beefu32.to_le_bytes(),
+    Error::Corrupt { what: "init state" }
+);
+garbage_case!(
+    garbage_flags,
+    layout::FLAGS,
+    1u32.to_le_bytes(),
+    Error::Corrupt {
+        what: "reserved header fields"
+    }
+);
+garbage_case!(
+    zero_creator_pid,
+    layout::CREATOR_PID,
+    0u32.to_le_bytes(),
+    Error::Corrupt {
+        what: "creator pid"
+    }
+);
 garbage_case!(
     garbage_creator_start_time,
     layout::CREATOR_START_TIME,
     [0xA5; 8],
-    Error::Corrupt { what: "header checksum" }
+    Error::Corrupt {
+        what: "header checksum"
+    }
 );
-garbage_case!(future_creation_time, layout::CREATED_AT, u64::MAX.to_le_bytes(), Error::Corrupt { what: "creation time" });
-garbage_case!(garbage_arena_offset, layout::ARENA_OFFSET, 12345u64.to_le_bytes(), Error::Corrupt { what: "arena offset" });
-garbage_case!(garbage_arena_size, layout::ARENA_SIZE, 12345u64.to_le_bytes(), Error::Corrupt { what: "arena size" });
-garbage_case!(garbage_config_len, layout::CONFIG_LEN, 1000u32.to_le_bytes(), Error::Corrupt { what: "config length" });
-garbage_case!(garbage_config_byte, layout::CONFIG + 1, [b'X'], Error::Corrupt { what: "header checksum" });
-garbage_case!(garbage_root, layout::ROOTS + 8, 3u64.to_le_bytes(), Error::Corrupt { what: "root offset" });
-garbage_case!(garbage_checksum, layout::CHECKSUM, [0xA5; 8], Error::Corrupt { what: "header checksum" });
-garbage_case!(garbage_arena_magic, HEADER_SIZE as usize, [0xA5; 8], Error::Corrupt { what: "arena magic" });
+garbage_case!(
+    future_creation_time,
+    layout::CREATED_AT,
+    u64::MAX.to_le_bytes(),
+    Error::Corrupt {
+        what: "creation time"
+    }
+);
+garbage_case!(
+    garbage_arena_offset,
+    layout::ARENA_OFFSET,
+    12345u64.to_le_bytes(),
+    Error::Corrupt {
+        what: "arena offset"
+    }
+);
+garbage_case!(
+    garbage_arena_size,
+    layout::ARENA_SIZE,
+    12345u64.to_le_bytes(),
+    Error::Corrupt { what: "arena size" }
+);
+garbage_case!(
+    garbage_config_len,
+    layout::CONFIG_LEN,
+    1000u32.to_le_bytes(),
+    Error::Corrupt {
+        what: "config length"
+    }
+);
+garbage_case!(
+    garbage_config_byte,
+    layout::CONFIG + 1,
+    [b'X'],
+    Error::Corrupt {
+        what: "header checksum"
+    }
+);
+garbage_case!(
+    garbage_root,
+    layout::ROOTS + 8,
+    3u64.to_le_bytes(),
+    Error::Corrupt {
+        what: "root offset"
+    }
+);
+garbage_case!(
+    garbage_checksum,
+    layout::CHECKSUM,
+    [0xA5; 8],
+    Error::Corrupt {
+        what: "header checksum"
+    }
+);
+garbage_case!(
+    garbage_arena_magic,
+    HEADER_SIZE as usize,
+    [0xA5; 8],
+    Error::Corrupt {
+        what: "arena magic"
+    }
+);
 garbage_case!(
     garbage_arena_bump,
     HEADER_SIZE as usize + 24,
     [0xA5; 8],
-    Error::Corrupt { what: "arena bump pointer" }
+    Error::Corrupt {
+        what: "arena bump pointer"
+    }
 );
 garbage_case!(
     garbage_lock_log,
     HEADER_SIZE as usize + 64 + 8,
     [0xA5; 8],
-    Error::Corrupt { what: "lock undo log" }
+    Error::Corrupt {
+        what: "lock undo log"
+    }
 );
 
 #[test]
 fn truncated_segment_is_too_small() {
     let name = SegName::new("trunc");
     drop(make(&name));
-    let f = OpenOptions::new().write(true).open(name.dev_shm_path()).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .open(name.dev_shm_path())
+        .unwrap();
     f.set_len(8192).unwrap();
-    assert!(matches!(open_fast(&name), Err(Error::TooSmall { size: 8192, .. })));
+    assert!(matches!(
+        open_fast(&name),
+        Err(Error::TooSmall { size: 8192, .. })
+    ));
     f.set_len(100).unwrap();
     assert!(matches!(
         open_fast(&name),
-        Err(Error::TooSmall { size: 100, min: HEADER_SIZE })
+        Err(Error::TooSmall {
+            size: 100,
+            min: HEADER_SIZE
+        })
     ));
 }
 
 #[test]
 fn foreign_object_is_corrupt() {
     let name = SegName::new("foreign");
-    let junk: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(name.dev_shm_path(), junk).unwrap();
-    assert!(matches!(open_fast(&name), Err(Error::Corrupt { what: "magic" })));
+    assert!(matches!(
+        open_fast(&name),
+        Err(Error::Corrupt { what: "magic" })
+    ));
 }
 
 #[test]
@@ -155,14 +262,23 @@ fn empty_object_from_a_creator_that_died_early_is_replaced() {
 #[test]
 fn lifecycle_errors_are_typed() {
     let name = SegName::new("life");
-    assert!(matches!(Segment::open(&name.0), Err(Error::NotFound { .. })));
-    assert!(matches!(Segment::unlink(&name.0), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Segment::open(&name.0),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        Segment::unlink(&name.0),
+        Err(Error::NotFound { .. })
+    ));
     let _seg = Segment::create(&name.0, 64 * 1024, 0o600).unwrap();
     assert!(matches!(
         Segment::create(&name.0, 64 * 1024, 0o600),
         Err(Error::AlreadyExists { .. })
     ));
-    assert!(matches!(Segment::create("a/b", 64 * 1024, 0o600), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Segment::create("a/b", 64 * 1024, 0o600),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(
         Segment::create(&SegName::new("tiny").0, 4096, 0o600),
         Err(Error::TooSmall { .. })
@@ -181,7 +297,10 @@ fn permission_denied_is_typed() {
         eprintln!("running as root: DAC checks are bypassed, PermissionDenied cannot be provoked");
         return;
     }
-    assert!(matches!(Segment::open(&name.0), Err(Error::PermissionDenied { .. })));
+    assert!(matches!(
+        Segment::open(&name.0),
+        Err(Error::PermissionDenied { .. })
+    ));
 }
 
 #[test]
@@ -191,7 +310,10 @@ fn failed_init_unlinks_the_half_made_segment() {
         .size(64 * 1024)
         .create(|_| Err(Error::InvalidArgument("nope")));
     assert!(matches!(r, Err(Error::InitFailed(_))));
-    assert!(matches!(Segment::open(&name.0), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Segment::open(&name.0),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -223,12 +345,19 @@ fn config_roots_and_header_accessors_round_trip() {
     assert_eq!(seg.name(), name.0);
     assert!(seg.created_at() <= std::time::SystemTime::now());
     assert!(created.is_creator() && !seg.is_creator());
-    let counter = seg.resolve::<std::sync::atomic::AtomicU64>(seg.root(1).unwrap()).unwrap();
+    let counter = seg
+        .resolve::<std::sync::atomic::AtomicU64>(seg.root(1).unwrap())
+        .unwrap();
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let again = created.resolve::<std::sync::atomic::AtomicU64>(created.root(1).unwrap()).unwrap();
+    let again = created
+        .resolve::<std::sync::atomic::AtomicU64>(created.root(1).unwrap())
+        .unwrap();
     assert_eq!(again.load(std::sync::atomic::Ordering::Relaxed), 42);
     let table = seg.resolve_slice::<u64>(seg.root(2).unwrap(), 10).unwrap();
-    assert!(table.iter().all(|&x| x == 0), "zeroed despite the 0xA5 fill");
+    assert!(
+        table.iter().all(|&x| x == 0),
+        "zeroed despite the 0xA5 fill"
+    );
     let map = ByteMap::attach(&seg, seg.root::<MapHeader>(0).unwrap()).unwrap();
     assert_eq!(map.get(b"hello").unwrap(), Some(7));
     assert!(seg.root::<u8>(3).is_none());
@@ -239,7 +368,10 @@ fn offsets_are_bounds_and_alignment_checked() {
     let name = SegName::new("bounds");
     let seg = make(&name);
     let bad = |r: Result<&u64, Error>| matches!(r, Err(Error::BadOffset { .. }));
-    assert!(bad(seg.resolve(Offset::<u64>::new(0))), "the header is not resolvable");
+    assert!(
+        bad(seg.resolve(Offset::<u64>::new(0))),
+        "the header is not resolvable"
+    );
     assert!(bad(seg.resolve(Offset::<u64>::new(seg.size() - 4))));
     assert!(bad(seg.resolve(Offset::<u64>::new(u64::MAX - 3))));
     let ok = seg.arena().alloc(64, 8).unwrap();
@@ -265,7 +397,12 @@ fn damaged_free_list_is_reported_not_followed() {
     let hdr = seg.bytes(Offset::new(a.get() - 16), 16).unwrap();
     // SAFETY: the block is free and this test is the only user of the segment.
     unsafe { hdr.as_ptr().write_bytes(0xA5, 16) };
-    assert!(matches!(arena.alloc(100, 8), Err(Error::Corrupt { what: "arena free list" })));
+    assert!(matches!(
+        arena.alloc(100, 8),
+        Err(Error::Corrupt {
+            what: "arena free list"
+        })
+    ));
     assert!(matches!(arena.check(), Err(Error::Corrupt { .. })));
     assert!(matches!(arena.free(a), Err(Error::InvalidFree { .. })));
 }

@@ -39,12 +39,7 @@ pub struct TempPath(pub PathBuf);
 impl TempPath {
     pub fn new(tag: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        TempPath(std::env::temp_dir().join(format!(
-            "shmb-{}-{}-{}",
-            std::process::id(),
-            n,
-            tag
-        )))
+        TempPath(std::env::temp_dir().join(format!("shmb-{}-{}-{}", std::process::id(), n, tag)))
     }
 }
 impl Drop for TempPath {
@@ -89,7 +84,10 @@ impl ChildProc {
             if start.elapsed() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("watchdog: child {} did not finish in {deadline:?}", self.role);
+                panic!(
+                    "watchdog: child {} did not finish in {deadline:?}",
+                    self.role
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -118,7 +116,10 @@ impl Drop for ChildProc {
 pub fn wait_for_file(path: &std::path::Path, deadline: Duration) {
     let start = Instant::now();
     while !path.exists() {
-        assert!(start.elapsed() < deadline, "watchdog: {path:?} never appeared");
+        assert!(
+            start.elapsed() < deadline,
+            "watchdog: {path:?} never appeared"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
