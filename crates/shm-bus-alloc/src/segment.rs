@@ -186,6 +186,13 @@ pub struct Segment {
     is_creator: bool,
 }
 
+// The handle is shared across threads by core (`Send + Sync`).
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Segment>();
+    assert_send_sync::<Arena<'static>>();
+};
+
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segment")
