@@ -80,12 +80,12 @@ impl ProcessId {
     /// only swap one word. Two live processes never share a token; a token
     /// could only be mistaken for a *different* later process with the same
     /// pid whose start time is equal modulo 2^30 ticks (≈124 days at 100 Hz).
-    pub(crate) fn token(&self) -> u64 {
+    pub fn token(&self) -> u64 {
         (self.pid as u64) | ((self.start_time & ((1 << TOKEN_START_BITS) - 1)) << 32)
     }
 
     /// Whether the process a token names is dead (see [`ProcessId::token`]).
-    pub(crate) fn token_is_dead(token: u64) -> bool {
+    pub fn token_is_dead(token: u64) -> bool {
         let pid = (token & 0xffff_ffff) as u32;
         let start_low = (token >> 32) & ((1 << TOKEN_START_BITS) - 1);
         if pid == 0 || token >> (32 + TOKEN_START_BITS) != 0 {

@@ -1,8 +1,61 @@
 //! The bus itself: the shared topic table, one single-producer /
 //! multi-consumer ring per producer, zero-copy publish and receive,
-//! waiting and waking, liveness and reaping of dead peers, and the
-//! `EventEngine`, timer and listener APIs built on top.
+//! waiting and waking, liveness and reaping of dead peers.
 //!
-//! This crate is built on `shm-bus-alloc` (the segment) and
-//! `shm-bus-topic` (the topic language).
+//! Built on `shm-bus-alloc` (the segment) and `shm-bus-topic` (the topic
+//! language). See [`Bus`] for an example, and the [`ring`] module for the
+//! protocol.
+//!
+//! ## Crash safety
+//!
+//! - A dead subscriber never blocks a producer: a blocked publisher (and
+//!   `Bus::reap`) recognises it by pid and start time and frees its slot.
+//! - A producer killed mid-write leaves nothing torn: records become
+//!   visible only when their stamp (written last) is stored; its committed
+//!   records stay readable and a new producer continues its ring.
+//!
+//! ## Waiting
+//!
+//! Receivers spin for a tunable time, then sleep on a futex word in the
+//! segment; a publisher makes a wake syscall only when someone sleeps.
 #![warn(missing_docs)]
+
+mod sync;
+
+#[cfg(not(loom))]
+mod bus;
+#[cfg(not(loom))]
+mod config;
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+mod futex;
+#[cfg(not(loom))]
+mod layout;
+#[cfg(not(loom))]
+mod publisher;
+pub mod ring;
+#[cfg(not(loom))]
+mod subscriber;
+#[cfg(not(loom))]
+mod topics;
+
+#[cfg(not(loom))]
+pub use bus::{Bus, BusInfo, ProducerInfo, ReapReport, SubscriberInfo};
+#[cfg(not(loom))]
+pub use config::{
+    BusConfig, MAX_PRODUCERS, MAX_RING_BYTES, MAX_SUBSCRIBERS, MAX_TOPIC_LEN, MAX_TOPICS,
+    MIN_RING_BYTES, Policy,
+};
+#[cfg(not(loom))]
+pub use error::{BusError, PayloadError, PublishError, RecvError};
+#[cfg(not(loom))]
+pub use layout::NAME_BYTES;
+#[cfg(not(loom))]
+pub use publisher::{AsTopic, Loan, Publisher};
+#[cfg(not(loom))]
+pub use subscriber::{Sample, Subscriber};
+#[cfg(not(loom))]
+pub use topics::ShmTopicTable;
+
+pub use shm_bus_topic::TopicId;

@@ -1,0 +1,261 @@
+//! Bus configuration: what a bus is created with, stored in the segment
+//! header, and checked by every process that opens it.
+
+use std::fmt;
+
+use crate::error::BusError;
+use crate::ring;
+
+/// What a publisher does when the slowest subscriber has not yet read the
+/// space it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Policy {
+    /// Lossless back-pressure (the default): the producer never passes the
+    /// slowest live subscriber. `try_publish` answers `Full`, a timed
+    /// publish answers `Full` after its timeout, a blocking one waits.
+    #[default]
+    Block,
+    /// Lossy, market-data style: the producer never waits; a subscriber
+    /// that falls more than a ring behind gets `Lagged(n)` and resumes at
+    /// the oldest retained record.
+    Overwrite,
+}
+
+impl Policy {
+    pub(crate) fn to_raw(self) -> u32 {
+        match self {
+            Policy::Block => 1,
+            Policy::Overwrite => 2,
+        }
+    }
+
+    pub(crate) fn from_raw(raw: u32) -> Option<Policy> {
+        match raw {
+            1 => Some(Policy::Block),
+            2 => Some(Policy::Overwrite),
+            _ => None,
+        }
+    }
+
+    /// `"block"` or `"overwrite"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Block => "block",
+            Policy::Overwrite => "overwrite",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "block" => Ok(Policy::Block),
+            "overwrite" => Ok(Policy::Overwrite),
+            other => Err(format!("unknown policy `{other}`: use block or overwrite")),
+        }
+    }
+}
+
+/// How a bus is laid out. Built with [`BusConfig::default`] and the
+/// `with_*` methods.
+///
+/// When a process opens an existing bus with
+/// [`Bus::open_or_create`](crate::Bus::open_or_create), the requested
+/// configuration is a **minimum**, as iceoryx2 treats its settings: the
+/// existing bus is accepted when each capacity is at least the requested
+/// one and the policy is the same; otherwise the open fails with
+/// [`BusError::ConfigMismatch`]. [`Bus::open`](crate::Bus::open) takes
+/// whatever the bus has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BusConfig {
+    /// Bytes of each producer's ring: a power of two, at least 4 KiB.
+    pub ring_bytes: u64,
+    /// Producers that can be attached at once (1..=64).
+    pub max_producers: u32,
+    /// Subscribers that can be attached at once (1..=1024).
+    pub max_subscribers: u32,
+    /// Distinct topics the bus can intern (1..=1,048,576).
+    pub max_topics: u32,
+    /// Back-pressure policy.
+    pub policy: Policy,
+    /// Permission bits of the segment (default `0o600`).
+    pub mode: u32,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            ring_bytes: 1 << 20,
+            max_producers: 8,
+            max_subscribers: 32,
+            max_topics: 4096,
+            policy: Policy::Block,
+            mode: 0o600,
+        }
+    }
+}
+
+/// Upper bounds of the configuration.
+pub const MAX_PRODUCERS: u32 = 64;
+/// Upper bound of `max_subscribers`.
+pub const MAX_SUBSCRIBERS: u32 = 1024;
+/// Upper bound of `max_topics`.
+pub const MAX_TOPICS: u32 = 1 << 20;
+/// Smallest ring.
+pub const MIN_RING_BYTES: u64 = 4096;
+/// Largest ring (1 GiB).
+pub const MAX_RING_BYTES: u64 = 1 << 30;
+/// Longest topic literal that can be interned, in bytes.
+pub const MAX_TOPIC_LEN: usize = 1024;
+/// Topic-pool bytes reserved per topic (literals longer than this average
+/// use up the pool sooner; a full pool is `TopicTableFull`).
+pub(crate) const TOPIC_POOL_PER_TOPIC: u64 = 96;
+
+const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"BUS-CFG1");
+
+impl BusConfig {
+    /// Sets the ring size per producer.
+    pub fn with_ring_bytes(mut self, bytes: u64) -> Self {
+        self.ring_bytes = bytes;
+        self
+    }
+    /// Sets the number of producer slots.
+    pub fn with_max_producers(mut self, n: u32) -> Self {
+        self.max_producers = n;
+        self
+    }
+    /// Sets the number of subscriber slots.
+    pub fn with_max_subscribers(mut self, n: u32) -> Self {
+        self.max_subscribers = n;
+        self
+    }
+    /// Sets the topic table's capacity.
+    pub fn with_max_topics(mut self, n: u32) -> Self {
+        self.max_topics = n;
+        self
+    }
+    /// Sets the back-pressure policy.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Sets the segment's permission bits.
+    pub fn with_mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Largest payload a publisher can send: a record (32-byte header plus
+    /// payload rounded up to 32 bytes) may take at most half the ring.
+    pub fn max_payload(&self) -> usize {
+        ring::max_payload(self.ring_bytes) as usize
+    }
+
+    /// Checks every bound.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidConfig`] naming the bad field.
+    pub fn validate(&self) -> Result<(), BusError> {
+        let bad = |what: String| Err(BusError::InvalidConfig(what));
+        if !self.ring_bytes.is_power_of_two()
+            || !(MIN_RING_BYTES..=MAX_RING_BYTES).contains(&self.ring_bytes)
+        {
+            return bad(format!(
+                "ring_bytes {} must be a power of two between {MIN_RING_BYTES} and {MAX_RING_BYTES}",
+                self.ring_bytes
+            ));
+        }
+        if !(1..=MAX_PRODUCERS).contains(&self.max_producers) {
+            return bad(format!("max_producers {} must be 1..={MAX_PRODUCERS}", self.max_producers));
+        }
+        if !(1..=MAX_SUBSCRIBERS).contains(&self.max_subscribers) {
+            return bad(format!(
+                "max_subscribers {} must be 1..={MAX_SUBSCRIBERS}",
+                self.max_subscribers
+            ));
+        }
+        if !(1..=MAX_TOPICS).contains(&self.max_topics) {
+            return bad(format!("max_topics {} must be 1..={MAX_TOPICS}", self.max_topics));
+        }
+        if self.mode & !0o777 != 0 {
+            return bad(format!("mode {:o} has bits outside 0o777", self.mode));
+        }
+        Ok(())
+    }
+
+    /// Whether an existing bus with `self` satisfies a request for
+    /// `wanted` (see the type's docs).
+    pub fn satisfies(&self, wanted: &BusConfig) -> bool {
+        self.ring_bytes >= wanted.ring_bytes
+            && self.max_producers >= wanted.max_producers
+            && self.max_subscribers >= wanted.max_subscribers
+            && self.max_topics >= wanted.max_topics
+            && self.policy == wanted.policy
+    }
+
+    /// Bytes of the cursor row of one subscriber.
+    pub(crate) fn cursor_stride(&self) -> u64 {
+        (self.max_producers as u64).div_ceil(8) * 8
+    }
+
+    /// Segment size needed for this configuration.
+    pub(crate) fn segment_bytes(&self) -> u64 {
+        let topics = self.max_topics as u64;
+        let map_slots = (topics * 2).next_power_of_two();
+        let parts = [
+            4096 + 192,                                          // header page + bus header
+            topics * 32,                                         // topic records
+            64 + map_slots * 32 + topics * TOPIC_POOL_PER_TOPIC, // byte map (slots + keys)
+            topics * TOPIC_POOL_PER_TOPIC,                       // topic pool
+            self.max_producers as u64 * 704,                     // producer slots
+            self.max_subscribers as u64 * 128,                   // subscriber slots
+            self.max_subscribers as u64 * self.cursor_stride() * 8, // cursors
+            self.max_producers as u64 * (self.ring_bytes + 4096), // rings, page aligned
+        ];
+        let sum: u64 = parts.iter().sum();
+        // Arena control block, block headers and alignment slack.
+        let total = sum + sum / 64 + (256 << 10);
+        total.div_ceil(4096) * 4096
+    }
+
+    pub(crate) fn encode(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[0..8].copy_from_slice(&CONFIG_MAGIC.to_le_bytes());
+        out[8..16].copy_from_slice(&self.ring_bytes.to_le_bytes());
+        out[16..20].copy_from_slice(&self.max_producers.to_le_bytes());
+        out[20..24].copy_from_slice(&self.max_subscribers.to_le_bytes());
+        out[24..28].copy_from_slice(&self.max_topics.to_le_bytes());
+        out[28..32].copy_from_slice(&self.policy.to_raw().to_le_bytes());
+        out[32..36].copy_from_slice(&self.mode.to_le_bytes());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<BusConfig, BusError> {
+        let corrupt = |what| BusError::Corrupt { what };
+        if bytes.len() < 40 {
+            return Err(corrupt("bus configuration length"));
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or_default());
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or_default());
+        if u64_at(0) != CONFIG_MAGIC {
+            return Err(BusError::NotABus);
+        }
+        let config = BusConfig {
+            ring_bytes: u64_at(8),
+            max_producers: u32_at(16),
+            max_subscribers: u32_at(20),
+            max_topics: u32_at(24),
+            policy: Policy::from_raw(u32_at(28)).ok_or(corrupt("bus policy"))?,
+            mode: u32_at(32),
+        };
+        config.validate().map_err(|_| corrupt("bus configuration"))?;
+        Ok(config)
+    }
+}

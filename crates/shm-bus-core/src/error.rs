@@ -1,0 +1,154 @@
+//! Errors of the bus, one type per kind of operation.
+
+use shm_bus_topic::TopicError;
+
+use crate::config::BusConfig;
+
+/// Opening, creating or inspecting a bus, attaching a publisher or
+/// subscriber, interning a topic.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The segment could not be created, opened or validated (not found,
+    /// permission denied, version mismatch, corrupt header, still being
+    /// created, …). Nothing was changed.
+    #[error(transparent)]
+    Segment(#[from] shm_bus_alloc::Error),
+    /// The segment is a valid shm-bus-alloc segment but not a bus.
+    #[error("the segment is not a bus (foreign configuration)")]
+    NotABus,
+    /// A bus structure fails validation. The operation had no effect.
+    #[error("bus is corrupt: {what}")]
+    Corrupt {
+        /// Which structure.
+        what: &'static str,
+    },
+    /// The configuration asked for is out of bounds.
+    #[error("invalid bus configuration: {0}")]
+    InvalidConfig(String),
+    /// `open_or_create` found an existing bus that does not satisfy the
+    /// requested configuration (capacities are minimums; the policy must
+    /// be equal). The existing bus is untouched.
+    #[error(
+        "bus exists with a different configuration (found {found:?}, requested {requested:?}); \
+         open it as it is, or remove it first"
+    )]
+    ConfigMismatch {
+        /// The bus's configuration.
+        found: BusConfig,
+        /// What was asked for.
+        requested: BusConfig,
+    },
+    /// A topic could not be parsed.
+    #[error("invalid topic: {0}")]
+    InvalidTopic(#[from] TopicError),
+    /// Only exact topics can be published; this one has wildcards, ranges,
+    /// regexes or `**`.
+    #[error("`{topic}` is a pattern: only exact topics can be published")]
+    NotExact {
+        /// The topic.
+        topic: String,
+    },
+    /// The topic's literal is longer than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN).
+    #[error("topic is {len} bytes long; at most {max} are allowed")]
+    TopicTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The topic table (or its byte pool) is full. Topics already interned
+    /// keep working; create the bus with a larger `max_topics`.
+    #[error("topic table full ({capacity} topics): create the bus with a larger max-topics")]
+    TopicTableFull {
+        /// The table's capacity.
+        capacity: u32,
+    },
+    /// An id that was never handed out.
+    #[error("unknown topic id {0}")]
+    UnknownTopic(u32),
+    /// Every producer slot is held by a live process.
+    #[error("all {max} producer slots are in use by live processes")]
+    TooManyProducers {
+        /// `max_producers` of the bus.
+        max: u32,
+    },
+    /// Every subscriber slot is held by a live process.
+    #[error("all {max} subscriber slots are in use by live processes")]
+    TooManySubscribers {
+        /// `max_subscribers` of the bus.
+        max: u32,
+    },
+}
+
+/// Why a publish did not happen. The ring is unchanged in every case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// `try_publish`: the slowest subscriber has not freed the space yet
+    /// (Block policy). `publish_timeout`: still so when the timeout ran out.
+    #[error("ring full: the slowest subscriber has not caught up")]
+    Full,
+    /// The payload is larger than the ring allows.
+    #[error("payload of {len} bytes exceeds the maximum of {max} for this bus's ring size")]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The bus's maximum ([`BusConfig::max_payload`]).
+        max: usize,
+    },
+    /// The topic could not be interned (invalid, a pattern, too long,
+    /// table full).
+    #[error(transparent)]
+    Topic(#[from] BusError),
+    /// Encoding a serde value failed.
+    #[error("encoding the payload failed: {0}")]
+    Encode(#[from] postcard::Error),
+}
+
+/// Why no sample was received.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// `try_recv`: nothing to receive right now.
+    #[error("no event available")]
+    Empty,
+    /// `recv_timeout`: nothing arrived in time.
+    #[error("timed out waiting for an event")]
+    Timeout,
+    /// Overwrite policy: this subscriber fell more than a ring behind one
+    /// producer and missed `n` records of it. It stays subscribed; the next
+    /// receive continues with the oldest record still retained.
+    #[error("lagged: {0} events were overwritten before they were read")]
+    Lagged(u64),
+    /// A record header in the ring fails validation (a damaged segment).
+    /// The subscriber skips that producer's ring from here on.
+    #[error("corrupt ring: {what}")]
+    Corrupt {
+        /// What was wrong.
+        what: &'static str,
+    },
+}
+
+/// Why a sample could not be viewed as a typed value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// The payload's length is not the type's size.
+    #[error("payload is {len} bytes, the type needs {size}")]
+    Size {
+        /// Payload length.
+        len: usize,
+        /// `size_of::<T>()`.
+        size: usize,
+    },
+    /// The type needs more alignment than a payload has (32 bytes).
+    #[error("type needs alignment {align}; payloads are aligned to 32")]
+    Align {
+        /// `align_of::<T>()`.
+        align: usize,
+    },
+    /// Decoding with postcard failed.
+    #[error("decoding the payload failed: {0}")]
+    Decode(#[from] postcard::Error),
+}

@@ -1,0 +1,454 @@
+//! [`Publisher`]: one producer slot and its ring.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+use rustc_hash::FxHashMap;
+use shm_bus_alloc::ProcessId;
+use shm_bus_topic::{Topic, TopicId};
+
+use crate::bus::{Bus, Shared};
+use crate::config::Policy;
+use crate::error::{BusError, PublishError};
+use crate::futex;
+use crate::layout::{SLOT_ACTIVE, SLOT_FREE, slot_word, store_name};
+use crate::ring::{ReserveError, Reservation, Writer};
+
+/// Something a publisher can address: a topic literal, a parsed [`Topic`],
+/// or a [`TopicId`] obtained from [`Publisher::topic_id`].
+pub trait AsTopic {
+    /// Resolves to an interned id.
+    ///
+    /// # Errors
+    /// Invalid or non-exact topics, an unknown id, a full table.
+    fn topic_id(&self, publisher: &mut Publisher) -> Result<TopicId, BusError>;
+}
+
+impl AsTopic for str {
+    fn topic_id(&self, publisher: &mut Publisher) -> Result<TopicId, BusError> {
+        publisher.topic_id(self)
+    }
+}
+
+impl AsTopic for String {
+    fn topic_id(&self, publisher: &mut Publisher) -> Result<TopicId, BusError> {
+        publisher.topic_id(self)
+    }
+}
+
+impl AsTopic for Topic {
+    fn topic_id(&self, publisher: &mut Publisher) -> Result<TopicId, BusError> {
+        publisher.topic_id(self.as_str())
+    }
+}
+
+impl AsTopic for TopicId {
+    fn topic_id(&self, publisher: &mut Publisher) -> Result<TopicId, BusError> {
+        let known = publisher.known_ids.get(self.index()).copied().unwrap_or(false);
+        if known || publisher.bus.shared.topics().literal_bytes(*self).is_some() {
+            if self.index() >= publisher.known_ids.len() {
+                publisher.known_ids.resize(self.index() + 1, false);
+            }
+            publisher.known_ids[self.index()] = true;
+            Ok(*self)
+        } else {
+            Err(BusError::UnknownTopic(self.0))
+        }
+    }
+}
+
+impl<T: AsTopic + ?Sized> AsTopic for &T {
+    fn topic_id(&self, publisher: &mut Publisher) -> Result<TopicId, BusError> {
+        (**self).topic_id(publisher)
+    }
+}
+
+/// Publishes events into its own ring (one per publisher, so publishers
+/// never contend). Per publisher, events are delivered in order, and under
+/// [`Policy::Block`] without gaps.
+///
+/// Dropping it frees its slot; what it published stays readable.
+pub struct Publisher {
+    bus: Bus,
+    slot: usize,
+    writer: Writer,
+    policy: Policy,
+    ids: FxHashMap<Box<str>, TopicId>,
+    known_ids: Vec<bool>,
+    spin: Duration,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("bus", &self.bus.name())
+            .field("id", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a blocked publisher sleeps at most before re-checking for dead
+/// subscribers.
+const SPACE_SLEEP: Duration = Duration::from_millis(10);
+
+impl Bus {
+    /// Attaches a publisher, claiming a free producer slot (or one whose
+    /// owner died). `name` (up to 32 bytes) shows in `inspect`.
+    ///
+    /// # Errors
+    /// [`BusError::TooManyProducers`] when every slot has a live owner.
+    pub fn publisher(&self, name: &str) -> Result<Publisher, BusError> {
+        let sh: &Shared = &self.shared;
+        let me = ProcessId::current();
+        let word = slot_word(me.token(), SLOT_ACTIVE);
+        let mut reaped = false;
+        loop {
+            for p in 0..sh.config.max_producers as usize {
+                let slot = sh.producer(p);
+                // AcqRel: pairs with the Release store that freed the slot
+                // (the previous owner's last writes are visible).
+                if slot
+                    .state
+                    .compare_exchange(SLOT_FREE, word, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(self.attach_publisher(p, me, name));
+                }
+            }
+            if reaped || sh.reap().1 == 0 {
+                return Err(BusError::TooManyProducers {
+                    max: sh.config.max_producers,
+                });
+            }
+            reaped = true;
+        }
+    }
+
+    fn attach_publisher(&self, p: usize, me: ProcessId, name: &str) -> Publisher {
+        let sh: &Shared = &self.shared;
+        let slot = sh.producer(p);
+        slot.owner_pid.store(me.pid as u64, Ordering::Relaxed);
+        slot.owner_start.store(me.start_time, Ordering::Relaxed);
+        store_name(&slot.name, name);
+        slot.generation.fetch_add(1, Ordering::Relaxed);
+        slot.claimed_at_ns.store(futex::now_ns(), Ordering::Relaxed);
+        slot.space_waiters.store(0, Ordering::Relaxed);
+        let overwrite = sh.config.policy == Policy::Overwrite;
+        let writer = Writer::attach(&sh.ring(p), &sh.ring_ctl(slot), overwrite);
+        // Release: pairs with the Acquire load in `Subscriber::poll`; the
+        // ring's tail is published before readers look at this ring.
+        sh.header().producer_mask.fetch_or(1 << p, Ordering::Release);
+        Publisher {
+            bus: self.clone(),
+            slot: p,
+            writer,
+            policy: sh.config.policy,
+            ids: FxHashMap::default(),
+            known_ids: Vec::new(),
+            spin: Duration::from_micros(50),
+        }
+    }
+}
+
+impl Publisher {
+    /// This publisher's producer id (its slot), carried by every sample.
+    pub fn id(&self) -> u32 {
+        self.slot as u32
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// The bus's back-pressure policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// How long a blocking publish spins before sleeping (default 50 µs).
+    /// Longer spins cut latency when the ring frees up soon, at the cost
+    /// of CPU.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// Largest payload this bus accepts.
+    pub fn max_payload(&self) -> usize {
+        self.bus.config().max_payload()
+    }
+
+    /// Interns `topic` (once per bus; cached here) and returns its id.
+    /// Publishing by id skips the lookup.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidTopic`], [`BusError::NotExact`],
+    /// [`BusError::TopicTooLong`], [`BusError::TopicTableFull`].
+    pub fn topic_id(&mut self, topic: &str) -> Result<TopicId, BusError> {
+        if let Some(id) = self.ids.get(topic) {
+            return Ok(*id);
+        }
+        let parsed = Topic::parse(topic)?;
+        if !parsed.is_exact() {
+            return Err(BusError::NotExact {
+                topic: parsed.to_string(),
+            });
+        }
+        let id = self.bus.shared.topics().intern_literal(parsed.as_str())?;
+        self.ids.insert(topic.into(), id);
+        Ok(id)
+    }
+
+    fn reserve(&mut self, len: usize, wait: Wait) -> Result<Reservation, PublishError> {
+        let sh = &*self.bus.shared;
+        let slot = sh.producer(self.slot);
+        let ring = sh.ring(self.slot);
+        let ctl = sh.ring_ctl(slot);
+        let p = self.slot;
+        let first = self.writer.reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail));
+        match first {
+            Ok(res) => return Ok(res),
+            Err(ReserveError::TooLarge) => {
+                return Err(PublishError::PayloadTooLarge {
+                    len,
+                    max: sh.config.max_payload(),
+                });
+            }
+            Err(ReserveError::Full) => {}
+        }
+        slot.full_waits.fetch_add(1, Ordering::Relaxed);
+        let deadline = match wait {
+            Wait::No => return Err(PublishError::Full),
+            Wait::Until(d) => Some(d),
+            Wait::Forever => None,
+        };
+        let spin_until = Instant::now() + self.spin;
+        let backoff = Backoff::new();
+        loop {
+            if let Ok(res) = self.writer.reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail)) {
+                return Ok(res);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(PublishError::Full);
+            }
+            if now < spin_until {
+                backoff.snooze();
+                continue;
+            }
+            // A dead subscriber must never stall us: reap, then sleep until
+            // a subscriber frees space (or a short timeout, to re-check).
+            sh.reap();
+            let seen = slot.space_futex.load(Ordering::Acquire);
+            // SeqCst: ordered against the subscriber's SeqCst cursor swap
+            // and its SeqCst load of `space_waiters` (`Sample::drop`).
+            slot.space_waiters.store(1, Ordering::SeqCst);
+            let res = self.writer.reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail));
+            if let Ok(res) = res {
+                slot.space_waiters.store(0, Ordering::Relaxed);
+                return Ok(res);
+            }
+            let mut nap = SPACE_SLEEP;
+            if let Some(d) = deadline {
+                nap = nap.min(d.saturating_duration_since(Instant::now()));
+            }
+            futex::wait(&slot.space_futex, seen, nap);
+            slot.space_waiters.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn loan_with(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        len: usize,
+        wait: Wait,
+    ) -> Result<Loan<'_>, PublishError> {
+        let topic = topic.topic_id(self)?;
+        let res = self.reserve(len, wait)?;
+        Ok(Loan {
+            publisher: self,
+            res,
+            topic,
+        })
+    }
+
+    /// Loans `len` bytes inside the ring for a record on `topic`; fill
+    /// them through [`Loan::as_mut_slice`] and [`Loan::commit`]. Dropping
+    /// the loan without committing publishes nothing. Blocks while the
+    /// ring is full (Block policy).
+    ///
+    /// # Errors
+    /// [`PublishError::PayloadTooLarge`], [`PublishError::Topic`].
+    pub fn loan(&mut self, topic: &(impl AsTopic + ?Sized), len: usize) -> Result<Loan<'_>, PublishError> {
+        self.loan_with(topic, len, Wait::Forever)
+    }
+
+    /// Like [`loan`](Self::loan) but answers [`PublishError::Full`] at once
+    /// when the ring is full.
+    ///
+    /// # Errors
+    /// As [`loan`](Self::loan), plus [`PublishError::Full`].
+    pub fn try_loan(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        len: usize,
+    ) -> Result<Loan<'_>, PublishError> {
+        self.loan_with(topic, len, Wait::No)
+    }
+
+    /// Publishes `payload` (copied once, into the ring). Blocks while the
+    /// ring is full (Block policy). Returns the record's sequence number.
+    ///
+    /// # Errors
+    /// [`PublishError::PayloadTooLarge`], [`PublishError::Topic`].
+    pub fn publish(&mut self, topic: &(impl AsTopic + ?Sized), payload: &[u8]) -> Result<u64, PublishError> {
+        self.publish_with(topic, payload, Wait::Forever)
+    }
+
+    /// Publishes, or answers [`PublishError::Full`] at once.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish), plus [`PublishError::Full`].
+    pub fn try_publish(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        payload: &[u8],
+    ) -> Result<u64, PublishError> {
+        self.publish_with(topic, payload, Wait::No)
+    }
+
+    /// Publishes, waiting at most `timeout` for space.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish), plus [`PublishError::Full`] when the
+    /// timeout runs out.
+    pub fn publish_timeout(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<u64, PublishError> {
+        self.publish_with(topic, payload, Wait::Until(Instant::now() + timeout))
+    }
+
+    fn publish_with(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        payload: &[u8],
+        wait: Wait,
+    ) -> Result<u64, PublishError> {
+        let mut loan = self.loan_with(topic, payload.len(), wait)?;
+        loan.as_mut_slice().copy_from_slice(payload);
+        Ok(loan.commit())
+    }
+
+    /// Publishes a plain-old-data value, viewable in place by subscribers
+    /// with [`Sample::as_pod`](crate::Sample::as_pod).
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub fn publish_pod<T: bytemuck::Pod>(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        value: &T,
+    ) -> Result<u64, PublishError> {
+        self.publish(topic, bytemuck::bytes_of(value))
+    }
+
+    /// Publishes a serde value encoded with postcard; subscribers decode it
+    /// with [`Sample::decode`](crate::Sample::decode).
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish), plus [`PublishError::Encode`].
+    pub fn publish_serde<T: serde::Serialize>(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        value: &T,
+    ) -> Result<u64, PublishError> {
+        let bytes = postcard::to_stdvec(value)?;
+        self.publish(topic, &bytes)
+    }
+
+    fn commit(&mut self, res: Reservation, topic: TopicId) -> u64 {
+        let sh = &*self.bus.shared;
+        let slot = sh.producer(self.slot);
+        let now = futex::now_ns();
+        let seq = self
+            .writer
+            .commit(&sh.ring(self.slot), &sh.ring_ctl(slot), res, topic.0, now);
+        // Relaxed: statistics only.
+        slot.published.fetch_add(1, Ordering::Relaxed);
+        slot.last_publish_ns.store(now, Ordering::Relaxed);
+        let header = sh.header();
+        // SeqCst: after the SeqCst stamp swap in `commit`; pairs with the
+        // subscriber's SeqCst increment of `data_sleepers` and re-check, so
+        // either it sees the record or we see it asleep.
+        if header.data_sleepers.load(Ordering::SeqCst) != 0 {
+            header.data_futex.fetch_add(1, Ordering::Release);
+            futex::wake_all(&header.data_futex);
+        }
+        seq
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let slot = self.bus.shared.producer(self.slot);
+        // Release: pairs with the AcqRel CAS of the next claimer.
+        slot.state.store(SLOT_FREE, Ordering::Release);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Wait {
+    No,
+    Until(Instant),
+    Forever,
+}
+
+/// Bytes loaned inside the ring for one record. Write the payload, then
+/// [`commit`](Loan::commit); dropping it uncommitted publishes nothing.
+pub struct Loan<'a> {
+    publisher: &'a mut Publisher,
+    res: Reservation,
+    topic: TopicId,
+}
+
+impl Loan<'_> {
+    /// The loaned payload bytes, inside the shared ring. Their initial
+    /// content is unspecified (whatever the ring held).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let sh = &*self.publisher.bus.shared;
+        let ring = sh.ring(self.publisher.slot);
+        let ptr = ring.ptr(self.res.payload_slot(self.publisher.writer.mask()));
+        // SAFETY: the reservation grants this publisher exclusive write
+        // access to `len` bytes at the payload slot (contiguous: a record
+        // never crosses the ring's end). Under Block policy no reader reads
+        // them before the commit; under Overwrite a lapped reader may read
+        // them concurrently, detects it through `head`, and discards what it
+        // read. The bytes are plain u8 (any value valid). The borrow of
+        // `self` keeps the slice from outliving the loan.
+        unsafe { std::slice::from_raw_parts_mut(ptr, self.res.len as usize) }
+    }
+
+    /// The payload length.
+    pub fn len(&self) -> usize {
+        self.res.len as usize
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.res.len == 0
+    }
+
+    /// The topic id the record will carry.
+    pub fn topic_id(&self) -> TopicId {
+        self.topic
+    }
+
+    /// Publishes the record. Returns its sequence number.
+    pub fn commit(self) -> u64 {
+        self.publisher.commit(self.res, self.topic)
+    }
+}

@@ -1,0 +1,209 @@
+//! In-process checks of the API surface (cross-process behaviour is in
+//! `tests/processes.rs`).
+
+use std::time::Duration;
+
+use shm_bus_core::{Bus, BusConfig, BusError, Policy, PublishError, RecvError};
+
+struct Cleanup(String);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Bus::remove(&self.0);
+    }
+}
+
+fn unique(tag: &str) -> (String, Cleanup) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!("t-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let _ = Bus::remove(&name);
+    (name.clone(), Cleanup(name))
+}
+
+#[test]
+fn publish_and_receive_in_one_process() {
+    let (name, _c) = unique("smoke");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(1 << 16)).unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("md.{venue}.AAPL").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    publ.publish("md.XNAS.AAPL", b"hello").unwrap();
+    publ.publish("md.XNAS.MSFT", b"skip me").unwrap();
+    publ.publish("md.BATS.AAPL", b"").unwrap();
+    {
+        let s = sub.try_recv().unwrap();
+        assert_eq!(s.topic(), "md.XNAS.AAPL");
+        assert_eq!(s.payload(), b"hello");
+        assert_eq!(s.sequence(), 0);
+        assert_eq!(s.producer(), publ.id());
+    }
+    {
+        let s = sub.try_recv().unwrap();
+        assert_eq!(s.topic(), "md.BATS.AAPL");
+        assert!(s.payload().is_empty());
+        assert_eq!(s.sequence(), 2);
+    }
+    assert_eq!(sub.try_recv().unwrap_err(), RecvError::Empty);
+    assert_eq!(sub.recv_timeout(Duration::from_millis(20)).unwrap_err(), RecvError::Timeout);
+}
+
+#[test]
+fn wraps_many_times_with_padding() {
+    let (name, _c) = unique("wrap");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("**").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    for i in 0..5000u32 {
+        let len = (i as usize * 7) % 300;
+        let payload: Vec<u8> = (0..len).map(|k| (k as u32 ^ i) as u8).collect();
+        publ.try_publish("a.b", &payload).unwrap();
+        let s = sub.try_recv().unwrap();
+        assert_eq!(s.payload(), &payload[..], "message {i}");
+        assert_eq!(s.sequence(), i as u64);
+    }
+}
+
+#[test]
+fn block_policy_answers_full_and_frees_on_read() {
+    let (name, _c) = unique("full");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("x").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    let mut sent = 0;
+    loop {
+        match publ.try_publish("x", &[7; 100]) {
+            Ok(_) => sent += 1,
+            Err(PublishError::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(sent > 10);
+    assert!(matches!(
+        publ.publish_timeout("x", &[7; 100], Duration::from_millis(20)),
+        Err(PublishError::Full)
+    ));
+    // Reading frees space (two records: the next one may need padding to
+    // reach the ring's start).
+    drop(sub.try_recv().unwrap());
+    drop(sub.try_recv().unwrap());
+    publ.try_publish("x", &[7; 100]).unwrap();
+}
+
+#[test]
+fn bad_input_gets_typed_errors() {
+    let (name, _c) = unique("bad");
+    let bus = Bus::create(
+        &name,
+        BusConfig::default().with_ring_bytes(4096).with_max_topics(2).with_max_subscribers(1),
+    )
+    .unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    assert!(matches!(
+        publ.publish("md.{x}", b""),
+        Err(PublishError::Topic(BusError::NotExact { .. }))
+    ));
+    assert!(matches!(
+        publ.publish("a..b", b""),
+        Err(PublishError::Topic(BusError::InvalidTopic(_)))
+    ));
+    let max = publ.max_payload();
+    assert_eq!(max, 2048 - 32);
+    assert!(matches!(
+        publ.publish("a", &vec![0; max + 1]),
+        Err(PublishError::PayloadTooLarge { len, max: m }) if len == max + 1 && m == max
+    ));
+    publ.publish("a", &vec![0; max]).unwrap();
+    publ.publish("b", b"").unwrap();
+    assert!(matches!(
+        publ.publish("c", b""),
+        Err(PublishError::Topic(BusError::TopicTableFull { capacity: 2 }))
+    ));
+    publ.publish("a", b"still works").unwrap();
+    let _s = bus.subscriber("one").unwrap();
+    assert!(matches!(bus.subscriber("two"), Err(BusError::TooManySubscribers { max: 1 })));
+    assert!(matches!(Bus::open("no-such-bus-xyz"), Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. }))));
+    assert!(matches!(
+        Bus::open_or_create(&name, BusConfig::default().with_ring_bytes(1 << 16)),
+        Err(BusError::ConfigMismatch { .. })
+    ));
+    assert!(matches!(
+        Bus::create("x", BusConfig::default().with_ring_bytes(1000)),
+        Err(BusError::InvalidConfig(_))
+    ));
+}
+
+#[test]
+fn overwrite_policy_reports_exact_lag() {
+    let (name, _c) = unique("lag");
+    let bus = Bus::create(
+        &name,
+        BusConfig::default().with_ring_bytes(4096).with_policy(Policy::Overwrite),
+    )
+    .unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("t").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    for i in 0..10u64 {
+        publ.try_publish("t", &i.to_le_bytes()).unwrap();
+    }
+    assert_eq!(sub.try_recv().unwrap().sequence(), 0);
+    for i in 10..1000u64 {
+        publ.try_publish("t", &i.to_le_bytes()).unwrap();
+    }
+    let lag = match sub.try_recv() {
+        Err(RecvError::Lagged(n)) => n,
+        other => panic!("expected Lagged, got {other:?}"),
+    };
+    let s = sub.try_recv().unwrap();
+    assert_eq!(s.sequence(), 1 + lag, "resumes right after what it missed");
+    assert_eq!(u64::from_le_bytes(s.payload().try_into().unwrap()), s.sequence());
+    assert!(s.is_intact());
+    let first = s.sequence();
+    drop(s);
+    let mut next = first + 1;
+    while let Ok(s) = sub.try_recv() {
+        assert_eq!(s.sequence(), next);
+        next += 1;
+    }
+    assert_eq!(next, 1000);
+    assert_eq!(sub.lagged(), lag);
+}
+
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Debug, PartialEq)]
+#[repr(C)]
+struct Quote {
+    bid: f64,
+    ask: f64,
+    size: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Order<'a> {
+    id: u64,
+    symbol: &'a str,
+}
+
+#[test]
+fn typed_payloads() {
+    let (name, _c) = unique("typed");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(1 << 16)).unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("**").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    let q = Quote { bid: 1.5, ask: 1.75, size: 100 };
+    publ.publish_pod("q", &q).unwrap();
+    publ.publish_serde("o", &Order { id: 7, symbol: "AAPL" }).unwrap();
+    assert_eq!(sub.try_recv().unwrap().as_pod::<Quote>().unwrap(), &q);
+    let s = sub.try_recv().unwrap();
+    assert_eq!(s.decode::<Order>().unwrap(), Order { id: 7, symbol: "AAPL" });
+    assert!(s.as_pod::<Quote>().is_err());
+    // Loans: dropping without commit publishes nothing.
+    drop(publ.loan("q", 8).unwrap());
+    let mut loan = publ.loan("q", 3).unwrap();
+    loan.as_mut_slice().copy_from_slice(b"abc");
+    loan.commit();
+    drop(s);
+    assert_eq!(sub.try_recv().unwrap().payload(), b"abc");
+}
