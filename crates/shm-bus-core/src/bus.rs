@@ -178,13 +178,17 @@ impl RingMem for SegRing<'_> {
     unsafe fn write(&self, slot: u64, src: &[u8]) {
         // SAFETY: the caller guarantees `slot + src.len() <= cap` and owns
         // the range under the ring protocol.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(slot as usize), src.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(slot as usize), src.len())
+        }
     }
 
     #[inline]
     unsafe fn read(&self, slot: u64, dst: &mut [u8]) {
         // SAFETY: the caller guarantees `slot + dst.len() <= cap`.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.add(slot as usize), dst.as_mut_ptr(), dst.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.add(slot as usize), dst.as_mut_ptr(), dst.len())
+        }
     }
 }
 
@@ -298,7 +302,9 @@ impl Bus {
             || header.max_topics.load(Ordering::Relaxed) != config.max_topics
             || header.policy.load(Ordering::Relaxed) != config.policy.to_raw()
         {
-            return Err(corrupt("bus header disagrees with the segment configuration"));
+            return Err(corrupt(
+                "bus header disagrees with the segment configuration",
+            ));
         }
         let stride = config.cursor_stride();
         if header.cursor_stride.load(Ordering::Relaxed) != stride {
@@ -381,7 +387,9 @@ impl Bus {
         let seg = &sh.seg;
         let mask = sh.header().producer_mask.load(Ordering::Acquire);
         let producers: Vec<ProducerInfo> = (0..sh.config.max_producers as usize)
-            .filter(|&p| mask & (1 << p) != 0 || sh.producer(p).state.load(Ordering::Acquire) != SLOT_FREE)
+            .filter(|&p| {
+                mask & (1 << p) != 0 || sh.producer(p).state.load(Ordering::Acquire) != SLOT_FREE
+            })
             .map(|p| {
                 let slot = sh.producer(p);
                 let state = slot.state.load(Ordering::Acquire);
@@ -410,7 +418,10 @@ impl Bus {
                 }
                 let lag_bytes = producers
                     .iter()
-                    .map(|p| p.tail.saturating_sub(sh.cursor(s, p.id as usize).load(Ordering::Acquire)))
+                    .map(|p| {
+                        p.tail
+                            .saturating_sub(sh.cursor(s, p.id as usize).load(Ordering::Acquire))
+                    })
                     .sum();
                 Some(SubscriberInfo {
                     id: s as u32,
@@ -526,7 +537,10 @@ pub struct SubscriberInfo {
 
 /// Builds the bus inside a fresh segment. Nothing relies on the memory
 /// being zeroed: every word that matters is written here.
-fn init_bus(init: &mut shm_bus_alloc::Initializer<'_>, config: &BusConfig) -> shm_bus_alloc::Result<()> {
+fn init_bus(
+    init: &mut shm_bus_alloc::Initializer<'_>,
+    config: &BusConfig,
+) -> shm_bus_alloc::Result<()> {
     let arena = init.arena();
     let seg = init.segment();
     let topics = config.max_topics as u64;
@@ -542,13 +556,17 @@ fn init_bus(init: &mut shm_bus_alloc::Initializer<'_>, config: &BusConfig) -> sh
     let rings = arena.alloc(config.max_producers as u64 * config.ring_bytes, 4096)?;
     // Each ring's first header must not carry the stamp of position 0.
     for p in 0..config.max_producers as u64 {
-        let word = seg.resolve(Offset::<AtomicU64>::new(rings.get() + p * config.ring_bytes))?;
+        let word = seg.resolve(Offset::<AtomicU64>::new(
+            rings.get() + p * config.ring_bytes,
+        ))?;
         word.store(0, Ordering::Relaxed);
     }
     let h = seg.resolve(header_off)?;
     h.ring_bytes.store(config.ring_bytes, Ordering::Relaxed);
-    h.max_producers.store(config.max_producers, Ordering::Relaxed);
-    h.max_subscribers.store(config.max_subscribers, Ordering::Relaxed);
+    h.max_producers
+        .store(config.max_producers, Ordering::Relaxed);
+    h.max_subscribers
+        .store(config.max_subscribers, Ordering::Relaxed);
     h.max_topics.store(config.max_topics, Ordering::Relaxed);
     h.policy.store(config.policy.to_raw(), Ordering::Relaxed);
     h.topics.store(records.get(), Ordering::Relaxed);

@@ -173,7 +173,10 @@ impl BusConfig {
             ));
         }
         if !(1..=MAX_PRODUCERS).contains(&self.max_producers) {
-            return bad(format!("max_producers {} must be 1..={MAX_PRODUCERS}", self.max_producers));
+            return bad(format!(
+                "max_producers {} must be 1..={MAX_PRODUCERS}",
+                self.max_producers
+            ));
         }
         if !(1..=MAX_SUBSCRIBERS).contains(&self.max_subscribers) {
             return bad(format!(
@@ -182,7 +185,10 @@ impl BusConfig {
             ));
         }
         if !(1..=MAX_TOPICS).contains(&self.max_topics) {
-            return bad(format!("max_topics {} must be 1..={MAX_TOPICS}", self.max_topics));
+            return bad(format!(
+                "max_topics {} must be 1..={MAX_TOPICS}",
+                self.max_topics
+            ));
         }
         if self.mode & !0o777 != 0 {
             return bad(format!("mode {:o} has bits outside 0o777", self.mode));
@@ -210,14 +216,14 @@ impl BusConfig {
         let topics = self.max_topics as u64;
         let map_slots = (topics * 2).next_power_of_two();
         let parts = [
-            4096 + 192,                                          // header page + bus header
-            topics * 32,                                         // topic records
-            64 + map_slots * 32 + topics * TOPIC_POOL_PER_TOPIC, // byte map (slots + keys)
-            topics * TOPIC_POOL_PER_TOPIC,                       // topic pool
-            self.max_producers as u64 * 704,                     // producer slots
-            self.max_subscribers as u64 * 128,                   // subscriber slots
+            4096 + 192,                                             // header page + bus header
+            topics * 32,                                            // topic records
+            64 + map_slots * 32 + topics * TOPIC_POOL_PER_TOPIC,    // byte map (slots + keys)
+            topics * TOPIC_POOL_PER_TOPIC,                          // topic pool
+            self.max_producers as u64 * 704,                        // producer slots
+            self.max_subscribers as u64 * 128,                      // subscriber slots
             self.max_subscribers as u64 * self.cursor_stride() * 8, // cursors
-            self.max_producers as u64 * (self.ring_bytes + 4096), // rings, page aligned
+            self.max_producers as u64 * (self.ring_bytes + 4096),   // rings, page aligned
         ];
         let sum: u64 = parts.iter().sum();
         // Arena control block, block headers and alignment slack.
@@ -255,7 +261,9 @@ impl BusConfig {
             policy: Policy::from_raw(u32_at(28)).ok_or(corrupt("bus policy"))?,
             mode: u32_at(32),
         };
-        config.validate().map_err(|_| corrupt("bus configuration"))?;
+        config
+            .validate()
+            .map_err(|_| corrupt("bus configuration"))?;
         Ok(config)
     }
 }

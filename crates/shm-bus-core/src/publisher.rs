@@ -13,7 +13,7 @@ use crate::config::Policy;
 use crate::error::{BusError, PublishError};
 use crate::futex;
 use crate::layout::{SLOT_ACTIVE, SLOT_FREE, slot_word, store_name};
-use crate::ring::{ReserveError, Reservation, Writer};
+use crate::ring::{Reservation, ReserveError, Writer};
 
 /// Something a publisher can address: a topic literal, a parsed [`Topic`],
 /// or a [`TopicId`] obtained from [`Publisher::topic_id`].
@@ -45,7 +45,11 @@ impl AsTopic for Topic {
 
 impl AsTopic for TopicId {
     fn topic_id(&self, publisher: &mut Publisher) -> Result<TopicId, BusError> {
-        let known = publisher.known_ids.get(self.index()).copied().unwrap_or(false);
+        let known = publisher
+            .known_ids
+            .get(self.index())
+            .copied()
+            .unwrap_or(false);
         if known || publisher.bus.shared.topics().literal_bytes(*self).is_some() {
             if self.index() >= publisher.known_ids.len() {
                 publisher.known_ids.resize(self.index() + 1, false);
@@ -138,7 +142,9 @@ impl Bus {
         let writer = Writer::attach(&sh.ring(p), &sh.ring_ctl(slot), overwrite);
         // Release: pairs with the Acquire load in `Subscriber::poll`; the
         // ring's tail is published before readers look at this ring.
-        sh.header().producer_mask.fetch_or(1 << p, Ordering::Release);
+        sh.header()
+            .producer_mask
+            .fetch_or(1 << p, Ordering::Release);
         Publisher {
             bus: self.clone(),
             slot: p,
@@ -206,7 +212,9 @@ impl Publisher {
         let ring = sh.ring(self.slot);
         let ctl = sh.ring_ctl(slot);
         let p = self.slot;
-        let first = self.writer.reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail));
+        let first = self
+            .writer
+            .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail));
         match first {
             Ok(res) => return Ok(res),
             Err(ReserveError::TooLarge) => {
@@ -226,7 +234,10 @@ impl Publisher {
         let spin_until = Instant::now() + self.spin;
         let backoff = Backoff::new();
         loop {
-            if let Ok(res) = self.writer.reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail)) {
+            if let Ok(res) = self
+                .writer
+                .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail))
+            {
                 return Ok(res);
             }
             let now = Instant::now();
@@ -244,7 +255,9 @@ impl Publisher {
             // SeqCst: ordered against the subscriber's SeqCst cursor swap
             // and its SeqCst load of `space_waiters` (`Sample::drop`).
             slot.space_waiters.store(1, Ordering::SeqCst);
-            let res = self.writer.reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail));
+            let res = self
+                .writer
+                .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail));
             if let Ok(res) = res {
                 slot.space_waiters.store(0, Ordering::Relaxed);
                 return Ok(res);
@@ -280,7 +293,11 @@ impl Publisher {
     ///
     /// # Errors
     /// [`PublishError::PayloadTooLarge`], [`PublishError::Topic`].
-    pub fn loan(&mut self, topic: &(impl AsTopic + ?Sized), len: usize) -> Result<Loan<'_>, PublishError> {
+    pub fn loan(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        len: usize,
+    ) -> Result<Loan<'_>, PublishError> {
         self.loan_with(topic, len, Wait::Forever)
     }
 
@@ -302,7 +319,11 @@ impl Publisher {
     ///
     /// # Errors
     /// [`PublishError::PayloadTooLarge`], [`PublishError::Topic`].
-    pub fn publish(&mut self, topic: &(impl AsTopic + ?Sized), payload: &[u8]) -> Result<u64, PublishError> {
+    pub fn publish(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        payload: &[u8],
+    ) -> Result<u64, PublishError> {
         self.publish_with(topic, payload, Wait::Forever)
     }
 

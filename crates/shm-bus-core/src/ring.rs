@@ -217,7 +217,11 @@ impl Writer {
         }
         let size = record_size(len);
         let slot = self.tail & self.mask;
-        let pad = if slot + size > self.cap { self.cap - slot } else { 0 };
+        let pad = if slot + size > self.cap {
+            self.cap - slot
+        } else {
+            0
+        };
         // The record, any padding before it, and the next header we clear.
         let end = self.tail + pad + size + HEADER;
         if self.overwrite {
@@ -234,7 +238,8 @@ impl Writer {
         }
         if pad > 0 {
             let pos = self.tail;
-            mem.word(slot + 8).store((PADDING_TOPIC as u64) << 32, Ordering::Relaxed);
+            mem.word(slot + 8)
+                .store((PADDING_TOPIC as u64) << 32, Ordering::Relaxed);
             mem.word(slot + 16).store(0, Ordering::Relaxed);
             mem.word(slot + 24).store(0, Ordering::Relaxed);
             // Clear the header at the ring's start before committing the
@@ -266,12 +271,14 @@ impl Writer {
         let slot = res.pos & self.mask;
         let size = record_size(res.len);
         let seq = self.seq;
-        mem.word(slot + 8).store(res.len | ((topic as u64) << 32), Ordering::Relaxed);
+        mem.word(slot + 8)
+            .store(res.len | ((topic as u64) << 32), Ordering::Relaxed);
         mem.word(slot + 16).store(seq, Ordering::Relaxed);
         mem.word(slot + 24).store(timestamp, Ordering::Relaxed);
         // The next record's header must not carry a stale stamp when a
         // reader reaches it (it is inside the reservation: `end` included it).
-        mem.word((res.pos + size) & self.mask).store(0, Ordering::Relaxed);
+        mem.word((res.pos + size) & self.mask)
+            .store(0, Ordering::Relaxed);
         // SeqCst (a Release store at least): pairs with the Acquire stamp
         // load in `peek`; SeqCst also orders it before the publisher's
         // SeqCst load of the sleeper count (the wake check), against the

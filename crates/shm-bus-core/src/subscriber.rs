@@ -128,7 +128,8 @@ impl Bus {
             sh.cursor(s, p).store(tail, Ordering::Relaxed);
         }
         // SeqCst: ordered against the SeqCst state loads in `Shared::limit`.
-        slot.state.store(slot_word(me.token(), SLOT_ACTIVE), Ordering::SeqCst);
+        slot.state
+            .store(slot_word(me.token(), SLOT_ACTIVE), Ordering::SeqCst);
         for p in 0..producers {
             let (tail, seq) = ring::snapshot(&sh.ring_ctl(sh.producer(p)));
             if tail != cursors[p] {
@@ -300,7 +301,9 @@ impl Subscriber {
                             let missed = view.seq - self.expected[p];
                             self.expected[p] = view.seq;
                             self.lagged += missed;
-                            sh.subscriber(self.slot).lagged.store(self.lagged, Ordering::Relaxed);
+                            sh.subscriber(self.slot)
+                                .lagged
+                                .store(self.lagged, Ordering::Relaxed);
                             return Err(RecvError::Lagged(missed));
                         }
                         if !self.wants(view.topic) {
@@ -361,7 +364,8 @@ impl Subscriber {
     fn touch_if_idle(&self, r: &Result<Found, RecvError>) {
         if matches!(r, Err(RecvError::Empty)) {
             let slot = self.bus.shared.subscriber(self.slot);
-            slot.last_active_ns.store(futex::now_ns(), Ordering::Relaxed);
+            slot.last_active_ns
+                .store(futex::now_ns(), Ordering::Relaxed);
         }
     }
 
@@ -389,7 +393,8 @@ impl Subscriber {
             let sh = self.bus.shared.clone();
             let header = sh.header();
             let slot = sh.subscriber(self.slot);
-            slot.last_active_ns.store(futex::now_ns(), Ordering::Relaxed);
+            slot.last_active_ns
+                .store(futex::now_ns(), Ordering::Relaxed);
             let seen = header.data_futex.load(Ordering::Acquire);
             slot.sleeping.store(1, Ordering::Relaxed);
             // SeqCst: pairs with the publisher's SeqCst load of

@@ -88,7 +88,10 @@ impl<'s> ShmTopicTable<'s> {
         // Bump-allocate the literal in the pool.
         let pool_bytes = self.header.topic_pool_bytes.load(Ordering::Relaxed);
         let len = key.len() as u64;
-        let at = self.header.topic_pool_used.fetch_add(len, Ordering::Relaxed);
+        let at = self
+            .header
+            .topic_pool_used
+            .fetch_add(len, Ordering::Relaxed);
         if at + len > pool_bytes {
             record.state.store(TOPIC_DEAD, Ordering::Release);
             return Err(full);

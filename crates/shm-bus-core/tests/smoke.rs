@@ -15,7 +15,11 @@ impl Drop for Cleanup {
 fn unique(tag: &str) -> (String, Cleanup) {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!("t-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "t-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
     let _ = Bus::remove(&name);
     (name.clone(), Cleanup(name))
 }
@@ -44,7 +48,10 @@ fn publish_and_receive_in_one_process() {
         assert_eq!(s.sequence(), 2);
     }
     assert_eq!(sub.try_recv().unwrap_err(), RecvError::Empty);
-    assert_eq!(sub.recv_timeout(Duration::from_millis(20)).unwrap_err(), RecvError::Timeout);
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(20)).unwrap_err(),
+        RecvError::Timeout
+    );
 }
 
 #[test]
@@ -96,7 +103,10 @@ fn bad_input_gets_typed_errors() {
     let (name, _c) = unique("bad");
     let bus = Bus::create(
         &name,
-        BusConfig::default().with_ring_bytes(4096).with_max_topics(2).with_max_subscribers(1),
+        BusConfig::default()
+            .with_ring_bytes(4096)
+            .with_max_topics(2)
+            .with_max_subscribers(1),
     )
     .unwrap();
     let mut publ = bus.publisher("p").unwrap();
@@ -118,12 +128,20 @@ fn bad_input_gets_typed_errors() {
     publ.publish("b", b"").unwrap();
     assert!(matches!(
         publ.publish("c", b""),
-        Err(PublishError::Topic(BusError::TopicTableFull { capacity: 2 }))
+        Err(PublishError::Topic(BusError::TopicTableFull {
+            capacity: 2
+        }))
     ));
     publ.publish("a", b"still works").unwrap();
     let _s = bus.subscriber("one").unwrap();
-    assert!(matches!(bus.subscriber("two"), Err(BusError::TooManySubscribers { max: 1 })));
-    assert!(matches!(Bus::open("no-such-bus-xyz"), Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. }))));
+    assert!(matches!(
+        bus.subscriber("two"),
+        Err(BusError::TooManySubscribers { max: 1 })
+    ));
+    assert!(matches!(
+        Bus::open("no-such-bus-xyz"),
+        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. }))
+    ));
     assert!(matches!(
         Bus::open_or_create(&name, BusConfig::default().with_ring_bytes(1 << 16)),
         Err(BusError::ConfigMismatch { .. })
@@ -139,7 +157,9 @@ fn overwrite_policy_reports_exact_lag() {
     let (name, _c) = unique("lag");
     let bus = Bus::create(
         &name,
-        BusConfig::default().with_ring_bytes(4096).with_policy(Policy::Overwrite),
+        BusConfig::default()
+            .with_ring_bytes(4096)
+            .with_policy(Policy::Overwrite),
     )
     .unwrap();
     let mut sub = bus.subscriber("s").unwrap();
@@ -158,7 +178,10 @@ fn overwrite_policy_reports_exact_lag() {
     };
     let s = sub.try_recv().unwrap();
     assert_eq!(s.sequence(), 1 + lag, "resumes right after what it missed");
-    assert_eq!(u64::from_le_bytes(s.payload().try_into().unwrap()), s.sequence());
+    assert_eq!(
+        u64::from_le_bytes(s.payload().try_into().unwrap()),
+        s.sequence()
+    );
     assert!(s.is_intact());
     let first = s.sequence();
     drop(s);
@@ -192,12 +215,29 @@ fn typed_payloads() {
     let mut sub = bus.subscriber("s").unwrap();
     sub.subscribe("**").unwrap();
     let mut publ = bus.publisher("p").unwrap();
-    let q = Quote { bid: 1.5, ask: 1.75, size: 100 };
+    let q = Quote {
+        bid: 1.5,
+        ask: 1.75,
+        size: 100,
+    };
     publ.publish_pod("q", &q).unwrap();
-    publ.publish_serde("o", &Order { id: 7, symbol: "AAPL" }).unwrap();
+    publ.publish_serde(
+        "o",
+        &Order {
+            id: 7,
+            symbol: "AAPL",
+        },
+    )
+    .unwrap();
     assert_eq!(sub.try_recv().unwrap().as_pod::<Quote>().unwrap(), &q);
     let s = sub.try_recv().unwrap();
-    assert_eq!(s.decode::<Order>().unwrap(), Order { id: 7, symbol: "AAPL" });
+    assert_eq!(
+        s.decode::<Order>().unwrap(),
+        Order {
+            id: 7,
+            symbol: "AAPL"
+        }
+    );
     assert!(s.as_pod::<Quote>().is_err());
     // Loans: dropping without commit publishes nothing.
     drop(publ.loan("q", 8).unwrap());
