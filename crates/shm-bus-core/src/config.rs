@@ -245,8 +245,9 @@ impl BusConfig {
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<BusConfig, BusError> {
         let corrupt = |what| BusError::Corrupt { what };
-        if bytes.len() < 40 {
-            return Err(corrupt("bus configuration length"));
+        if bytes.len() != 40 {
+            // Some other user of the allocator, not a bus.
+            return Err(BusError::NotABus);
         }
         let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or_default());
         let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or_default());

@@ -44,7 +44,7 @@ pub const HEADER: u64 = 32;
 pub const ALIGN: u64 = 32;
 /// `TopicId` value of padding records.
 pub const PADDING_TOPIC: u32 = u32::MAX;
-/// Number of checkpoints (see the module docs).
+/// Number of checkpoints the bus keeps per ring (see the module docs).
 pub const CHECKPOINTS: u64 = 64;
 
 /// Largest payload for a ring of `cap` bytes: a record takes at most half
@@ -286,13 +286,17 @@ impl Writer {
         mem.word(slot).swap(res.pos + 1, Ordering::SeqCst);
         self.tail = res.pos + size;
         self.seq += 1;
-        // Checkpoint the first record starting in each 1/64th of the ring.
-        let chunk = res.pos / (self.cap / CHECKPOINTS);
-        if chunk != self.last_chunk {
-            self.last_chunk = chunk;
-            // Release: pairs with the Acquire load in `resync`; the stamp
-            // stored above is then visible too.
-            ctl.checkpoints[(chunk % CHECKPOINTS) as usize].store(res.pos, Ordering::Release);
+        // Checkpoint the first record starting in each 1/n-th of the ring
+        // (n = number of checkpoints, 64 in the bus).
+        let n = ctl.checkpoints.len() as u64;
+        if n > 0 {
+            let chunk = res.pos / (self.cap / n);
+            if chunk != self.last_chunk {
+                self.last_chunk = chunk;
+                // Release: pairs with the Acquire load in `resync`; the stamp
+                // stored above is then visible too.
+                ctl.checkpoints[(chunk % n) as usize].store(res.pos, Ordering::Release);
+            }
         }
         publish_progress(ctl, self.tail, self.seq);
         seq

@@ -247,3 +247,98 @@ fn typed_payloads() {
     drop(s);
     assert_eq!(sub.try_recv().unwrap().payload(), b"abc");
 }
+
+fn segment_file(name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/shm-bus.{name}"))
+        .unwrap()
+}
+
+#[test]
+fn damaged_or_foreign_segments_get_typed_errors_and_disturb_nothing() {
+    use std::os::unix::fs::FileExt;
+    let (good, _g) = unique("good");
+    let good_bus = Bus::create(&good, BusConfig::default().with_ring_bytes(4096)).unwrap();
+    let mut good_pub = good_bus.publisher("p").unwrap();
+
+    // Wrong layout version.
+    let (name, _c) = unique("version");
+    drop(Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap());
+    let f = segment_file(&name);
+    f.write_at(
+        &999u32.to_le_bytes(),
+        shm_bus_alloc::layout::LAYOUT_VERSION as u64,
+    )
+    .unwrap();
+    assert!(matches!(
+        Bus::open(&name),
+        Err(BusError::Segment(shm_bus_alloc::Error::VersionMismatch {
+            found: 999,
+            ..
+        }))
+    ));
+
+    // A bus header field overwritten with garbage.
+    let (name, _c2) = unique("hdr");
+    drop(Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap());
+    let f = segment_file(&name);
+    let mut root = [0u8; 8];
+    f.read_at(&mut root, shm_bus_alloc::layout::ROOTS as u64)
+        .unwrap();
+    let bus_header = u64::from_le_bytes(root);
+    f.write_at(&0xdead_beefu32.to_le_bytes(), bus_header + 16)
+        .unwrap(); // max_producers
+    assert!(matches!(Bus::open(&name), Err(BusError::Corrupt { .. })));
+
+    // A segment that is not a bus at all (another user of the allocator).
+    let (name, _c3) = unique("foreign");
+    drop(shm_bus_alloc::Segment::create(&name, 1 << 20, 0o600).unwrap());
+    assert!(matches!(Bus::open(&name), Err(BusError::NotABus)));
+
+    // Truncated.
+    let (name, _c4) = unique("trunc");
+    drop(Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap());
+    segment_file(&name).set_len(8192).unwrap();
+    assert!(matches!(Bus::open(&name), Err(BusError::Segment(_))));
+
+    // None of it disturbed the healthy bus.
+    good_pub.publish("still.fine", b"ok").unwrap();
+    let info = Bus::open(&good).unwrap().info();
+    assert_eq!(info.topics.len(), 1);
+}
+
+#[test]
+fn introspection_reports_producers_subscribers_and_lag() {
+    let (name, _c) = unique("info");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(1 << 16)).unwrap();
+    let mut sub = bus.subscriber("reader").unwrap();
+    sub.subscribe("a.**").unwrap();
+    let mut publ = bus.publisher("writer").unwrap();
+    for _ in 0..10 {
+        publ.publish("a.b", &[1; 64]).unwrap();
+    }
+    drop(sub.try_recv().unwrap());
+    let info = bus.info();
+    assert_eq!(info.config.ring_bytes, 1 << 16);
+    assert_eq!(
+        info.topics,
+        vec![(shm_bus_core::TopicId(0), "a.b".to_owned())]
+    );
+    let p = &info.producers[0];
+    assert_eq!(
+        (p.name.as_str(), p.alive, p.published),
+        ("writer", true, 10)
+    );
+    assert_eq!(p.tail, 10 * 96);
+    let s = &info.subscribers[0];
+    assert_eq!((s.name.as_str(), s.alive, s.received), ("reader", true, 1));
+    assert_eq!(s.lag_bytes, 9 * 96);
+    assert!(info.arena.unwrap().used > 0);
+    assert_eq!(
+        bus.reap(),
+        shm_bus_core::ReapReport::default(),
+        "nobody is dead"
+    );
+}
