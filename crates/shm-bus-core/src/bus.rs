@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use shm_bus_alloc::{ArenaStats, ByteMap, Offset, ProcessId, Segment};
 use shm_bus_topic::TopicId;
 
+use crate::clock;
 use crate::config::{BusConfig, TOPIC_POOL_PER_TOPIC};
 use crate::error::BusError;
 use crate::layout::{
@@ -42,6 +43,16 @@ impl Shared {
         // SAFETY: resolved with bounds and alignment checks at open; valid
         // while `self.seg` (owned) is mapped.
         unsafe { self.header.as_ref() }
+    }
+
+    /// Converts a record timestamp (`clock::ticks`) to ns since the epoch.
+    pub(crate) fn wall_ns(&self, ticks: u64) -> u64 {
+        let h = self.header();
+        clock::to_wall_ns(
+            ticks,
+            h.clock_ticks.load(Ordering::Relaxed),
+            h.clock_ns.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn producer(&self, p: usize) -> &ProducerSlot {
@@ -99,10 +110,10 @@ impl Shared {
         let mut min = u64::MAX;
         for s in 0..self.config.max_subscribers as usize {
             // SeqCst: ordered against the subscriber's SeqCst ACTIVE store
-            // and tail re-read in the join protocol (`Subscriber::join`).
+            // and tail snapshot in the join protocol (`Bus::join`).
             if slot_state(self.subscriber(s).state.load(Ordering::SeqCst)) == SLOT_ACTIVE {
-                // Acquire: pairs with the subscriber's cursor swap; the bytes
-                // before the cursor have been read.
+                // Acquire: pairs with the subscriber's Release cursor store;
+                // the bytes before the cursor have been read.
                 min = min.min(self.cursor(s, p).load(Ordering::Acquire));
             }
         }
@@ -405,7 +416,7 @@ impl Bus {
                     next_seq: slot.next_seq.load(Ordering::Acquire),
                     full_waits: slot.full_waits.load(Ordering::Relaxed),
                     generation: slot.generation.load(Ordering::Relaxed),
-                    last_publish_ns: slot.last_publish_ns.load(Ordering::Relaxed),
+                    last_publish_ns: sh.wall_ns(slot.last_publish.load(Ordering::Relaxed)),
                 }
             })
             .collect();
@@ -580,6 +591,8 @@ fn init_bus(
     h.rings.store(rings.get(), Ordering::Relaxed);
     // Relaxed throughout: the segment's Ready state (Release) publishes all
     // of it to openers.
+    h.clock_ticks.store(clock::ticks(), Ordering::Relaxed);
+    h.clock_ns.store(clock::wall_ns(), Ordering::Relaxed);
     h.magic.store(BUS_MAGIC, Ordering::Relaxed);
     init.set_root(ROOT_BUS, header_off)
 }

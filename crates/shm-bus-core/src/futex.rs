@@ -47,11 +47,3 @@ pub(crate) fn wake_all(word: &AtomicU32) {
         );
     }
 }
-
-/// Wall-clock time in nanoseconds since the Unix epoch.
-pub(crate) fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}

@@ -82,7 +82,11 @@ pub(crate) struct BusHeader {
     /// Bit `p` set once producer slot `p` has ever been claimed, so readers
     /// skip rings that never held data.
     pub producer_mask: AtomicU64,
-    _pad2: [AtomicU64; 5],
+    /// `clock::ticks()` and wall-clock ns read together at creation: the
+    /// anchor for converting record timestamps (see `clock`).
+    pub clock_ticks: AtomicU64,
+    pub clock_ns: AtomicU64,
+    _pad2: [AtomicU64; 3],
     // ---- line 3 (at 192): waking sleeping subscribers (read by every publish)
     /// Futex word: bumped by a publisher that wakes subscribers.
     pub data_futex: AtomicU32,
@@ -138,7 +142,8 @@ pub(crate) struct ProducerSlot {
     pub published: AtomicU64,
     /// Times a publish found the ring full.
     pub full_waits: AtomicU64,
-    pub last_publish_ns: AtomicU64,
+    /// `clock::ticks()` of the last publish.
+    pub last_publish: AtomicU64,
     pub claimed_at_ns: AtomicU64,
     /// Seqlock over `tail` and `next_seq` (see `ring::snapshot`).
     pub progress: AtomicU64,

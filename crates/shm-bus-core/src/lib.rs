@@ -25,6 +25,8 @@ mod sync;
 #[cfg(not(loom))]
 mod bus;
 #[cfg(not(loom))]
+mod clock;
+#[cfg(not(loom))]
 mod config;
 #[cfg(not(loom))]
 mod error;

@@ -9,6 +9,7 @@ use shm_bus_alloc::ProcessId;
 use shm_bus_topic::{Topic, TopicId};
 
 use crate::bus::{Bus, Shared};
+use crate::clock;
 use crate::config::Policy;
 use crate::error::{BusError, PublishError};
 use crate::futex;
@@ -81,6 +82,8 @@ pub struct Publisher {
     ids: FxHashMap<Box<str>, TopicId>,
     known_ids: Vec<bool>,
     spin: Duration,
+    /// Records published through this slot (all generations).
+    published: u64,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -94,7 +97,7 @@ impl std::fmt::Debug for Publisher {
 
 /// How long a blocked publisher sleeps at most before re-checking for dead
 /// subscribers.
-const SPACE_SLEEP: Duration = Duration::from_millis(10);
+const SPACE_SLEEP: Duration = Duration::from_millis(1);
 
 impl Bus {
     /// Attaches a publisher, claiming a free producer slot (or one whose
@@ -136,7 +139,8 @@ impl Bus {
         slot.owner_start.store(me.start_time, Ordering::Relaxed);
         store_name(&slot.name, name);
         slot.generation.fetch_add(1, Ordering::Relaxed);
-        slot.claimed_at_ns.store(futex::now_ns(), Ordering::Relaxed);
+        slot.claimed_at_ns
+            .store(clock::wall_ns(), Ordering::Relaxed);
         slot.space_waiters.store(0, Ordering::Relaxed);
         let overwrite = sh.config.policy == Policy::Overwrite;
         let writer = Writer::attach(&sh.ring(p), &sh.ring_ctl(slot), overwrite);
@@ -153,6 +157,7 @@ impl Bus {
             ids: FxHashMap::default(),
             known_ids: Vec::new(),
             spin: Duration::from_micros(50),
+            published: slot.published.load(Ordering::Relaxed),
         }
     }
 }
@@ -252,8 +257,9 @@ impl Publisher {
             // a subscriber frees space (or a short timeout, to re-check).
             sh.reap();
             let seen = slot.space_futex.load(Ordering::Acquire);
-            // SeqCst: ordered against the subscriber's SeqCst cursor swap
-            // and its SeqCst load of `space_waiters` (`Sample::drop`).
+            // SeqCst: a full barrier before re-checking the cursors below.
+            // Subscribers check `space_waiters` without a fence, so a wake
+            // can be missed; the sleep below is short (SPACE_SLEEP).
             slot.space_waiters.store(1, Ordering::SeqCst);
             let res = self
                 .writer
@@ -394,18 +400,21 @@ impl Publisher {
     fn commit(&mut self, res: Reservation, topic: TopicId) -> u64 {
         let sh = &*self.bus.shared;
         let slot = sh.producer(self.slot);
-        let now = futex::now_ns();
+        let now = clock::ticks();
         let seq = self
             .writer
             .commit(&sh.ring(self.slot), &sh.ring_ctl(slot), res, topic.0, now);
-        // Relaxed: statistics only.
-        slot.published.fetch_add(1, Ordering::Relaxed);
-        slot.last_publish_ns.store(now, Ordering::Relaxed);
+        // Relaxed, and a plain store (one writer): statistics only.
+        self.published += 1;
+        slot.published.store(self.published, Ordering::Relaxed);
+        slot.last_publish.store(now, Ordering::Relaxed);
         let header = sh.header();
-        // SeqCst: after the SeqCst stamp swap in `commit`; pairs with the
-        // subscriber's SeqCst increment of `data_sleepers` and re-check, so
-        // either it sees the record or we see it asleep.
-        if header.data_sleepers.load(Ordering::SeqCst) != 0 {
+        // Relaxed: no fence between our stamp store and this load, so a
+        // subscriber that registers as a sleeper at the same instant may be
+        // missed; it re-polls after registering and sleeps with a short,
+        // growing timeout, so it notices the record within a millisecond
+        // (see `Subscriber::wait`). A fence here would stall every publish.
+        if header.data_sleepers.load(Ordering::Relaxed) != 0 {
             header.data_futex.fetch_add(1, Ordering::Release);
             futex::wake_all(&header.data_futex);
         }

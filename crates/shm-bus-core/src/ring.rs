@@ -13,9 +13,8 @@
 //!
 //! **Writing** a record at `pos` of size `size`: write words 1–3 and the
 //! payload, set word 0 of the *next* position `pos + size` to 0, then store
-//! the stamp `pos + 1` into word 0 (Release; SeqCst so the wake check after
-//! it cannot be reordered before it). A record that does not fit before the
-//! end of the ring is preceded by a padding record to the end.
+//! the stamp `pos + 1` into word 0 (Release). A record that does not fit
+//! before the end of the ring is preceded by a padding record to the end.
 //!
 //! **Reading** at `cursor`: load word 0 (Acquire). It equals `cursor + 1`
 //! only once the record is complete: a subscriber learns of a record from
@@ -79,7 +78,8 @@ pub trait RingMem {
     unsafe fn read(&self, slot: u64, dst: &mut [u8]);
 }
 
-/// The producer-owned words of a ring (in the producer slot).
+/// The producer-owned words of a ring (in the producer slot). The number
+/// of checkpoints must be a power of two.
 pub struct RingCtl<'a> {
     /// One past the last committed record (Release).
     pub tail: &'a AtomicU64,
@@ -120,6 +120,8 @@ pub struct Writer {
     /// Block policy: highest position that may be written, cached.
     limit: u64,
     last_chunk: u64,
+    /// `log2(cap / number of checkpoints)`.
+    chunk_shift: u32,
 }
 
 /// Why a reservation failed.
@@ -175,6 +177,11 @@ impl Writer {
             overwrite,
             limit: 0,
             last_chunk: u64::MAX,
+            chunk_shift: (cap
+                / (ctl.checkpoints.len().max(1) as u64)
+                    .next_power_of_two()
+                    .min(cap))
+            .trailing_zeros(),
         };
         if overwrite {
             // Readers must treat everything up to the old head as possibly
@@ -279,23 +286,22 @@ impl Writer {
         // reader reaches it (it is inside the reservation: `end` included it).
         mem.word((res.pos + size) & self.mask)
             .store(0, Ordering::Relaxed);
-        // SeqCst (a Release store at least): pairs with the Acquire stamp
-        // load in `peek`; SeqCst also orders it before the publisher's
-        // SeqCst load of the sleeper count (the wake check), against the
-        // subscriber's SeqCst sleeper increment and re-check.
-        mem.word(slot).swap(res.pos + 1, Ordering::SeqCst);
+        // Release: pairs with the Acquire stamp load in `peek`. A plain
+        // store, not a locked one: the line is usually being polled by a
+        // reader, and a locked op would stall until it is owned again.
+        mem.word(slot).store(res.pos + 1, Ordering::Release);
         self.tail = res.pos + size;
         self.seq += 1;
         // Checkpoint the first record starting in each 1/n-th of the ring
-        // (n = number of checkpoints, 64 in the bus).
-        let n = ctl.checkpoints.len() as u64;
-        if n > 0 {
-            let chunk = res.pos / (self.cap / n);
-            if chunk != self.last_chunk {
-                self.last_chunk = chunk;
+        // (n = number of checkpoints, a power of two: 64 in the bus).
+        let chunk = res.pos >> self.chunk_shift;
+        if chunk != self.last_chunk {
+            self.last_chunk = chunk;
+            let n = ctl.checkpoints.len();
+            if n > 0 {
                 // Release: pairs with the Acquire load in `resync`; the stamp
                 // stored above is then visible too.
-                ctl.checkpoints[(chunk % n) as usize].store(res.pos, Ordering::Release);
+                ctl.checkpoints[chunk as usize & (n - 1)].store(res.pos, Ordering::Release);
             }
         }
         publish_progress(ctl, self.tail, self.seq);

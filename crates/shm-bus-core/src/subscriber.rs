@@ -1,5 +1,6 @@
 //! [`Subscriber`] and [`Sample`]: receiving events, zero-copy.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,7 @@ use shm_bus_alloc::ProcessId;
 use shm_bus_topic::{SubscriptionIndex, Topic, TopicId, TopicTable};
 
 use crate::bus::{Bus, Shared};
+use crate::clock;
 use crate::config::Policy;
 use crate::error::{BusError, PayloadError, RecvError};
 use crate::futex;
@@ -18,8 +20,17 @@ const UNKNOWN: u8 = 0;
 const MATCH: u8 = 1;
 const NO_MATCH: u8 = 2;
 
-/// How long a sleeping subscriber waits at most before re-checking.
+/// How long a sleeping subscriber waits at most before re-checking: the
+/// first nap of an idle spell is `FIRST_NAP`, then each doubles up to this.
 const DATA_SLEEP: Duration = Duration::from_millis(100);
+const FIRST_NAP: Duration = Duration::from_millis(1);
+
+/// The next nap of an idle spell (see `Subscriber::wait`).
+fn naps_left_shift(nap: &mut Duration) -> Duration {
+    let this = (*nap).clamp(FIRST_NAP, DATA_SLEEP);
+    *nap = (this * 2).min(DATA_SLEEP);
+    this
+}
 
 /// Receives the events whose topics match its patterns, from every
 /// producer of the bus (including ones that attach later).
@@ -50,6 +61,8 @@ pub struct Subscriber {
     lagged: u64,
     spin: Duration,
     overwrite: bool,
+    empty_polls: u32,
+    nap: Duration,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -112,7 +125,7 @@ impl Bus {
         slot.owner_start.store(me.start_time, Ordering::Relaxed);
         store_name(&slot.name, name);
         slot.generation.fetch_add(1, Ordering::Relaxed);
-        let now = futex::now_ns();
+        let now = clock::wall_ns();
         slot.claimed_at_ns.store(now, Ordering::Relaxed);
         slot.last_active_ns.store(now, Ordering::Relaxed);
         slot.received.store(0, Ordering::Relaxed);
@@ -154,6 +167,8 @@ impl Bus {
             lagged: 0,
             spin: Duration::from_micros(50),
             overwrite: sh.config.policy == Policy::Overwrite,
+            empty_polls: 0,
+            nap: FIRST_NAP,
         }
     }
 }
@@ -253,33 +268,46 @@ impl Subscriber {
     fn advance(&mut self, p: usize, next: u64) {
         self.cursors[p] = next;
         let sh = &*self.bus.shared;
-        // SeqCst (a Release store at least): pairs with the Acquire load in
-        // `Shared::limit` — the bytes before `next` have been read — and is
-        // ordered before the SeqCst load of `space_waiters` against the
-        // producer's SeqCst store of it and re-check.
-        sh.cursor(self.slot, p).swap(next, Ordering::SeqCst);
+        // Release: pairs with the Acquire load in `Shared::limit`; the bytes
+        // before `next` have been read. A plain store: the producer reads
+        // this line only when it runs out of space.
+        sh.cursor(self.slot, p).store(next, Ordering::Release);
         if !self.overwrite {
             let slot = sh.producer(p);
-            if slot.space_waiters.load(Ordering::SeqCst) != 0 {
+            // Relaxed: a producer that registers at this instant may be
+            // missed; it sleeps at most `SPACE_SLEEP` before re-checking.
+            if slot.space_waiters.load(Ordering::Relaxed) != 0 {
                 slot.space_futex.fetch_add(1, Ordering::Release);
                 futex::wake_all(&slot.space_futex);
             }
         }
     }
 
+    /// The shared state, borrowed independently of `&mut self` (so the
+    /// receive loop can update cursors while holding it) without cloning
+    /// the `Arc` (two atomic read-modify-writes) on every poll.
+    fn shared<'x>(&self) -> &'x Shared {
+        // SAFETY: `self.bus` holds an `Arc<Shared>` that is never replaced
+        // or dropped while `self` lives, and the callers use the reference
+        // only within a method of `self`, so the `Shared` outlives it.
+        unsafe { &*Arc::as_ptr(&self.bus.shared) }
+    }
+
     fn poll(&mut self) -> Result<Found, RecvError> {
-        let sh = self.bus.shared.clone();
+        let sh = self.shared();
         // Acquire: pairs with the Release `fetch_or` of a new producer.
         let mask = sh.header().producer_mask.load(Ordering::Acquire) & !self.broken;
         if mask == 0 {
             return Err(RecvError::Empty);
         }
-        let n = sh.config.max_producers as usize;
-        for k in 0..n {
-            let p = (self.next_producer + k) % n;
-            if mask & (1 << p) == 0 {
-                continue;
-            }
+        // Visit producers with data in turn, starting after the last one
+        // served (fairness), by rotating the mask: no division per poll.
+        let start = self.next_producer as u32;
+        let mut rotated = mask.rotate_right(start);
+        while rotated != 0 {
+            let bit = rotated.trailing_zeros();
+            rotated &= rotated - 1;
+            let p = ((bit + start) & 63) as usize;
             let ring = sh.ring(p);
             let slot = sh.producer(p);
             let head = self.overwrite.then_some(&slot.head);
@@ -311,7 +339,7 @@ impl Subscriber {
                             self.advance(p, view.next);
                             continue;
                         }
-                        self.next_producer = (p + 1) % n;
+                        self.next_producer = (p + 1) & 63;
                         return Ok(Found { producer: p, view });
                     }
                 }
@@ -361,15 +389,21 @@ impl Subscriber {
         Ok(self.sample(found))
     }
 
-    fn touch_if_idle(&self, r: &Result<Found, RecvError>) {
+    /// Records "last active" now and then while polling finds nothing
+    /// (a clock read costs more than an empty poll).
+    fn touch_if_idle(&mut self, r: &Result<Found, RecvError>) {
         if matches!(r, Err(RecvError::Empty)) {
-            let slot = self.bus.shared.subscriber(self.slot);
-            slot.last_active_ns
-                .store(futex::now_ns(), Ordering::Relaxed);
+            self.empty_polls = self.empty_polls.wrapping_add(1);
+            if self.empty_polls % 4096 == 1 {
+                let slot = self.bus.shared.subscriber(self.slot);
+                slot.last_active_ns
+                    .store(clock::wall_ns(), Ordering::Relaxed);
+            }
         }
     }
 
     fn wait(&mut self, deadline: Option<Instant>) -> Result<Found, RecvError> {
+        self.nap = FIRST_NAP;
         match self.poll() {
             Err(RecvError::Empty) => {}
             other => return other,
@@ -390,23 +424,25 @@ impl Subscriber {
                 backoff.snooze();
                 continue;
             }
-            let sh = self.bus.shared.clone();
+            let sh = self.shared();
             let header = sh.header();
             let slot = sh.subscriber(self.slot);
             slot.last_active_ns
-                .store(futex::now_ns(), Ordering::Relaxed);
+                .store(clock::wall_ns(), Ordering::Relaxed);
             let seen = header.data_futex.load(Ordering::Acquire);
             slot.sleeping.store(1, Ordering::Relaxed);
-            // SeqCst: pairs with the publisher's SeqCst load of
-            // `data_sleepers` after its SeqCst stamp swap: either it sees us
-            // counted and wakes us, or the poll below sees its record.
+            // SeqCst: a full barrier between counting ourselves asleep and
+            // the re-poll below. Publishers check the count without a fence
+            // (a fence would stall every publish), so one publishing at this
+            // very instant may miss us: the nap below starts at 1 ms and
+            // doubles while idle, bounding that delay.
             header.data_sleepers.fetch_add(1, Ordering::SeqCst);
             let again = self.poll();
             if !matches!(again, Err(RecvError::Empty)) {
                 self.stop_sleeping();
                 return again;
             }
-            let mut nap = DATA_SLEEP;
+            let mut nap = naps_left_shift(&mut self.nap);
             if let Some(d) = deadline {
                 nap = nap.min(d.saturating_duration_since(Instant::now()));
             }
@@ -445,7 +481,7 @@ impl Drop for Subscriber {
         // Producers blocked on us may go on.
         for p in 0..self.bus.shared.config.max_producers as usize {
             let ps = self.bus.shared.producer(p);
-            if ps.space_waiters.load(Ordering::SeqCst) != 0 {
+            if ps.space_waiters.load(Ordering::Relaxed) != 0 {
                 ps.space_futex.fetch_add(1, Ordering::Release);
                 futex::wake_all(&ps.space_futex);
             }
@@ -505,9 +541,10 @@ impl Sample<'_> {
         self.found.view.seq
     }
 
-    /// When it was committed, ns since the Unix epoch.
+    /// When it was committed, ns since the Unix epoch (converted from the
+    /// cheap clock the publisher stamped it with; see the crate docs).
     pub fn timestamp_ns(&self) -> u64 {
-        self.found.view.timestamp
+        self.sub.bus.shared.wall_ns(self.found.view.timestamp)
     }
 
     /// The payload, borrowed from the ring.

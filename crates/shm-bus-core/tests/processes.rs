@@ -69,7 +69,15 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        let lines: Vec<String> = self.lines.try_iter().collect();
+        // Drain until the reader thread reaches EOF (the child has exited,
+        // but its last lines may still be in flight).
+        let mut lines = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            lines.push(line);
+        }
         assert!(
             status.success(),
             "{} failed: {status}; stdout: {lines:?}",
