@@ -1,13 +1,22 @@
 //! `shm-bus`: see inside a live bus and drive it by hand.
 //!
-//! Exit codes: 0 success; 1 runtime failure; 2 bad usage or bad input.
-//! Every failure prints one line on stderr saying what was wrong.
+//! Exit codes: 0 success; 1 runtime failure (bus missing, timeout, I/O);
+//! 2 bad usage or bad input. Every failure prints one line on stderr
+//! saying what was wrong.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+mod bench_cmd;
+mod bus_cmd;
+mod common;
+mod demo_cmd;
+mod io_cmd;
+mod payload;
 mod topic_cmd;
+
+pub(crate) use common::BadInput;
 
 /// Pattern-routed, zero-copy, crash-safe events between processes.
 #[derive(Parser)]
@@ -19,37 +28,209 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a bus.
+    Create(CreateArgs),
+    /// Remove a bus's shared-memory segment.
+    Remove {
+        /// The bus name.
+        bus: String,
+    },
+    /// List buses on this host.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything about a bus: header, config, arena, topics,
+    /// producers, subscribers.
+    Inspect {
+        /// The bus name.
+        bus: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reap dead producers and subscribers; remove segments left behind by
+    /// crashed processes.
+    Gc(GcArgs),
+    /// Publish events by hand (generated, verifiable payloads by default).
+    Publish(PublishArgs),
+    /// Receive and verify events.
+    Consume(ConsumeArgs),
+    /// Print events as they arrive.
+    Tail(TailArgs),
     /// Parse, match, format and check topics.
     #[command(subcommand)]
     Topic(topic_cmd::TopicCommand),
+    /// Measure latency and throughput between processes.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
+    /// Run a producer and N worker processes on a fresh bus.
+    Demo(demo_cmd::DemoArgs),
+    /// Internal: a child process of `bench` or `demo`.
+    #[command(hide = true, name = "__child")]
+    Child(ChildArgs),
 }
 
-/// An error caused by the caller's input: exit code 2.
-#[derive(Debug)]
-pub(crate) struct BadInput(pub String);
-
-impl std::fmt::Display for BadInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Options of `create` (and the defaults of commands that auto-create).
+#[derive(Args, Clone, Debug)]
+pub(crate) struct CreateArgs {
+    /// The bus name.
+    pub bus: String,
+    /// Bytes of each producer's ring (a power of two, at least 4096).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub ring_bytes: u64,
+    /// Subscriber slots.
+    #[arg(long, default_value_t = 32)]
+    pub max_subscribers: u32,
+    /// Producer slots.
+    #[arg(long, default_value_t = 8)]
+    pub max_producers: u32,
+    /// Topic table capacity.
+    #[arg(long, default_value_t = 4096)]
+    pub max_topics: u32,
+    /// Back-pressure policy: block (lossless) or overwrite (lossy).
+    #[arg(long, default_value = "block")]
+    pub policy: shm_bus_core::Policy,
+    /// Permission bits of the segment, in octal.
+    #[arg(long, default_value = "600")]
+    pub mode: String,
 }
 
-impl std::error::Error for BadInput {}
+/// Options of `gc`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct GcArgs {
+    /// Only this bus (default: every bus on the host).
+    pub bus: Option<String>,
+    /// Also remove buses that no live process is attached to, even if no
+    /// process died.
+    #[arg(long)]
+    pub all_unused: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `publish`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct PublishArgs {
+    /// The bus name (created with defaults if missing).
+    pub bus: String,
+    /// An exact topic; `{i}` is replaced by the message index modulo
+    /// `--topics`.
+    pub topic: String,
+    /// Publish this text once per message instead of generated payloads.
+    #[arg(long, conflicts_with = "stdin")]
+    pub data: Option<String>,
+    /// Publish each line of standard input as one message.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Number of messages.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Size of generated payloads in bytes (minimum 32).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Spread messages over this many topics (with `{i}` in TOPIC).
+    #[arg(long, default_value_t = 1)]
+    pub topics: u64,
+    /// Messages per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Give up when the ring stays full this long (seconds).
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Publisher name shown by `inspect`.
+    #[arg(long, default_value = "shm-bus publish")]
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `consume`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct ConsumeArgs {
+    /// The bus name (created with defaults if missing).
+    pub bus: String,
+    /// Patterns to subscribe to.
+    #[arg(required = true)]
+    pub patterns: Vec<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds without a message.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Subscriber name shown by `inspect`.
+    #[arg(long, default_value = "shm-bus consume")]
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `tail` prints payloads.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TailFormat {
+    /// Payload as (lossy) UTF-8 text.
+    Text,
+    /// Payload as hex.
+    Hex,
+    /// One JSON object per event (JSON Lines).
+    Json,
+}
+
+/// Options of `tail`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct TailArgs {
+    /// The bus name (created with defaults if missing).
+    pub bus: String,
+    /// Patterns (default `**`: everything).
+    pub patterns: Vec<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Payload format.
+    #[arg(long, value_enum, default_value_t = TailFormat::Text)]
+    pub format: TailFormat,
+}
+
+/// Arguments of the hidden child command.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct ChildArgs {
+    /// The role.
+    pub role: String,
+    /// Role arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Create(a) => bus_cmd::create(&a),
+        Command::Remove { bus } => bus_cmd::remove(&bus),
+        Command::List { json } => bus_cmd::list(json),
+        Command::Inspect { bus, json } => bus_cmd::inspect(&bus, json),
+        Command::Gc(a) => bus_cmd::gc(&a),
+        Command::Publish(a) => io_cmd::publish(&a),
+        Command::Consume(a) => io_cmd::consume(&a),
+        Command::Tail(a) => io_cmd::tail(&a),
         Command::Topic(cmd) => topic_cmd::run(cmd),
+        Command::Bench(cmd) => bench_cmd::run(cmd),
+        Command::Demo(a) => demo_cmd::run(&a),
+        Command::Child(a) => match a.role.as_str() {
+            r if r.starts_with("bench-") => bench_cmd::child(r, &a.args),
+            r if r.starts_with("demo-") => demo_cmd::child(r, &a.args),
+            other => Err(BadInput(format!("unknown child role `{other}`")).into()),
+        },
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("shm-bus: {err:#}");
-            if err.downcast_ref::<BadInput>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            eprintln!("shm-bus: {}", common::one_line(&err));
+            ExitCode::from(common::exit_code(&err))
         }
     }
 }

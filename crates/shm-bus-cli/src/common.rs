@@ -1,0 +1,127 @@
+//! What the commands share: exit codes, error classification, opening a
+//! bus, Ctrl-C.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use shm_bus_core::{Bus, BusConfig, BusError, PublishError};
+
+use crate::CreateArgs;
+
+/// An error caused by the caller's input: exit code 2.
+#[derive(Debug)]
+pub(crate) struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Whether a bus error was caused by the caller's input.
+fn bus_error_is_input(e: &BusError) -> bool {
+    matches!(
+        e,
+        BusError::InvalidTopic(_)
+            | BusError::NotExact { .. }
+            | BusError::TopicTooLong { .. }
+            | BusError::InvalidConfig(_)
+            | BusError::UnknownTopic(_)
+    )
+}
+
+/// Exit code of an error: 2 for bad input, 1 otherwise.
+pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<BadInput>().is_some() {
+            return 2;
+        }
+        if let Some(e) = cause.downcast_ref::<BusError>() {
+            return if bus_error_is_input(e) { 2 } else { 1 };
+        }
+        if let Some(PublishError::Topic(e)) = cause.downcast_ref::<PublishError>() {
+            return if bus_error_is_input(e) { 2 } else { 1 };
+        }
+        if let Some(PublishError::PayloadTooLarge { .. }) = cause.downcast_ref::<PublishError>() {
+            return 2;
+        }
+    }
+    1
+}
+
+/// The error and its causes on one line.
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+/// The configuration `create` builds from its flags.
+pub(crate) fn config_of(a: &CreateArgs) -> Result<BusConfig, BadInput> {
+    let mode = u32::from_str_radix(&a.mode, 8)
+        .map_err(|_| BadInput(format!("--mode `{}` is not an octal number like 600", a.mode)))?;
+    let config = BusConfig::default()
+        .with_ring_bytes(a.ring_bytes)
+        .with_max_subscribers(a.max_subscribers)
+        .with_max_producers(a.max_producers)
+        .with_max_topics(a.max_topics)
+        .with_policy(a.policy)
+        .with_mode(mode);
+    config.validate().map_err(|e| BadInput(e.to_string()))?;
+    Ok(config)
+}
+
+/// Opens `name`, creating it with default settings if it does not exist
+/// (what `publish`, `consume` and `tail` do).
+pub(crate) fn attach(name: &str) -> anyhow::Result<Bus> {
+    match Bus::open(name) {
+        Ok(bus) => Ok(bus),
+        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => {
+            match Bus::create(name, BusConfig::default()) {
+                Ok(bus) => Ok(bus),
+                // Someone else created it meanwhile.
+                Err(BusError::Segment(shm_bus_alloc::Error::AlreadyExists { .. })) => {
+                    Ok(Bus::open(name)?)
+                }
+                Err(e) => Err(anyhow::Error::new(e).context(format!("cannot create bus `{name}`"))),
+            }
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot open bus `{name}`"))),
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Installs SIGINT/SIGTERM handlers that set a flag (see [`interrupted`]),
+/// so long-running commands can clean up instead of dying.
+pub(crate) fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: signal(2) with a handler that only stores to an atomic
+        // (async-signal-safe); no other state is touched.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Whether SIGINT/SIGTERM arrived since [`catch_interrupts`].
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Seconds (from a flag) as a `Duration`, refusing negative or absurd
+/// values.
+pub(crate) fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration, BadInput> {
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| BadInput(format!("--{flag} {secs} is not a valid number of seconds")))
+}

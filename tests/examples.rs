@@ -1,0 +1,100 @@
+//! Runs every example as a user would, in real processes: two workers with
+//! different patterns, then the producer; and the quick start.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where cargo put the example binaries (built by `cargo test`).
+fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples").join(name)
+}
+
+struct BusGuard(String);
+
+impl Drop for BusGuard {
+    fn drop(&mut self) {
+        let _ = shm_bus::Bus::remove(&self.0);
+    }
+}
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for the child's exit (watchdog: killed past the deadline) and
+/// returns its stdout.
+fn finish(mut child: Kill, deadline: Instant) -> String {
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut out = String::new();
+            if let Some(mut s) = child.0.stdout.take() {
+                std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+            }
+            assert!(status.success(), "example failed: {status}\n{out}");
+            return out;
+        }
+        assert!(Instant::now() < deadline, "watchdog: example did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn producer_and_workers_in_separate_processes() {
+    let bus = format!("ex-{}", std::process::id());
+    let _guard = BusGuard(bus.clone());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut workers = Vec::new();
+    for patterns in [vec!["md.{venue}.AAPL.trade"], vec!["md.XNYS.**"]] {
+        let mut child = Command::new(example("worker"))
+            .arg(&bus)
+            .args(&patterns)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the worker example");
+        // Wait for READY on a line of its own.
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("READY"), "{line}");
+        workers.push((Kill(child), reader));
+    }
+    let producer = Command::new(example("producer"))
+        .args([&bus, "3000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the producer example");
+    assert!(finish(Kill(producer), deadline).contains("published 3000 ticks"));
+    // 3000 ticks round-robin over 6 topics: AAPL on two venues = 1000,
+    // XNYS's three symbols = 1500.
+    for ((child, mut reader), want) in workers.into_iter().zip([1000, 1500]) {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut out).unwrap();
+        finish(child, deadline);
+        assert!(out.contains(&format!("TOTAL {want}")), "{out}");
+    }
+}
+
+#[test]
+fn quickstart_runs() {
+    let child = Command::new(example("quickstart"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the quickstart example");
+    let out = finish(Kill(child), Instant::now() + Duration::from_secs(60));
+    assert!(out.contains("handler: topic=realtime.600010.trade ticker=600010"), "{out}");
+    assert!(out.contains("handler: topic=realtime.600519.quote ticker=600519"), "{out}");
+    assert!(!out.contains("depth"), "non-matching events are not delivered: {out}");
+}
