@@ -39,6 +39,7 @@ unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 impl Shared {
+    #[inline]
     pub(crate) fn header(&self) -> &BusHeader {
         // SAFETY: resolved with bounds and alignment checks at open; valid
         // while `self.seg` (owned) is mapped.
@@ -55,6 +56,7 @@ impl Shared {
         )
     }
 
+    #[inline]
     pub(crate) fn producer(&self, p: usize) -> &ProducerSlot {
         assert!(p < self.config.max_producers as usize);
         // SAFETY: the slice of `max_producers` slots was resolved with
@@ -62,6 +64,7 @@ impl Shared {
         unsafe { &*self.producers.as_ptr().add(p) }
     }
 
+    #[inline]
     pub(crate) fn subscriber(&self, s: usize) -> &SubscriberSlot {
         assert!(s < self.config.max_subscribers as usize);
         // SAFETY: as in `producer`, for the subscriber slots.
@@ -69,6 +72,7 @@ impl Shared {
     }
 
     /// Subscriber `s`'s cursor in producer `p`'s ring.
+    #[inline]
     pub(crate) fn cursor(&self, s: usize, p: usize) -> &AtomicU64 {
         assert!(s < self.config.max_subscribers as usize && p < self.config.max_producers as usize);
         // SAFETY: the cursor table (max_subscribers × cursor_stride words)
@@ -76,6 +80,7 @@ impl Shared {
         unsafe { &*self.cursors.as_ptr().add(s * self.cursor_stride + p) }
     }
 
+    #[inline]
     pub(crate) fn ring(&self, p: usize) -> SegRing<'_> {
         assert!(p < self.config.max_producers as usize);
         let cap = self.config.ring_bytes;
@@ -88,6 +93,7 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(crate) fn ring_ctl<'a>(&self, slot: &'a ProducerSlot) -> RingCtl<'a> {
         RingCtl {
             tail: &slot.tail,

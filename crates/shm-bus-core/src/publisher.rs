@@ -45,6 +45,7 @@ impl AsTopic for Topic {
 }
 
 impl AsTopic for TopicId {
+    #[inline]
     fn topic_id(&self, publisher: &mut Publisher) -> Result<TopicId, BusError> {
         let known = publisher
             .known_ids
@@ -211,6 +212,7 @@ impl Publisher {
         Ok(id)
     }
 
+    #[inline]
     fn reserve(&mut self, len: usize, wait: Wait) -> Result<Reservation, PublishError> {
         let sh = &*self.bus.shared;
         let slot = sh.producer(self.slot);
@@ -277,6 +279,7 @@ impl Publisher {
         }
     }
 
+    #[inline]
     fn loan_with(
         &mut self,
         topic: &(impl AsTopic + ?Sized),
@@ -299,6 +302,7 @@ impl Publisher {
     ///
     /// # Errors
     /// [`PublishError::PayloadTooLarge`], [`PublishError::Topic`].
+    #[inline]
     pub fn loan(
         &mut self,
         topic: &(impl AsTopic + ?Sized),
@@ -312,6 +316,7 @@ impl Publisher {
     ///
     /// # Errors
     /// As [`loan`](Self::loan), plus [`PublishError::Full`].
+    #[inline]
     pub fn try_loan(
         &mut self,
         topic: &(impl AsTopic + ?Sized),
@@ -325,6 +330,7 @@ impl Publisher {
     ///
     /// # Errors
     /// [`PublishError::PayloadTooLarge`], [`PublishError::Topic`].
+    #[inline]
     pub fn publish(
         &mut self,
         topic: &(impl AsTopic + ?Sized),
@@ -337,6 +343,7 @@ impl Publisher {
     ///
     /// # Errors
     /// As [`publish`](Self::publish), plus [`PublishError::Full`].
+    #[inline]
     pub fn try_publish(
         &mut self,
         topic: &(impl AsTopic + ?Sized),
@@ -359,6 +366,7 @@ impl Publisher {
         self.publish_with(topic, payload, Wait::Until(Instant::now() + timeout))
     }
 
+    #[inline]
     fn publish_with(
         &mut self,
         topic: &(impl AsTopic + ?Sized),
@@ -397,6 +405,7 @@ impl Publisher {
         self.publish(topic, &bytes)
     }
 
+    #[inline]
     fn commit(&mut self, res: Reservation, topic: TopicId) -> u64 {
         let sh = &*self.bus.shared;
         let slot = sh.producer(self.slot);
@@ -448,6 +457,7 @@ pub struct Loan<'a> {
 impl Loan<'_> {
     /// The loaned payload bytes, inside the shared ring. Their initial
     /// content is unspecified (whatever the ring held).
+    #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let sh = &*self.publisher.bus.shared;
         let ring = sh.ring(self.publisher.slot);
@@ -478,6 +488,7 @@ impl Loan<'_> {
     }
 
     /// Publishes the record. Returns its sequence number.
+    #[inline]
     pub fn commit(self) -> u64 {
         self.publisher.commit(self.res, self.topic)
     }

@@ -53,6 +53,10 @@ pub struct Subscriber {
     /// Per `TopicId`: `UNKNOWN`, `MATCH` or `NO_MATCH`.
     cache: Vec<u8>,
     cursors: Vec<u64>,
+    /// The cursors as last published to the segment.
+    shared_cursors: Vec<u64>,
+    /// Bytes consumed between cursor publications (1/64 of the ring).
+    cursor_batch: u64,
     expected: Vec<u64>,
     /// Producers whose ring was found corrupt; skipped from then on.
     broken: u64,
@@ -159,7 +163,9 @@ impl Bus {
             patterns: Vec::new(),
             next_pattern: 0,
             cache: Vec::new(),
+            shared_cursors: cursors.clone(),
             cursors,
+            cursor_batch: (sh.config.ring_bytes / 64).max(1),
             expected,
             broken: 0,
             next_producer: 0,
@@ -241,6 +247,7 @@ impl Subscriber {
     }
 
     /// Whether records on `id` are delivered to this subscriber.
+    #[inline]
     fn wants(&mut self, id: u32) -> bool {
         let i = id as usize;
         if let Some(&state) = self.cache.get(i) {
@@ -263,11 +270,33 @@ impl Subscriber {
         state == MATCH
     }
 
-    /// Moves the cursor in producer `p`'s ring to `next` and wakes the
-    /// producer if it waits for space.
-    fn advance(&mut self, p: usize, next: u64) {
+    /// Moves the cursor in producer `p`'s ring to `next`. The shared copy
+    /// (what a blocked producer waits on) is published once 1/64 of the
+    /// ring has been consumed, when the producer waits for space, when this
+    /// ring is caught up with, or at once with `publish`: storing it on
+    /// every record makes its cache line bounce between the two cores
+    /// whenever the producer is checking for space.
+    #[inline]
+    fn advance(&mut self, p: usize, next: u64, publish: bool) {
         self.cursors[p] = next;
-        let sh = &*self.bus.shared;
+        if publish
+            || next - self.shared_cursors[p] >= self.cursor_batch
+            // Relaxed: a hint; see `publish_cursor`.
+            || self.shared().producer(p).space_waiters.load(Ordering::Relaxed) != 0
+        {
+            self.publish_cursor(p);
+        }
+    }
+
+    /// Publishes producer `p`'s cursor and wakes the producer if it waits
+    /// for space.
+    fn publish_cursor(&mut self, p: usize) {
+        let next = self.cursors[p];
+        if self.shared_cursors[p] == next {
+            return;
+        }
+        self.shared_cursors[p] = next;
+        let sh = self.shared();
         // Release: pairs with the Acquire load in `Shared::limit`; the bytes
         // before `next` have been read. A plain store: the producer reads
         // this line only when it runs out of space.
@@ -286,6 +315,7 @@ impl Subscriber {
     /// The shared state, borrowed independently of `&mut self` (so the
     /// receive loop can update cursors while holding it) without cloning
     /// the `Arc` (two atomic read-modify-writes) on every poll.
+    #[inline]
     fn shared<'x>(&self) -> &'x Shared {
         // SAFETY: `self.bus` holds an `Arc<Shared>` that is never replaced
         // or dropped while `self` lives, and the callers use the reference
@@ -293,6 +323,7 @@ impl Subscriber {
         unsafe { &*Arc::as_ptr(&self.bus.shared) }
     }
 
+    #[inline]
     fn poll(&mut self) -> Result<Found, RecvError> {
         let sh = self.shared();
         // Acquire: pairs with the Release `fetch_or` of a new producer.
@@ -313,11 +344,16 @@ impl Subscriber {
             let head = self.overwrite.then_some(&slot.head);
             loop {
                 match ring::peek(&ring, self.cursors[p], head) {
-                    Peek::Empty => break,
-                    Peek::Padding { next } => self.advance(p, next),
+                    Peek::Empty => {
+                        // Caught up with this producer: let it reuse
+                        // everything read so far.
+                        self.publish_cursor(p);
+                        break;
+                    }
+                    Peek::Padding { next } => self.advance(p, next, false),
                     Peek::Lagged => {
                         let pos = ring::resync(&ring, &sh.ring_ctl(slot));
-                        self.advance(p, pos);
+                        self.advance(p, pos, true);
                     }
                     Peek::Corrupt(what) => {
                         self.broken |= 1 << p;
@@ -336,7 +372,7 @@ impl Subscriber {
                         }
                         if !self.wants(view.topic) {
                             self.expected[p] = view.seq + 1;
-                            self.advance(p, view.next);
+                            self.advance(p, view.next, false);
                             continue;
                         }
                         self.next_producer = (p + 1) & 63;
@@ -348,6 +384,7 @@ impl Subscriber {
         Err(RecvError::Empty)
     }
 
+    #[inline]
     fn sample(&mut self, found: Found) -> Sample<'_> {
         let sh = &*self.bus.shared;
         let ring = sh.ring(found.producer);
@@ -363,6 +400,7 @@ impl Subscriber {
     ///
     /// # Errors
     /// [`RecvError::Empty`], [`RecvError::Lagged`], [`RecvError::Corrupt`].
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Sample<'_>, RecvError> {
         let found = self.poll();
         self.touch_if_idle(&found);
@@ -391,6 +429,7 @@ impl Subscriber {
 
     /// Records "last active" now and then while polling finds nothing
     /// (a clock read costs more than an empty poll).
+    #[inline]
     fn touch_if_idle(&mut self, r: &Result<Found, RecvError>) {
         if matches!(r, Err(RecvError::Empty)) {
             self.empty_polls = self.empty_polls.wrapping_add(1);
@@ -506,6 +545,7 @@ pub struct Sample<'a> {
 
 impl Sample<'_> {
     /// The topic's id.
+    #[inline]
     pub fn topic_id(&self) -> TopicId {
         TopicId(self.found.view.topic)
     }
@@ -537,6 +577,7 @@ impl Sample<'_> {
 
     /// Its sequence number: per producer, starting at 0, gap-free under
     /// Block policy.
+    #[inline]
     pub fn sequence(&self) -> u64 {
         self.found.view.seq
     }
@@ -548,6 +589,7 @@ impl Sample<'_> {
     }
 
     /// The payload, borrowed from the ring.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         // SAFETY: the record at this position is committed (its stamp was
         // seen with Acquire) and lies contiguously in the ring (checked by
@@ -620,6 +662,7 @@ impl std::fmt::Debug for Sample<'_> {
 }
 
 impl Drop for Sample<'_> {
+    #[inline]
     fn drop(&mut self) {
         let Found { producer, view } = self.found;
         let sub = &mut *self.sub;
@@ -628,6 +671,6 @@ impl Drop for Sample<'_> {
         let slot = sub.bus.shared.subscriber(sub.slot);
         // Relaxed: statistics only.
         slot.received.store(sub.received, Ordering::Relaxed);
-        sub.advance(producer, view.next);
+        sub.advance(producer, view.next, false);
     }
 }

@@ -319,7 +319,14 @@ fn introspection_reports_producers_subscribers_and_lag() {
     for _ in 0..10 {
         publ.publish("a.b", &[1; 64]).unwrap();
     }
-    drop(sub.try_recv().unwrap());
+    // Read everything: a caught-up subscriber publishes its cursor.
+    for _ in 0..10 {
+        drop(sub.try_recv().unwrap());
+    }
+    assert_eq!(sub.try_recv().unwrap_err(), RecvError::Empty);
+    for _ in 0..5 {
+        publ.publish("a.b", &[1; 64]).unwrap();
+    }
     let info = bus.info();
     assert_eq!(info.config.ring_bytes, 1 << 16);
     assert_eq!(
@@ -329,12 +336,12 @@ fn introspection_reports_producers_subscribers_and_lag() {
     let p = &info.producers[0];
     assert_eq!(
         (p.name.as_str(), p.alive, p.published),
-        ("writer", true, 10)
+        ("writer", true, 15)
     );
-    assert_eq!(p.tail, 10 * 96);
+    assert_eq!(p.tail, 15 * 96);
     let s = &info.subscribers[0];
-    assert_eq!((s.name.as_str(), s.alive, s.received), ("reader", true, 1));
-    assert_eq!(s.lag_bytes, 9 * 96);
+    assert_eq!((s.name.as_str(), s.alive, s.received), ("reader", true, 10));
+    assert_eq!(s.lag_bytes, 5 * 96, "five unread 96-byte records");
     assert!(info.arena.unwrap().used > 0);
     assert_eq!(
         bus.reap(),
