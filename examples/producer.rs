@@ -26,7 +26,11 @@ pub struct Tick {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let bus_name = args.next().unwrap_or_else(|| "quotes".to_owned());
-    let count: u32 = args.next().map(|c| c.parse()).transpose()?.unwrap_or(10_000);
+    let count: u32 = args
+        .next()
+        .map(|c| c.parse())
+        .transpose()?
+        .unwrap_or(10_000);
 
     let bus = Bus::open_or_create(&bus_name, BusConfig::default())?;
     let mut publisher = bus.publisher("example producer")?;

@@ -13,7 +13,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pattern = Topic::parse("realtime.{ticker}.(trade|quote)")?;
     let topic = Topic::parse("realtime.600010.trade")?;
     let m = pattern.match_with(&topic);
-    println!("{pattern} matches {topic}: {} (ticker = {:?})", m.matched(), m.capture("ticker"));
+    println!(
+        "{pattern} matches {topic}: {} (ticker = {:?})",
+        m.matched(),
+        m.capture("ticker")
+    );
     // Formatting fills wildcards to build exact topics.
     let formatted = Topic::parse("realtime.{ticker}.trade")?.format([("ticker", "600010")])?;
     println!("formatted: {formatted}");
@@ -33,7 +37,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The handler: topic, captures and payload of every matching event.
     while let Ok(event) = engine_in.try_recv() {
         let topic = Topic::parse(event.topic())?;
-        let ticker = pattern.match_with(&topic).capture("ticker").map(str::to_owned);
+        let ticker = pattern
+            .match_with(&topic)
+            .capture("ticker")
+            .map(str::to_owned);
         println!(
             "handler: topic={} ticker={} payload={}",
             event.topic(),

@@ -22,7 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let bus_name = args.next().unwrap_or_else(|| "quotes".to_owned());
     let patterns: Vec<String> = args.collect();
-    let patterns = if patterns.is_empty() { vec!["md.**".to_owned()] } else { patterns };
+    let patterns = if patterns.is_empty() {
+        vec!["md.**".to_owned()]
+    } else {
+        patterns
+    };
 
     let bus = Bus::open_or_create(&bus_name, BusConfig::default())?;
     let mut worker = bus.subscriber("example worker")?;
@@ -54,7 +58,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let total: u64 = per_topic.values().map(|(n, _)| n).sum();
     for (topic, (n, price_sum)) in &per_topic {
-        println!("{topic:<24} {n:>8} events, mean price {:.2}", *price_sum as f64 / *n as f64);
+        println!(
+            "{topic:<24} {n:>8} events, mean price {:.2}",
+            *price_sum as f64 / *n as f64
+        );
     }
     println!("TOTAL {total}");
     Ok(())

@@ -45,7 +45,10 @@ fn finish(mut child: Kill, deadline: Instant) -> String {
             assert!(status.success(), "example failed: {status}\n{out}");
             return out;
         }
-        assert!(Instant::now() < deadline, "watchdog: example did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: example did not finish"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -94,7 +97,16 @@ fn quickstart_runs() {
         .spawn()
         .expect("run the quickstart example");
     let out = finish(Kill(child), Instant::now() + Duration::from_secs(60));
-    assert!(out.contains("handler: topic=realtime.600010.trade ticker=600010"), "{out}");
-    assert!(out.contains("handler: topic=realtime.600519.quote ticker=600519"), "{out}");
-    assert!(!out.contains("depth"), "non-matching events are not delivered: {out}");
+    assert!(
+        out.contains("handler: topic=realtime.600010.trade ticker=600010"),
+        "{out}"
+    );
+    assert!(
+        out.contains("handler: topic=realtime.600519.quote ticker=600519"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("depth"),
+        "non-matching events are not delivered: {out}"
+    );
 }

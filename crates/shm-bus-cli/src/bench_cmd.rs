@@ -80,7 +80,11 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<ExitCode> {
             subscribers,
             json,
         } => {
-            let count = count.unwrap_or_else(|| (4u64 << 30).div_ceil(size.max(1) as u64).clamp(1000, 1_000_000));
+            let count = count.unwrap_or_else(|| {
+                (4u64 << 30)
+                    .div_ceil(size.max(1) as u64)
+                    .clamp(1000, 1_000_000)
+            });
             throughput(size, count, subscribers, json)
         }
     }
@@ -100,7 +104,11 @@ impl Drop for Named {
 fn unique(tag: &str) -> Named {
     use std::sync::atomic::AtomicU32;
     static N: AtomicU32 = AtomicU32::new(0);
-    Named(format!("__bench-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+    Named(format!(
+        "__bench-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// A child process (of `bench` or `demo`), killed if still running on
@@ -180,7 +188,8 @@ impl Floor {
                 let off = init.arena().alloc(total, 4096)?;
                 // Zero the control words (the arena hands out garbage).
                 for w in 0..words {
-                    let word: &AtomicU64 = init.segment().resolve(Offset::new(off.get() + w * LINE))?;
+                    let word: &AtomicU64 =
+                        init.segment().resolve(Offset::new(off.get() + w * LINE))?;
                     word.store(0, Ordering::Relaxed);
                 }
                 init.set_root(0, off)
@@ -193,7 +202,10 @@ impl Floor {
     }
 
     fn attach(seg: Segment, words: u64, bytes: u64) -> Result<Floor> {
-        let base = seg.root::<u8>(0).context("floor segment has no root")?.get();
+        let base = seg
+            .root::<u8>(0)
+            .context("floor segment has no root")?
+            .get();
         seg.bytes(Offset::new(base), words * LINE + bytes)?;
         Ok(Floor {
             base: base + words * LINE,
@@ -226,7 +238,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 fn check_size(size: usize) -> Result<(), BadInput> {
     if size < 8 {
-        return Err(BadInput(format!("--size {size}: at least 8 bytes (a sequence number)")));
+        return Err(BadInput(format!(
+            "--size {size}: at least 8 bytes (a sequence number)"
+        )));
     }
     Ok(())
 }
@@ -253,7 +267,12 @@ fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Result<ExitCode>
     let total = rounds as u64 * (warmup + per_round);
     let mut echo = Peer::spawn(
         "bench-echo",
-        &[bus_name.0.clone(), floor_name.0.clone(), size.to_string(), total.to_string()],
+        &[
+            bus_name.0.clone(),
+            floor_name.0.clone(),
+            size.to_string(),
+            total.to_string(),
+        ],
     )?;
     let mut publisher = bus.publisher("bench ping")?;
     let mut subscriber = bus.subscriber("bench ping")?;
@@ -347,9 +366,16 @@ fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Result<ExitCode>
              shm-bus  p50 {} ns  p99 {} ns  p99.9 {} ns  max {} ns\n  \
              floor    p50 {} ns  p99 {} ns   (bare cache-line ping-pong, same processes)\n  \
              ratio    p50 {:.2}x the floor\n",
-            o["count"], rounds, o["p50_ns"], o["p99_ns"], o["p999_ns"], o["max_ns"],
-            o["floor_p50_ns"], o["floor_p99_ns"],
-            o["p50_ns"].as_f64().unwrap_or(0.0) / o["floor_p50_ns"].as_f64().unwrap_or(1.0).max(1.0),
+            o["count"],
+            rounds,
+            o["p50_ns"],
+            o["p99_ns"],
+            o["p999_ns"],
+            o["max_ns"],
+            o["floor_p50_ns"],
+            o["floor_p99_ns"],
+            o["p50_ns"].as_f64().unwrap_or(0.0)
+                / o["floor_p50_ns"].as_f64().unwrap_or(1.0).max(1.0),
         )
     })
 }
@@ -472,7 +498,13 @@ fn throughput(size: usize, count: u64, subscribers: u32, json: bool) -> Result<E
     })
 }
 
-fn bus_throughput(config: &BusConfig, size: usize, count: u64, subscribers: u32, payload: &[u8]) -> Result<f64> {
+fn bus_throughput(
+    config: &BusConfig,
+    size: usize,
+    count: u64,
+    subscribers: u32,
+    payload: &[u8],
+) -> Result<f64> {
     let bus_name = unique("tput");
     let bus = Bus::create(&bus_name.0, *config)?;
     let mut sinks = Vec::new();
@@ -559,7 +591,12 @@ fn floor_throughput(size: usize, count: u64, ring: u64) -> Result<f64> {
     let floor = Floor::create(&name.0, 3, slots * slot)?;
     let mut peer = Peer::spawn(
         "bench-floor-sink",
-        &[name.0.clone(), size.to_string(), count.to_string(), ring.to_string()],
+        &[
+            name.0.clone(),
+            size.to_string(),
+            count.to_string(),
+            ring.to_string(),
+        ],
     )?;
     if peer.line(Duration::from_secs(30))? != "READY" {
         bail!("floor consumer did not start");
@@ -621,9 +658,18 @@ fn floor_sink(args: &[String]) -> Result<ExitCode> {
         let mut seq = [0u8; 8];
         // SAFETY: slot `i % slots` is inside the data region and was
         // published by the producer's Release store of `tail` > i.
-        unsafe { std::ptr::copy_nonoverlapping(data.add(((i % slots) * slot) as usize), seq.as_mut_ptr(), 8) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.add(((i % slots) * slot) as usize),
+                seq.as_mut_ptr(),
+                8,
+            )
+        };
         if u64::from_le_bytes(seq) != i {
-            bail!("floor ring delivered {} instead of {i}", u64::from_le_bytes(seq));
+            bail!(
+                "floor ring delivered {} instead of {i}",
+                u64::from_le_bytes(seq)
+            );
         }
         // Release: pairs with the producer's Acquire load of `head`.
         head.store(i + 1, Ordering::Release);

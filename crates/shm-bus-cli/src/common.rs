@@ -64,8 +64,12 @@ pub(crate) fn one_line(err: &anyhow::Error) -> String {
 
 /// The configuration `create` builds from its flags.
 pub(crate) fn config_of(a: &CreateArgs) -> Result<BusConfig, BadInput> {
-    let mode = u32::from_str_radix(&a.mode, 8)
-        .map_err(|_| BadInput(format!("--mode `{}` is not an octal number like 600", a.mode)))?;
+    let mode = u32::from_str_radix(&a.mode, 8).map_err(|_| {
+        BadInput(format!(
+            "--mode `{}` is not an octal number like 600",
+            a.mode
+        ))
+    })?;
     let config = BusConfig::default()
         .with_ring_bytes(a.ring_bytes)
         .with_max_subscribers(a.max_subscribers)

@@ -102,7 +102,10 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
             .map(|t| parsed.matches(&Topic::parse(t).expect("demo topics are valid")))
             .collect();
         expected.push((0..a.events).filter(|&k| matching[topic_of(k)]).count() as u64);
-        let mut w = Peer::spawn("demo-worker", &[name.clone(), i.to_string(), pat.to_owned()])?;
+        let mut w = Peer::spawn(
+            "demo-worker",
+            &[name.clone(), i.to_string(), pat.to_owned()],
+        )?;
         if w.line(Duration::from_secs(30))? != "READY" {
             bail!("worker {i} did not start");
         }
@@ -114,8 +117,9 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     } else {
         ProgressDrawTarget::stderr()
     });
-    let style = ProgressStyle::with_template("{prefix:<42} {bar:30} {pos:>9}/{len:<9} {per_sec:>12}")
-        .expect("valid template");
+    let style =
+        ProgressStyle::with_template("{prefix:<42} {bar:30} {pos:>9}/{len:<9} {per_sec:>12}")
+            .expect("valid template");
     let producer_bar = bars.add(ProgressBar::new(a.events).with_style(style.clone()));
     producer_bar.set_prefix("producer".to_owned());
     let worker_bars: Vec<ProgressBar> = (0..a.workers)
@@ -143,7 +147,11 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
         let published: u64 = info.producers.iter().map(|p| p.published).sum();
         producer_bar.set_position(published.min(a.events));
         for s in &info.subscribers {
-            if let Some(i) = s.name.strip_prefix("demo worker ").and_then(|n| n.parse::<usize>().ok()) {
+            if let Some(i) = s
+                .name
+                .strip_prefix("demo worker ")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
                 if let Some(b) = worker_bars.get(i) {
                     b.set_position(s.received.min(expected[i]));
                 }
@@ -202,8 +210,10 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
         duplicates += d;
         corrupt += c;
         let (pat, kind) = pattern(i as u32);
-        rows.push(json!({"worker": i, "kind": kind, "pattern": pat, "expected": expected[i],
-                         "received": got, "lost": l, "duplicates": d, "corrupt": c}));
+        rows.push(
+            json!({"worker": i, "kind": kind, "pattern": pat, "expected": expected[i],
+                         "received": got, "lost": l, "duplicates": d, "corrupt": c}),
+        );
     }
     let out = json!({
         "workers": a.workers,
@@ -220,8 +230,16 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     if a.json {
         writeln!(stdout, "{out}")?;
     } else {
-        writeln!(stdout, "shm-bus demo: 1 producer, {} workers, {} events on bus `{name}`\n", a.workers, a.events)?;
-        writeln!(stdout, "  {:<7} {:<15} {:<34} {:>9} {:>9} {:>5} {:>5} {:>7}", "worker", "kind", "pattern", "expected", "received", "lost", "dup", "corrupt")?;
+        writeln!(
+            stdout,
+            "shm-bus demo: 1 producer, {} workers, {} events on bus `{name}`\n",
+            a.workers, a.events
+        )?;
+        writeln!(
+            stdout,
+            "  {:<7} {:<15} {:<34} {:>9} {:>9} {:>5} {:>5} {:>7}",
+            "worker", "kind", "pattern", "expected", "received", "lost", "dup", "corrupt"
+        )?;
         for r in &rows {
             writeln!(
                 stdout,
@@ -318,7 +336,9 @@ fn worker(args: &[String]) -> Result<ExitCode> {
                 next_matching += 1;
             }
             if seq > next_matching {
-                gaps += (next_matching..seq).filter(|&k| matching[topic_of(k)]).count() as u64;
+                gaps += (next_matching..seq)
+                    .filter(|&k| matching[topic_of(k)])
+                    .count() as u64;
             }
             next_matching = seq + 1;
         }

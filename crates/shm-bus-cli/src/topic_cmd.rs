@@ -180,7 +180,11 @@ fn human_parse(v: &Value) -> String {
     let mut s = format!(
         "topic     {}\nexact     {}\nparts\n",
         v["topic"].as_str().unwrap_or_default(),
-        if v["is_exact"] == json!(true) { "yes" } else { "no" }
+        if v["is_exact"] == json!(true) {
+            "yes"
+        } else {
+            "no"
+        }
     );
     for (i, p) in v["parts"].as_array().into_iter().flatten().enumerate() {
         let value = match &p["value"] {
@@ -192,7 +196,10 @@ fn human_parse(v: &Value) -> String {
                 .join(" | "),
             other => other.to_string(),
         };
-        s += &format!("  {i:<3} {:<8} {value}\n", p["type"].as_str().unwrap_or_default());
+        s += &format!(
+            "  {i:<3} {:<8} {value}\n",
+            p["type"].as_str().unwrap_or_default()
+        );
     }
     s
 }

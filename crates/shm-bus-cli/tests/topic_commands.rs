@@ -24,7 +24,12 @@ fn stderr_lines(out: &Output) -> usize {
 
 #[test]
 fn parse_json_lists_typed_parts() {
-    let out = shm_bus(&["topic", "parse", "--json", "md.+venue.(bid||ask)./^[A-Z]+$/.**"]);
+    let out = shm_bus(&[
+        "topic",
+        "parse",
+        "--json",
+        "md.+venue.(bid||ask)./^[A-Z]+$/.**",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         json_of(&out),
@@ -54,7 +59,10 @@ fn parse_invalid_topic_exits_2_with_error_json_and_one_stderr_line() {
 
     let out = shm_bus(&["topic", "parse", "x./[/"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(out.stdout.is_empty(), "human mode prints errors on stderr only");
+    assert!(
+        out.stdout.is_empty(),
+        "human mode prints errors on stderr only"
+    );
     assert_eq!(stderr_lines(&out), 1);
 }
 
@@ -63,12 +71,18 @@ fn parse_human_output() {
     let out = shm_bus(&["topic", "parse", "a.{b}"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("a.{b}") && text.contains("any") && text.contains("exact"), "{text}");
+    assert!(
+        text.contains("a.{b}") && text.contains("any") && text.contains("exact"),
+        "{text}"
+    );
 }
 
 #[test]
 fn match_json_is_symmetric_with_captures() {
-    for (a, b) in [("md.{venue}.AAPL", "md.XNAS.AAPL"), ("md.XNAS.AAPL", "md.{venue}.AAPL")] {
+    for (a, b) in [
+        ("md.{venue}.AAPL", "md.XNAS.AAPL"),
+        ("md.XNAS.AAPL", "md.{venue}.AAPL"),
+    ] {
         let out = shm_bus(&["topic", "match", "--json", a, b]);
         assert_eq!(out.status.code(), Some(0));
         let v = json_of(&out);
@@ -85,12 +99,32 @@ fn match_json_is_symmetric_with_captures() {
 
 #[test]
 fn format_json_and_errors() {
-    let v = json_of(&shm_bus(&["topic", "format", "--json", "md.{v}.{s}", "v=XNAS", "s=AAPL"]));
+    let v = json_of(&shm_bus(&[
+        "topic",
+        "format",
+        "--json",
+        "md.{v}.{s}",
+        "v=XNAS",
+        "s=AAPL",
+    ]));
     assert_eq!(v, json!({"result": "md.XNAS.AAPL"}));
-    let v = json_of(&shm_bus(&["topic", "format", "--json", "md.{v}.{s}", "v=XNAS"]));
+    let v = json_of(&shm_bus(&[
+        "topic",
+        "format",
+        "--json",
+        "md.{v}.{s}",
+        "v=XNAS",
+    ]));
     assert_eq!(v, json!({"result": "md.XNAS.{s}"}));
 
-    let out = shm_bus(&["topic", "format", "--json", "--strict", "md.{v}.{s}", "v=XNAS"]);
+    let out = shm_bus(&[
+        "topic",
+        "format",
+        "--json",
+        "--strict",
+        "md.{v}.{s}",
+        "v=XNAS",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let v = json_of(&out);
     assert_eq!(v["error"]["kind"], "missing_value");
@@ -109,7 +143,10 @@ fn format_json_and_errors() {
 fn bad_usage_exits_2() {
     assert_eq!(shm_bus(&["topic", "nonsense"]).status.code(), Some(2));
     assert_eq!(shm_bus(&["topic", "parse"]).status.code(), Some(2));
-    assert_eq!(shm_bus(&["topic", "parse", "a", "--bogus"]).status.code(), Some(2));
+    assert_eq!(
+        shm_bus(&["topic", "parse", "a", "--bogus"]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -152,7 +189,10 @@ fn check_answers_every_line_and_goes_on_after_bad_ones() {
     assert_eq!(lines.len(), input.len(), "one answer per input line");
     assert_eq!(lines[0]["topic"], "a.{b}");
     assert_eq!(lines[1]["error"]["kind"], "bad_request");
-    assert_eq!(lines[2], json!({"matched": true, "captures": {"x": "b"}, "nodes": lines[2]["nodes"].clone()}));
+    assert_eq!(
+        lines[2],
+        json!({"matched": true, "captures": {"x": "b"}, "nodes": lines[2]["nodes"].clone()})
+    );
     assert_eq!(lines[3], json!({"result": "a.1"}));
     assert_eq!(lines[4], json!({"result": "a.1.{y}"}));
     assert_eq!(lines[5]["error"]["kind"], "bad_request");
