@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     cursors: NonNull<AtomicU64>,
     cursor_stride: usize,
     rings: NonNull<u8>,
+    records: NonNull<TopicRecord>,
+    n_records: usize,
 }
 
 // SAFETY: the pointers point into `seg`'s mapping, which `Shared` owns and
@@ -104,9 +106,18 @@ impl Shared {
         }
     }
 
-    pub(crate) fn topics(&self) -> ShmTopicTable<'_> {
-        // Validated at open; attaching again only re-resolves offsets.
-        ShmTopicTable::attach(&self.seg, self.header()).expect("topic table validated at open")
+    /// The topic table (its map is validated again, so a segment damaged
+    /// since it was opened gives an error, not a panic).
+    pub(crate) fn topics(&self) -> Result<ShmTopicTable<'_>, BusError> {
+        ShmTopicTable::attach(&self.seg, self.header())
+    }
+
+    /// The literal of an interned topic (`None` if not ready or damaged).
+    pub(crate) fn topic_literal(&self, id: TopicId) -> Option<&str> {
+        // SAFETY: `records` / `n_records` were resolved with bounds checks
+        // at open and stay valid while `self.seg` is mapped.
+        let records = unsafe { std::slice::from_raw_parts(self.records.as_ptr(), self.n_records) };
+        std::str::from_utf8(crate::topics::literal_bytes(&self.seg, records, id)?).ok()
     }
 
     /// Block policy: the highest position producer `p` may write — the
@@ -347,7 +358,7 @@ impl Bus {
             Offset::new(rings_off),
             config.max_producers as u64 * config.ring_bytes,
         )?;
-        seg.resolve_slice(
+        let records = seg.resolve_slice(
             Offset::<TopicRecord>::new(header.topics.load(Ordering::Relaxed)),
             config.max_topics as u64,
         )?;
@@ -363,6 +374,8 @@ impl Bus {
             cursors: NonNull::from(&cursors[0]),
             cursor_stride: stride as usize,
             rings: NonNull::new(rings.as_ptr()).ok_or(corrupt("ring offset"))?,
+            records: NonNull::from(&records[0]),
+            n_records: records.len(),
             config,
             seg,
         };
@@ -382,7 +395,11 @@ impl Bus {
     }
 
     /// The shared topic table.
-    pub fn topics(&self) -> ShmTopicTable<'_> {
+    ///
+    /// # Errors
+    /// [`BusError::Segment`] / [`BusError::Corrupt`] if the table's map
+    /// has been damaged since the bus was opened.
+    pub fn topics(&self) -> Result<ShmTopicTable<'_>, BusError> {
         self.shared.topics()
     }
 
@@ -461,7 +478,7 @@ impl Bus {
             config: sh.config,
             max_payload: sh.config.max_payload(),
             arena: seg.arena().stats().ok(),
-            topics: self.topics().entries(),
+            topics: self.topics().map(|t| t.entries()).unwrap_or_default(),
             producers,
             subscribers,
         }

@@ -52,7 +52,7 @@ impl AsTopic for TopicId {
             .get(self.index())
             .copied()
             .unwrap_or(false);
-        if known || publisher.bus.shared.topics().literal_bytes(*self).is_some() {
+        if known || publisher.bus.shared.topic_literal(*self).is_some() {
             if self.index() >= publisher.known_ids.len() {
                 publisher.known_ids.resize(self.index() + 1, false);
             }
@@ -207,7 +207,7 @@ impl Publisher {
                 topic: parsed.to_string(),
             });
         }
-        let id = self.bus.shared.topics().intern_literal(parsed.as_str())?;
+        let id = self.bus.shared.topics()?.intern_literal(parsed.as_str())?;
         self.ids.insert(topic.into(), id);
         Ok(id)
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 use shm_bus_alloc::ProcessId;
-use shm_bus_topic::{SubscriptionIndex, Topic, TopicId, TopicTable};
+use shm_bus_topic::{SubscriptionIndex, Topic, TopicId};
 
 use crate::bus::{Bus, Shared};
 use crate::clock;
@@ -255,8 +255,7 @@ impl Subscriber {
                 return state == MATCH;
             }
         }
-        let topics = self.bus.shared.topics();
-        let Some(literal) = topics.literal(TopicId(id)) else {
+        let Some(literal) = self.bus.shared.topic_literal(TopicId(id)) else {
             return false; // not (yet) a ready topic: skip, do not cache
         };
         let state = match Topic::parse(literal) {
@@ -552,22 +551,7 @@ impl Sample<'_> {
 
     /// The topic's literal.
     pub fn topic(&self) -> &str {
-        self.sub
-            .bus
-            .shared
-            .topics()
-            .literal(self.topic_id())
-            .map(|s| {
-                // SAFETY-free lifetime extension is not possible through the
-                // table view; copy the pointer range instead.
-                let ptr = s.as_ptr();
-                let len = s.len();
-                // SAFETY: the literal lives in the topic pool of the segment,
-                // which is never rewritten once its record is READY and stays
-                // mapped while `self.sub.bus` (borrowed by `self`) lives.
-                unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len)) }
-            })
-            .unwrap_or("")
+        self.sub.bus.shared.topic_literal(self.topic_id()).unwrap_or("")
     }
 
     /// The producer (publisher slot) that published it.

@@ -137,21 +137,7 @@ impl<'s> ShmTopicTable<'s> {
 
     /// The literal of `id` as bytes, when the record is ready.
     pub(crate) fn literal_bytes(&self, id: TopicId) -> Option<&'s [u8]> {
-        let record = self.records.get(id.index())?;
-        // Acquire: pairs with the Release store in `intern_literal`.
-        if record.state.load(Ordering::Acquire) != TOPIC_READY {
-            return None;
-        }
-        let off = record.bytes.load(Ordering::Relaxed);
-        let len = record.len.load(Ordering::Relaxed);
-        if len as usize > MAX_TOPIC_LEN {
-            return None;
-        }
-        let bytes = self.seg.bytes(Offset::new(off), len).ok()?;
-        // SAFETY: the range is inside the segment (checked) and was written
-        // once before the READY state we observed with Acquire; pool bytes
-        // are never written again, so a shared slice is sound.
-        Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) })
+        literal_bytes(self.seg, self.records, id)
     }
 
     /// Every ready topic, in id order.
@@ -208,4 +194,28 @@ fn fxhash(bytes: &[u8]) -> u64 {
     let mut h = rustc_hash::FxHasher::default();
     h.write(bytes);
     h.finish()
+}
+
+/// The literal of `id` in `records`, when the record is ready. Reads only
+/// the record and the topic pool, so it needs no map.
+pub(crate) fn literal_bytes<'s>(
+    seg: &'s Segment,
+    records: &'s [TopicRecord],
+    id: TopicId,
+) -> Option<&'s [u8]> {
+    let record = records.get(id.index())?;
+    // Acquire: pairs with the Release store in `intern_literal`.
+    if record.state.load(Ordering::Acquire) != TOPIC_READY {
+        return None;
+    }
+    let off = record.bytes.load(Ordering::Relaxed);
+    let len = record.len.load(Ordering::Relaxed);
+    if len as usize > MAX_TOPIC_LEN {
+        return None;
+    }
+    let bytes = seg.bytes(Offset::new(off), len).ok()?;
+    // SAFETY: the range is inside the segment (checked) and was written
+    // once before the READY state we observed with Acquire; pool bytes are
+    // never written again, so a shared slice is sound.
+    Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) })
 }
