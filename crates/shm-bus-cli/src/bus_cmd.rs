@@ -544,9 +544,7 @@ pub(crate) fn gc(a: &GcArgs) -> Result<ExitCode> {
         Some(name) => {
             check_name(name)?;
             if identity(name).is_none() {
-                return Err(anyhow!(
-                    "bus `{name}` does not exist (see `shm-bus list`)"
-                ));
+                return Err(anyhow!("bus `{name}` does not exist (see `shm-bus list`)"));
             }
             vec![name.clone()]
         }
@@ -650,12 +648,7 @@ fn gc_one(name: &str, all_unused: bool, outcome: &mut GcOutcome) -> Result<()> {
 }
 
 /// Unlinks `name` if it still refers to the segment `id` examined.
-fn unlink_if_same(
-    name: &str,
-    id: (u64, u64),
-    why: String,
-    outcome: &mut GcOutcome,
-) -> Result<()> {
+fn unlink_if_same(name: &str, id: (u64, u64), why: String, outcome: &mut GcOutcome) -> Result<()> {
     if identity(name) != Some(id) {
         return Ok(()); // removed, or replaced by a new bus meanwhile
     }

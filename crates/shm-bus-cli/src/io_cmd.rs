@@ -103,7 +103,11 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
     // Everything about the arguments is checked before the bus is touched.
     check_name(&a.bus)?;
     if a.topics == 0 || a.topics > u64::from(MAX_TOPICS) {
-        return Err(BadInput(format!("--topics must be 1..={MAX_TOPICS}, not {}", a.topics)).into());
+        return Err(BadInput(format!(
+            "--topics must be 1..={MAX_TOPICS}, not {}",
+            a.topics
+        ))
+        .into());
     }
     if a.topics > 1 && !a.topic.contains("{i}") {
         return Err(BadInput(format!(
@@ -157,7 +161,10 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
             return Err(BadInput(format!("--rate {rate} must be a positive number")).into());
         }
     }
-    let timeout = a.timeout.map(|t| common::seconds("timeout", t)).transpose()?;
+    let timeout = a
+        .timeout
+        .map(|t| common::seconds("timeout", t))
+        .transpose()?;
     let k = a.topics;
     let bus = attach_checked(&a.bus, |c| {
         if let Some(len) = fixed_len.filter(|&n| n > c.max_payload()) {
@@ -243,9 +250,14 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
             ),
             Source::Stdin(_) => (
                 line.len(),
-                send(&mut publisher, topic, line.len(), timeout, &mut done, |buf| {
-                    buf.copy_from_slice(&line)
-                }),
+                send(
+                    &mut publisher,
+                    topic,
+                    line.len(),
+                    timeout,
+                    &mut done,
+                    |buf| buf.copy_from_slice(&line),
+                ),
             ),
         };
         match result {
@@ -297,7 +309,11 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
             elapsed.as_secs_f64(),
             per_sec(done.published, elapsed),
             done.full_waits,
-            if done.interrupted { "; interrupted" } else { "" }
+            if done.interrupted {
+                "; interrupted"
+            } else {
+                ""
+            }
         )?;
     }
     out.flush()?;
@@ -525,7 +541,11 @@ pub(crate) fn tail(a: &TailArgs) -> Result<ExitCode> {
                     Err(e) => return Err(anyhow::Error::new(e).context("cannot write to stdout")),
                 }
             }
-            Err(RecvError::Timeout | RecvError::Empty) => {}
+            Err(RecvError::Timeout | RecvError::Empty) => {
+                if stdout_closed() {
+                    break;
+                }
+            }
             Err(RecvError::Lagged(n)) => {
                 eprintln!("shm-bus: tail: lagged, {n} event(s) overwritten before they were read");
             }
@@ -533,6 +553,21 @@ pub(crate) fn tail(a: &TailArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether standard output is a pipe whose reader has gone, so that an
+/// idle `tail | head` ends without waiting for one more event to write
+/// (what GNU `tail -f` does).
+fn stdout_closed() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one initialised pollfd that outlives the call,
+    // count 1, timeout 0 (never blocks); it only writes `revents`.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// One event as `tail` prints it (without the newline).
