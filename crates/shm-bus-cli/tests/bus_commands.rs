@@ -1,0 +1,534 @@
+//! Drives the real `shm-bus` binary's bus-management commands (`create`,
+//! `remove`, `list`, `inspect`, `gc`): JSON fields and exit codes as the
+//! CLI contract says, and garbage collection after SIGKILLed processes.
+//!
+//! Every test uses its own bus name and removes the bus on drop; every
+//! process runs under a watchdog. `gc` is only ever run on a named bus, so
+//! these tests never touch buses of tests running in parallel.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shm-bus");
+/// Generous: only a hung process gets anywhere near it.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// A unique bus name, removed (with `shm-bus remove`, then by unlinking
+/// the file) when dropped, even if the test failed.
+struct TestBus {
+    name: String,
+}
+
+impl TestBus {
+    fn new(tag: &str) -> TestBus {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        TestBus {
+            name: format!("clibus-{}-{n}-{tag}", std::process::id()),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/dev/shm/shm-bus.{}", self.name))
+    }
+
+    fn exists(&self) -> bool {
+        self.path().exists()
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["remove", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(self.path());
+    }
+}
+
+/// What a finished process said.
+struct Out {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {:?} (stderr {:?})",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    fn stderr_lines(&self) -> usize {
+        self.stderr.lines().count()
+    }
+}
+
+/// A running `shm-bus` process, killed on drop if still running.
+struct Proc {
+    child: Child,
+    stdout: Option<thread::JoinHandle<String>>,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+fn reader(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shm-bus");
+        let stdout = child.stdout.take().map(reader);
+        let stderr = child.stderr.take().map(reader);
+        Proc {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the exit, killing the process if the watchdog runs out.
+    fn finish(mut self) -> Out {
+        let deadline = Instant::now() + WATCHDOG;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("watchdog: shm-bus (pid {}) hung; killed it", self.pid());
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        Out {
+            status,
+            stdout: self
+                .stdout
+                .take()
+                .map(|h| h.join().unwrap())
+                .unwrap_or_default(),
+            stderr: self
+                .stderr
+                .take()
+                .map(|h| h.join().unwrap())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// SIGKILL, and reap the zombie.
+    fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `shm-bus ARGS` to completion under the watchdog.
+fn run(args: &[&str]) -> Out {
+    Proc::spawn(args).finish()
+}
+
+/// Polls `inspect --json` until `ok` holds, panicking after the watchdog.
+fn wait_for(bus: &TestBus, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        let out = run(&["inspect", &bus.name, "--json"]);
+        if out.code() == Some(0) {
+            let v = out.json();
+            if ok(&v) {
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "watchdog: never saw {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive_subscribers(v: &Value) -> usize {
+    v["subscribers"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|s| s["alive"] == true).count())
+}
+
+/// The `list --json` entry of `bus`, if listed.
+fn listed(bus: &TestBus) -> Option<Value> {
+    let out = run(&["list", "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    out.json()
+        .as_array()
+        .expect("list --json is an array")
+        .iter()
+        .find(|e| e["bus"] == bus.name.as_str())
+        .cloned()
+}
+
+/// Starts a `consume` that runs until killed, and waits until it shows.
+fn start_consumer(bus: &TestBus, subscribers_before: usize) -> Proc {
+    let p = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120", "--json"]);
+    wait_for(bus, "the consumer attach", |v| {
+        alive_subscribers(v) == subscribers_before + 1
+    });
+    p
+}
+
+// ---------------------------------------------------------------- create
+
+#[test]
+fn create_then_inspect_json_has_the_contract_fields() {
+    let bus = TestBus::new("inspect");
+    let out = run(&[
+        "create",
+        &bus.name,
+        "--ring-bytes",
+        "65536",
+        "--max-subscribers",
+        "4",
+        "--max-producers",
+        "2",
+        "--max-topics",
+        "64",
+        "--policy",
+        "overwrite",
+        "--mode",
+        "640",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(bus.exists());
+
+    let out = run(&["inspect", &bus.name, "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["bus"], bus.name.as_str());
+    assert_eq!(v["layout_version"], 1);
+    assert!(v["segment_bytes"].as_u64().unwrap() > 65536 * 2);
+    assert!(v["created_by_pid"].as_u64().unwrap() > 0);
+    let created = v["created_at"].as_str().unwrap();
+    assert_eq!(created.len(), "2026-01-01T00:00:00Z".len(), "{created}");
+    assert!(
+        created.ends_with('Z') && &created[10..11] == "T",
+        "{created}"
+    );
+    let c = &v["config"];
+    assert_eq!(c["ring_bytes"], 65536);
+    assert_eq!(c["max_subscribers"], 4);
+    assert_eq!(c["max_producers"], 2);
+    assert_eq!(c["max_topics"], 64);
+    assert_eq!(c["policy"], "overwrite");
+    assert_eq!(c["mode"], "640");
+    let a = &v["arena"];
+    let (cap, used, free) = (
+        a["capacity"].as_u64().unwrap(),
+        a["used"].as_u64().unwrap(),
+        a["free"].as_u64().unwrap(),
+    );
+    assert!(used > 0 && free > 0 && used + free <= cap, "{a}");
+    assert_eq!(v["topics"], serde_json::json!([]));
+    assert_eq!(v["producers"], serde_json::json!([]));
+    assert_eq!(v["subscribers"], serde_json::json!([]));
+    assert!(v["max_payload"].as_u64().unwrap() < 65536 / 2);
+
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(bus.path()).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o640);
+}
+
+#[test]
+fn create_an_existing_bus_exits_1_and_keeps_it() {
+    let bus = TestBus::new("exists");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    let before = run(&["inspect", &bus.name, "--json"]).json();
+    let out = run(&["create", &bus.name, "--ring-bytes", "8192"]);
+    assert_eq!(out.code(), Some(1));
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    let after = run(&["inspect", &bus.name, "--json"]).json();
+    assert_eq!(before["created_at_ns"], after["created_at_ns"]);
+    assert_eq!(after["config"]["ring_bytes"], 1 << 20);
+}
+
+#[test]
+fn create_with_bad_config_exits_2_and_creates_nothing() {
+    let bus = TestBus::new("badcfg");
+    for bad in [
+        &["--ring-bytes", "1000"][..],
+        &["--ring-bytes", "1024"],
+        &["--max-subscribers", "0"],
+        &["--max-producers", "65"],
+        &["--mode", "9"],
+        &["--mode", "1777"],
+    ] {
+        let mut args = vec!["create", bus.name.as_str()];
+        args.extend_from_slice(bad);
+        let out = run(&args);
+        assert_eq!(out.code(), Some(2), "{bad:?}: {}", out.stderr);
+        assert_eq!(out.stderr_lines(), 1, "{bad:?}: {}", out.stderr);
+        assert!(!bus.exists(), "{bad:?} left a bus behind");
+    }
+    // A value clap itself rejects.
+    let out = run(&["create", &bus.name, "--policy", "sometimes"]);
+    assert_eq!(out.code(), Some(2));
+    assert!(!bus.exists());
+    // A name the OS cannot use.
+    let out = run(&["create", "a/b"]);
+    assert_eq!(out.code(), Some(2));
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------- remove
+
+#[test]
+fn remove_deletes_the_segment_and_a_missing_bus_exits_1() {
+    let bus = TestBus::new("remove");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    let out = run(&["remove", &bus.name]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(!bus.exists());
+    let out = run(&["remove", &bus.name]);
+    assert_eq!(out.code(), Some(1));
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------- inspect
+
+#[test]
+fn inspect_an_unknown_bus_exits_1_with_one_line() {
+    let bus = TestBus::new("unknown");
+    let out = run(&["inspect", &bus.name, "--json"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains(&bus.name), "{}", out.stderr);
+    assert!(!bus.exists(), "inspect must not create");
+}
+
+#[test]
+fn inspect_a_damaged_segment_exits_1_with_the_typed_error() {
+    let bus = TestBus::new("damaged");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(bus.path())
+            .unwrap();
+        f.write_all_at(b"NOT-A-BUS", 0).unwrap(); // the magic
+    }
+    let out = run(&["inspect", &bus.name]);
+    assert_eq!(out.code(), Some(1));
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
+
+    let entry = listed(&bus).expect("a damaged bus is still listed");
+    assert_eq!(entry["healthy"], false);
+    assert!(
+        entry["error"].as_str().unwrap().contains("corrupt"),
+        "{entry}"
+    );
+
+    let out = run(&["gc", &bus.name, "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.json()["removed_segments"],
+        serde_json::json!([bus.name])
+    );
+    assert!(!bus.exists());
+}
+
+#[test]
+fn inspect_human_output_has_every_section() {
+    let bus = TestBus::new("human");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    let out = run(&[
+        "publish", &bus.name, "h.{i}", "--topics", "2", "--count", "4",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let consumer = start_consumer(&bus, 0);
+    let out = run(&["inspect", &bus.name]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    for needle in [
+        bus.name.as_str(),
+        "segment",
+        "created",
+        "policy block",
+        "arena",
+        "topics: 2",
+        "h.0",
+        "h.1",
+        "producers:",
+        "PUBLISHED",
+        "detached",
+        "subscribers: 1",
+        "shm-bus consume",
+        "LAST ACTIVE",
+        "s ago",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "no {needle:?} in:\n{}",
+            out.stdout
+        );
+    }
+    drop(consumer);
+}
+
+// ---------------------------------------------------------------- list
+
+#[test]
+fn list_json_counts_attached_processes_and_health() {
+    let bus = TestBus::new("list");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    let e = listed(&bus).expect("listed");
+    assert_eq!(e["producers"], 0);
+    assert_eq!(e["subscribers"], 0);
+    assert_eq!(e["healthy"], true);
+    let size = run(&["inspect", &bus.name, "--json"]).json()["segment_bytes"].clone();
+    assert_eq!(e["segment_bytes"], size);
+
+    let consumer = start_consumer(&bus, 0);
+    let e = listed(&bus).expect("listed");
+    assert_eq!(e["subscribers"], 1);
+    assert_eq!(e["healthy"], true);
+
+    consumer.kill9();
+    let e = listed(&bus).expect("listed");
+    assert_eq!(
+        e["subscribers"], 1,
+        "a dead, unreaped subscriber still counts"
+    );
+    assert_eq!(e["healthy"], false);
+
+    let out = run(&["list"]);
+    assert_eq!(out.code(), Some(0));
+    assert!(out.stdout.contains(&bus.name), "{}", out.stdout);
+}
+
+// ---------------------------------------------------------------- gc
+
+#[test]
+fn gc_reaps_a_sigkilled_consumer_and_keeps_a_bus_still_in_use() {
+    let bus = TestBus::new("gc-reap");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    let survivor = start_consumer(&bus, 0);
+    let victim = start_consumer(&bus, 1);
+    let victim_pid = victim.pid();
+    victim.kill9();
+
+    let out = run(&["gc", &bus.name, "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert!(v["reaped_subscribers"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["reaped_producers"], 0);
+    assert_eq!(v["removed_segments"], serde_json::json!([]));
+    assert!(bus.exists());
+
+    let v = run(&["inspect", &bus.name, "--json"]).json();
+    let pids: Vec<u64> = v["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pids, vec![u64::from(survivor.pid())]);
+    assert!(!pids.contains(&u64::from(victim_pid)));
+}
+
+#[test]
+fn gc_removes_a_bus_whose_only_attached_process_was_sigkilled() {
+    let bus = TestBus::new("gc-orphan");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    start_consumer(&bus, 0).kill9();
+    let out = run(&["gc", &bus.name, "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["reaped_subscribers"], 1);
+    assert_eq!(v["removed_segments"], serde_json::json!([bus.name]));
+    assert!(!bus.exists());
+}
+
+#[test]
+fn gc_removes_an_idle_bus_only_with_all_unused_and_never_one_in_use() {
+    let bus = TestBus::new("gc-idle");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    let out = run(&["gc", &bus.name, "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["removed_segments"], serde_json::json!([]));
+    assert!(bus.exists(), "nobody died: plain gc keeps an idle bus");
+
+    let consumer = start_consumer(&bus, 0);
+    let out = run(&["gc", &bus.name, "--all-unused", "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["removed_segments"], serde_json::json!([]));
+    assert!(bus.exists(), "a live subscriber keeps the bus");
+    drop(consumer); // SIGKILL
+
+    let out = run(&["gc", &bus.name, "--all-unused"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("removed"), "{}", out.stdout);
+    assert!(!bus.exists());
+}
+
+#[test]
+fn gc_of_an_unknown_bus_exits_1() {
+    let bus = TestBus::new("gc-unknown");
+    let out = run(&["gc", &bus.name, "--json"]);
+    assert_eq!(out.code(), Some(1));
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------- usage
+
+#[test]
+fn bad_flags_and_missing_arguments_exit_2() {
+    for args in [
+        &["list", "--bogus"][..],
+        &["inspect"],
+        &["gc", "--json", "--nope"],
+        &["create"],
+        &["remove"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.is_empty());
+    }
+}

@@ -1,0 +1,653 @@
+//! Drives the real `shm-bus` binary's I/O commands (`publish`, `consume`,
+//! `tail`) across processes: JSON fields, exit codes, verification of
+//! generated payloads, and bad input that must leave no bus behind.
+//!
+//! Every test uses its own bus name and removes the bus on drop; every
+//! process runs under a watchdog.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shm-bus");
+/// Generous: only a hung process gets anywhere near it.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// A unique bus name, removed (with `shm-bus remove`, then by unlinking
+/// the file) when dropped, even if the test failed.
+struct TestBus {
+    name: String,
+}
+
+impl TestBus {
+    fn new(tag: &str) -> TestBus {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        TestBus {
+            name: format!("cliio-{}-{n}-{tag}", std::process::id()),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/dev/shm/shm-bus.{}", self.name))
+    }
+
+    fn exists(&self) -> bool {
+        self.path().exists()
+    }
+
+    /// Creates it with `shm-bus create` and extra flags.
+    fn create(tag: &str, flags: &[&str]) -> TestBus {
+        let bus = TestBus::new(tag);
+        let mut args = vec!["create", bus.name.as_str()];
+        args.extend_from_slice(flags);
+        let out = run(&args);
+        assert_eq!(out.code(), Some(0), "create: {}", out.stderr);
+        bus
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["remove", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(self.path());
+    }
+}
+
+/// What a finished process said.
+struct Out {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {:?} (stderr {:?})",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+            .collect()
+    }
+
+    fn stderr_lines(&self) -> usize {
+        self.stderr.lines().count()
+    }
+}
+
+/// A running `shm-bus` process, killed on drop if still running.
+struct Proc {
+    child: Child,
+    stdout: Option<thread::JoinHandle<String>>,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+fn reader(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+impl Proc {
+    /// Starts `shm-bus ARGS`, feeding it `stdin` (then closing it).
+    fn spawn_with(args: &[&str], stdin: Option<&[u8]>) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shm-bus");
+        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            let data = data.to_vec();
+            thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+            });
+        }
+        let stdout = child.stdout.take().map(reader);
+        let stderr = child.stderr.take().map(reader);
+        Proc {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn spawn(args: &[&str]) -> Proc {
+        Proc::spawn_with(args, None)
+    }
+
+    /// Starts `shm-bus ARGS` and hands back the read end of its stdout.
+    fn spawn_raw_stdout(args: &[&str]) -> (Proc, std::process::ChildStdout) {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shm-bus");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().map(reader);
+        let p = Proc {
+            child,
+            stdout: None,
+            stderr,
+        };
+        (p, stdout)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill {sig} {}", self.pid());
+    }
+
+    /// Waits for the exit, killing the process if the watchdog runs out.
+    fn finish(mut self) -> Out {
+        let deadline = Instant::now() + WATCHDOG;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("watchdog: shm-bus (pid {}) hung; killed it", self.pid());
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        Out {
+            status,
+            stdout: self
+                .stdout
+                .take()
+                .map(|h| h.join().unwrap())
+                .unwrap_or_default(),
+            stderr: self
+                .stderr
+                .take()
+                .map(|h| h.join().unwrap())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `shm-bus ARGS` to completion under the watchdog.
+fn run(args: &[&str]) -> Out {
+    Proc::spawn(args).finish()
+}
+
+/// Waits until `inspect --json` shows `n` live subscribers.
+fn wait_for_subscribers(bus: &TestBus, n: usize) {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        let out = run(&["inspect", &bus.name, "--json"]);
+        if out.code() == Some(0) {
+            let v = out.json();
+            let alive = v["subscribers"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|s| s["alive"] == true).count());
+            if alive == n {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: never saw {n} subscribers"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_clean(v: &Value, received: u64) {
+    assert_eq!(v["received"], received, "{v}");
+    assert_eq!(v["gaps"], 0, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert_eq!(v["corrupt"], 0, "{v}");
+    assert_eq!(v["lagged"], 0, "{v}");
+}
+
+// ---------------------------------------------------------------- publish + consume
+
+#[test]
+fn two_consumer_processes_get_every_generated_message_once() {
+    const N: &str = "10000";
+    let bus = TestBus::create("two-consumers", &[]);
+    let consumers: Vec<Proc> = (0..2)
+        .map(|_| {
+            Proc::spawn(&[
+                "consume",
+                &bus.name,
+                "load.**",
+                "--count",
+                N,
+                "--timeout",
+                "30",
+                "--json",
+            ])
+        })
+        .collect();
+    wait_for_subscribers(&bus, 2);
+
+    let out = run(&["publish", &bus.name, "load.gen", "--count", N, "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let p = out.json();
+    assert_eq!(p["published"], 10_000);
+    assert_eq!(p["bytes"], 10_000 * 64);
+    assert!(p["seconds"].as_f64().unwrap() >= 0.0);
+    assert!(p["rate"].as_f64().unwrap() >= 0.0);
+    assert!(p["full_waits"].as_u64().is_some());
+
+    for c in consumers {
+        let out = c.finish();
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+        let v = out.json();
+        assert_clean(&v, 10_000);
+        assert_eq!(v["producers"], 1);
+        assert!(v["seconds"].as_f64().unwrap() >= 0.0);
+        assert!(v["rate"].as_f64().unwrap() >= 0.0);
+    }
+    // Both consumers detached when done; the publisher too.
+    let v = run(&["inspect", &bus.name, "--json"]).json();
+    assert_eq!(v["subscribers"], json!([]));
+    assert_eq!(v["producers"][0]["attached"], false);
+    assert_eq!(v["producers"][0]["published"], 10_000);
+}
+
+#[test]
+fn topics_spread_by_index_and_a_pattern_selects_a_subset() {
+    let bus = TestBus::create("spread", &[]);
+    let odd = Proc::spawn(&[
+        "consume",
+        &bus.name,
+        "s.(1|3).v",
+        "--count",
+        "200",
+        "--timeout",
+        "30",
+        "--json",
+    ]);
+    let all = Proc::spawn(&[
+        "consume",
+        &bus.name,
+        "s.{n}.v",
+        "--count",
+        "400",
+        "--timeout",
+        "30",
+        "--json",
+    ]);
+    wait_for_subscribers(&bus, 2);
+    let out = run(&[
+        "publish", &bus.name, "s.{i}.v", "--topics", "4", "--count", "400", "--json",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["published"], 400);
+
+    let v = odd.finish();
+    assert_eq!(v.code(), Some(0), "{}", v.stderr);
+    let v = v.json();
+    assert_eq!(v["received"], 200, "{v}");
+    assert_eq!(v["duplicates"], 0);
+    assert_eq!(v["corrupt"], 0);
+    let v = all.finish();
+    assert_eq!(v.code(), Some(0), "{}", v.stderr);
+    assert_clean(&v.json(), 400);
+
+    let v = run(&["inspect", &bus.name, "--json"]).json();
+    let mut topics: Vec<&str> = v["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["topic"].as_str().unwrap())
+        .collect();
+    topics.sort_unstable();
+    assert_eq!(topics, ["s.0.v", "s.1.v", "s.2.v", "s.3.v"]);
+}
+
+#[test]
+fn publish_timeout_on_a_full_ring_exits_1_and_still_reports() {
+    let bus = TestBus::create("full", &["--ring-bytes", "4096"]);
+    let stuck = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120"]);
+    wait_for_subscribers(&bus, 1);
+    stuck.signal("-STOP");
+    let out = run(&[
+        "publish",
+        &bus.name,
+        "f",
+        "--count",
+        "1000",
+        "--timeout",
+        "0.2",
+        "--json",
+    ]);
+    stuck.signal("-CONT");
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("ring full"), "{}", out.stderr);
+    assert!(out.stderr.contains("inspect"), "{}", out.stderr);
+    let v = out.json();
+    let published = v["published"].as_u64().unwrap();
+    assert!(published > 0 && published < 1000, "{v}");
+    assert!(v["full_waits"].as_u64().unwrap() >= 1, "{v}");
+}
+
+#[test]
+fn consume_that_misses_its_count_exits_1_with_the_summary() {
+    let bus = TestBus::create("short", &[]);
+    let out = run(&[
+        "consume",
+        &bus.name,
+        "nothing.here",
+        "--count",
+        "5",
+        "--timeout",
+        "0.2",
+        "--json",
+    ]);
+    assert_eq!(out.code(), Some(1));
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    let v = out.json();
+    assert_clean(&v, 0);
+    assert_eq!(v["seconds"], 0.0);
+    assert_eq!(v["rate"], 0.0);
+
+    // Without --count, silence simply ends it.
+    let out = run(&["consume", &bus.name, "x", "--timeout", "0.1", "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["received"], 0);
+}
+
+#[test]
+fn consume_and_tail_end_cleanly_on_sigint() {
+    let bus = TestBus::create("sigint", &[]);
+    let consumer = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120", "--json"]);
+    wait_for_subscribers(&bus, 1);
+    let out = run(&["publish", &bus.name, "i", "--count", "3"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let tail = Proc::spawn(&["tail", &bus.name]);
+    wait_for_subscribers(&bus, 2);
+
+    consumer.signal("-INT");
+    let out = consumer.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_clean(&v, 3);
+    assert_eq!(v["interrupted"], true);
+
+    tail.signal("-INT");
+    let out = tail.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------- --data, --stdin, tail
+
+#[test]
+fn tail_json_shows_data_and_stdin_messages() {
+    let bus = TestBus::create("tail-json", &[]);
+    let tail = Proc::spawn(&[
+        "tail", &bus.name, "msg.**", "--count", "5", "--format", "json",
+    ]);
+    wait_for_subscribers(&bus, 1);
+
+    let out = run(&[
+        "publish", &bus.name, "msg.data", "--data", "hello", "--count", "2", "--json",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["published"], 2);
+    assert_eq!(v["bytes"], 10);
+
+    // Not for the tail: its pattern does not match.
+    let out = run(&["publish", &bus.name, "other", "--data", "x"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+
+    let input: &[u8] = b"one\r\ntwo\n\xff\xfe\n";
+    let out = Proc::spawn_with(
+        &[
+            "publish",
+            &bus.name,
+            "msg.lines",
+            "--stdin",
+            "--json",
+            "--count",
+            "99",
+        ],
+        Some(input),
+    )
+    .finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["published"], 3, "one message per line, --count ignored");
+    assert_eq!(v["bytes"], 3 + 3 + 2);
+
+    let out = tail.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 5, "{}", out.stdout);
+    let payloads: Vec<Value> = lines
+        .iter()
+        .map(|l| l.get("payload").cloned().unwrap_or(Value::Null))
+        .collect();
+    assert_eq!(
+        payloads,
+        [
+            json!("hello"),
+            json!("hello"),
+            json!("one"),
+            json!("two"),
+            Value::Null
+        ]
+    );
+    assert_eq!(lines[4]["payload_hex"], "fffe");
+    assert_eq!(lines[4]["size"], 2);
+    for (i, l) in lines.iter().enumerate() {
+        let topic = if i < 2 { "msg.data" } else { "msg.lines" };
+        assert_eq!(l["topic"], topic, "{l}");
+        assert!(l["producer"].as_u64().is_some(), "{l}");
+        assert!(l["sequence"].as_u64().is_some(), "{l}");
+        assert!(l["timestamp_ns"].as_u64().unwrap() > 0, "{l}");
+    }
+    assert_eq!(lines[0]["size"], 5);
+    assert_eq!(
+        lines[1]["sequence"].as_u64().unwrap(),
+        lines[0]["sequence"].as_u64().unwrap() + 1
+    );
+}
+
+#[test]
+fn tail_text_escapes_and_hex_formats() {
+    let bus = TestBus::create("tail-text", &[]);
+    let text = Proc::spawn(&["tail", &bus.name, "--count", "1"]);
+    let hex = Proc::spawn(&["tail", &bus.name, "--count", "1", "--format", "hex"]);
+    wait_for_subscribers(&bus, 2);
+    let out = run(&["publish", &bus.name, "t.x", "--data", "a\tb\nc"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+
+    let out = text.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "t.x  producer=0 seq=0 size=5  a\\tb\\nc\n");
+    let out = hex.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "t.x  producer=0 seq=0 size=5  6109620a63\n");
+}
+
+#[test]
+fn tail_ends_quietly_when_its_reader_goes_away() {
+    // Like `shm-bus tail BUS | head -1`.
+    let bus = TestBus::create("epipe", &[]);
+    let (tail, stdout) = Proc::spawn_raw_stdout(&["tail", &bus.name]);
+    wait_for_subscribers(&bus, 1);
+    let out = run(&["publish", &bus.name, "e", "--data", "first"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+    assert!(first.ends_with("first\n"), "{first:?}");
+    // The reader is gone now; more events, or none, end the tail.
+    let out = run(&["publish", &bus.name, "e", "--data", "more", "--count", "3"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = tail.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn an_idle_tail_notices_a_closed_stdout() {
+    let bus = TestBus::create("epipe-idle", &[]);
+    let (tail, stdout) = Proc::spawn_raw_stdout(&["tail", &bus.name]);
+    drop(stdout);
+    let out = tail.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[test]
+fn publishing_to_a_pattern_or_invalid_topic_exits_2_and_creates_no_bus() {
+    let bus = TestBus::new("bad-topic");
+    for args in [
+        &["a.{x}"][..],
+        &["a.+x"],
+        &["a.**"],
+        &["a.(b|c)"],
+        &["a./b+/"],
+        &["a..b"],
+        &[""],
+        &["x.{i}.(a|b)", "--topics", "2"],
+        &["fixed", "--topics", "3"],
+    ] {
+        let mut full = vec!["publish", bus.name.as_str()];
+        full.extend_from_slice(args);
+        let out = run(&full);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr_lines(), 1, "{args:?}: {}", out.stderr);
+        assert!(!bus.exists(), "{args:?} left a bus behind");
+    }
+}
+
+#[test]
+fn consuming_or_tailing_an_invalid_pattern_exits_2_and_creates_no_bus() {
+    let bus = TestBus::new("bad-pattern");
+    for cmd in [
+        &["consume", bus.name.as_str(), "ok.**", "a..b"][..],
+        &["consume", bus.name.as_str(), "/[/"],
+        &["tail", bus.name.as_str(), "()"],
+    ] {
+        let out = run(cmd);
+        assert_eq!(out.code(), Some(2), "{cmd:?}: {}", out.stderr);
+        assert_eq!(out.stderr_lines(), 1, "{cmd:?}: {}", out.stderr);
+        assert!(!bus.exists(), "{cmd:?} left a bus behind");
+    }
+}
+
+#[test]
+fn bad_sizes_rates_and_flags_exit_2_and_create_no_bus() {
+    let bus = TestBus::new("bad-size");
+    for args in [
+        &["--size", "10"][..],
+        &["--size", "31"],
+        &["--size", "100000000"], // above the default ring's max payload
+        &["--rate", "0"],
+        &["--rate=-5"],
+        &["--rate=inf"],
+        &["--timeout=-1"],
+        &["--topics", "0"],
+    ] {
+        let mut full = vec!["publish", bus.name.as_str(), "t"];
+        full.extend_from_slice(args);
+        let out = run(&full);
+        assert_eq!(out.code(), Some(2), "{:?}: {}", &args[..1], out.stderr);
+        assert_eq!(out.stderr_lines(), 1, "{:?}: {}", &args[..1], out.stderr);
+        assert!(!bus.exists(), "{:?} left a bus behind", &args[..1]);
+    }
+    for cmd in [
+        &["publish", bus.name.as_str(), "t", "--bogus"][..],
+        &["publish", bus.name.as_str(), "t", "--data", "x", "--stdin"],
+        &["consume", bus.name.as_str()],
+        &["consume", bus.name.as_str(), "x", "--timeout=-1"],
+        &["tail", bus.name.as_str(), "--format", "yaml"],
+    ] {
+        let out = run(cmd);
+        assert_eq!(out.code(), Some(2), "{cmd:?}: {}", out.stderr);
+        assert!(!bus.exists(), "{cmd:?} left a bus behind");
+    }
+}
+
+#[test]
+fn publish_larger_than_an_existing_bus_allows_exits_2() {
+    let bus = TestBus::create("small-ring", &["--ring-bytes", "4096"]);
+    let out = run(&["publish", &bus.name, "t", "--size", "4000"]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    let out = run(&["publish", &bus.name, "t", "--data", &"x".repeat(3000)]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    // A line too long for the ring, from stdin: exit 2 after what fitted.
+    let long = format!("short\n{}\n", "y".repeat(5000));
+    let out = Proc::spawn_with(
+        &["publish", &bus.name, "t", "--stdin", "--json"],
+        Some(long.as_bytes()),
+    )
+    .finish();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert_eq!(out.json()["published"], 1);
+}
+
+#[test]
+fn publish_creates_a_missing_bus_with_defaults() {
+    let bus = TestBus::new("autocreate");
+    let out = run(&["publish", &bus.name, "hello", "--count", "3", "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["published"], 3);
+    assert!(bus.exists());
+    let v = run(&["inspect", &bus.name, "--json"]).json();
+    assert_eq!(v["config"]["ring_bytes"], 1 << 20);
+    assert_eq!(v["producers"][0]["published"], 3);
+    assert_eq!(v["producers"][0]["name"], "shm-bus publish");
+}
