@@ -52,6 +52,21 @@ enum Command {
     },
     /// Reap dead producers and subscribers; remove segments left behind by
     /// crashed processes.
+    ///
+    /// For every bus (or only BUS), the slots of dead producers and
+    /// subscribers are freed first. Then the segment is removed when:
+    ///
+    /// - it cannot be opened because its creator died while creating it,
+    ///   or it is corrupt;
+    ///
+    /// - no live process is attached any more and at least one attached
+    ///   process died;
+    ///
+    /// - with --all-unused: no live process is attached.
+    ///
+    /// A bus with a live producer, subscriber or creator is never removed.
+    /// A bus still being created, made by another layout version, or not a
+    /// bus at all is left alone and reported as skipped.
     Gc(GcArgs),
     /// Publish events by hand (generated, verifiable payloads by default).
     Publish(PublishArgs),
