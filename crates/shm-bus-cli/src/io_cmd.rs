@@ -194,6 +194,16 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
     common::catch_interrupts();
 
     let producer = publisher.id();
+    // Generated payloads carry the record's own sequence number (the
+    // slot's next one plus the index: this publisher owns the slot), so a
+    // consumer sees one gap-free stream per producer id even across
+    // successive `publish` runs that reuse the slot.
+    let first_seq = bus
+        .info()
+        .producers
+        .iter()
+        .find(|p| p.id == producer)
+        .map_or(0, |p| p.next_seq);
     let mut done = Published::default();
     let mut line = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
@@ -229,9 +239,9 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
             // Absolute deadlines: late messages go out at once, so the
             // average rate holds.
             let due = start + Duration::from_secs_f64(i as f64 / rate);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
+            if !sleep_until(due) {
+                done.interrupted = true;
+                break;
             }
         }
         let topic = ids[(i % k) as usize];
@@ -239,7 +249,7 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
             Source::Generated(size) => (
                 *size,
                 send(&mut publisher, topic, *size, timeout, &mut done, |buf| {
-                    payload::fill(buf, producer, i)
+                    payload::fill(buf, producer, first_seq + i)
                 }),
             ),
             Source::Data(d) => (
@@ -320,6 +330,21 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
     match failure {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Sleeps until `due` in slices, so Ctrl-C is noticed at a slow rate.
+/// Returns `false` if interrupted.
+fn sleep_until(due: Instant) -> bool {
+    loop {
+        if interrupted() {
+            return false;
+        }
+        let left = due.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(WAIT_SLICE));
     }
 }
 

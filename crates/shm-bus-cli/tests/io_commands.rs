@@ -220,26 +220,27 @@ fn run(args: &[&str]) -> Out {
     Proc::spawn(args).finish()
 }
 
-/// Waits until `inspect --json` shows `n` live subscribers.
-fn wait_for_subscribers(bus: &TestBus, n: usize) {
+/// Polls `inspect --json` until `ok` holds, panicking after the watchdog.
+fn wait_until(bus: &TestBus, what: &str, ok: impl Fn(&Value) -> bool) {
     let deadline = Instant::now() + WATCHDOG;
     loop {
         let out = run(&["inspect", &bus.name, "--json"]);
-        if out.code() == Some(0) {
-            let v = out.json();
-            let alive = v["subscribers"]
-                .as_array()
-                .map_or(0, |a| a.iter().filter(|s| s["alive"] == true).count());
-            if alive == n {
-                return;
-            }
+        if out.code() == Some(0) && ok(&out.json()) {
+            return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "watchdog: never saw {n} subscribers"
-        );
+        assert!(Instant::now() < deadline, "watchdog: never saw {what}");
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until `inspect --json` shows `n` live subscribers.
+fn wait_for_subscribers(bus: &TestBus, n: usize) {
+    wait_until(bus, &format!("{n} subscribers"), |v| {
+        v["subscribers"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|s| s["alive"] == true).count())
+            == n
+    });
 }
 
 fn assert_clean(v: &Value, received: u64) {
@@ -349,6 +350,52 @@ fn topics_spread_by_index_and_a_pattern_selects_a_subset() {
 }
 
 #[test]
+fn successive_publish_runs_form_one_gap_free_stream() {
+    let bus = TestBus::create("successive", &[]);
+    let consumer = Proc::spawn(&[
+        "consume",
+        &bus.name,
+        "seq",
+        "--count",
+        "300",
+        "--timeout",
+        "30",
+        "--json",
+    ]);
+    wait_for_subscribers(&bus, 1);
+    for _ in 0..3 {
+        let out = run(&["publish", &bus.name, "seq", "--count", "100"]);
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    }
+    let out = consumer.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_clean(&out.json(), 300);
+}
+
+#[test]
+fn a_stalled_consumer_on_an_overwrite_bus_reports_exact_lag() {
+    let bus = TestBus::create("lag", &["--ring-bytes", "4096", "--policy", "overwrite"]);
+    let consumer = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "0.5", "--json"]);
+    wait_for_subscribers(&bus, 1);
+    consumer.signal("-STOP");
+    let out = run(&["publish", &bus.name, "lag", "--count", "1000", "--json"]);
+    consumer.signal("-CONT");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["full_waits"], 0, "overwrite never waits");
+    let out = consumer.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    let (received, lagged) = (
+        v["received"].as_u64().unwrap(),
+        v["lagged"].as_u64().unwrap(),
+    );
+    assert!(lagged > 0, "{v}");
+    assert_eq!(received + lagged, 1000, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert_eq!(v["corrupt"], 0, "{v}");
+}
+
+#[test]
 fn publish_timeout_on_a_full_ring_exits_1_and_still_reports() {
     let bus = TestBus::create("full", &["--ring-bytes", "4096"]);
     let stuck = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120"]);
@@ -408,6 +455,12 @@ fn consume_and_tail_end_cleanly_on_sigint() {
     wait_for_subscribers(&bus, 1);
     let out = run(&["publish", &bus.name, "i", "--count", "3"]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let pid = u64::from(consumer.pid());
+    wait_until(&bus, "the consumer receive 3", |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["pid"] == pid && s["received"] == 3))
+    });
     let tail = Proc::spawn(&["tail", &bus.name]);
     wait_for_subscribers(&bus, 2);
 
@@ -422,6 +475,28 @@ fn consume_and_tail_end_cleanly_on_sigint() {
     let out = tail.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn a_paced_publish_ends_cleanly_on_sigint() {
+    let bus = TestBus::create("sigint-publish", &[]);
+    let publisher = Proc::spawn(&[
+        "publish", &bus.name, "slow", "--count", "1000", "--rate", "2", "--json",
+    ]);
+    let pid = u64::from(publisher.pid());
+    wait_until(&bus, "the publisher's first message", |v| {
+        v["producers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["pid"] == pid && p["published"] == 1))
+    });
+    publisher.signal("-INT");
+    let out = publisher.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["interrupted"], true, "{v}");
+    let published = v["published"].as_u64().unwrap();
+    assert!((1..1000).contains(&published), "{v}");
+    assert_eq!(v["bytes"], published * 64);
 }
 
 // ---------------------------------------------------------------- --data, --stdin, tail
