@@ -8,7 +8,9 @@
 //! reported as usual and the exit code is 0 (`"interrupted": true` in the
 //! JSON of `publish` and `consume`).
 
-use std::io::{self, BufRead, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -77,7 +79,7 @@ enum Source {
     /// The same bytes every time.
     Data(Vec<u8>),
     /// One message per line of standard input.
-    Stdin(io::StdinLock<'static>),
+    Stdin(BufReader<File>),
 }
 
 /// What `publish` did.
@@ -138,7 +140,13 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
     }
     let mut source = match (&a.data, a.stdin) {
         (Some(d), _) => Source::Data(d.as_bytes().to_vec()),
-        (None, true) => Source::Stdin(io::stdin().lock()),
+        (None, true) => {
+            let fd = io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .context("cannot use standard input")?;
+            Source::Stdin(BufReader::new(File::from(fd)))
+        }
         (None, false) => {
             if a.size < MIN_SIZE {
                 return Err(BadInput(format!(
@@ -215,18 +223,13 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
             break;
         }
         if let Source::Stdin(input) = &mut source {
-            line.clear();
-            match input.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {
-                    if line.last() == Some(&b'\n') {
-                        line.pop();
-                        if line.last() == Some(&b'\r') {
-                            line.pop();
-                        }
-                    }
+            match read_line(input, &mut line) {
+                Ok(LineRead::Line) => {}
+                Ok(LineRead::End) => break,
+                Ok(LineRead::Interrupted) => {
+                    done.interrupted = true;
+                    break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     failure = Some(anyhow::Error::new(e).context("cannot read standard input"));
                     break;
@@ -331,6 +334,65 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// What [`read_line`] got.
+enum LineRead {
+    /// A line, without its `\n` or `\r\n`.
+    Line,
+    /// End of input.
+    End,
+    /// Ctrl-C while waiting for input.
+    Interrupted,
+}
+
+/// Reads one line of `input` into `line`, waiting for input in slices so
+/// that Ctrl-C is noticed while standard input is idle (a terminal).
+fn read_line(input: &mut BufReader<File>, line: &mut Vec<u8>) -> io::Result<LineRead> {
+    line.clear();
+    while input.buffer().is_empty() && !readable(input.get_ref().as_raw_fd(), WAIT_SLICE)? {
+        if interrupted() {
+            return Ok(LineRead::Interrupted);
+        }
+    }
+    loop {
+        match input.read_until(b'\n', line) {
+            Ok(0) => return Ok(LineRead::End),
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    Ok(LineRead::Line)
+}
+
+/// Whether a read on `fd` would not block (data, end of input or an
+/// error to report), waiting at most `timeout`; `false` on a signal.
+fn readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: poll(2) on one initialised pollfd that outlives the call,
+    // count 1; it only writes `revents`.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n > 0)
 }
 
 /// Sleeps until `due` in slices, so Ctrl-C is noticed at a slow rate.
