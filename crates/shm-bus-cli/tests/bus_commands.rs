@@ -509,6 +509,43 @@ fn gc_removes_an_idle_bus_only_with_all_unused_and_never_one_in_use() {
 }
 
 #[test]
+fn gc_removes_a_truncated_segment_but_leaves_one_of_another_version() {
+    let truncated = TestBus::new("gc-truncated");
+    std::fs::write(truncated.path(), [0u8; 100]).unwrap();
+    let out = run(&["gc", &truncated.name, "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.json()["removed_segments"],
+        serde_json::json!([truncated.name])
+    );
+    assert!(!truncated.exists());
+
+    let other = TestBus::new("gc-version");
+    assert_eq!(run(&["create", &other.name]).code(), Some(0));
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(other.path())
+            .unwrap();
+        f.write_all_at(&99u32.to_le_bytes(), 8).unwrap(); // layout version
+    }
+    let out = run(&["gc", &other.name, "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["removed_segments"], serde_json::json!([]));
+    assert_eq!(v["skipped"][0]["bus"], other.name.as_str());
+    assert!(
+        v["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("version"),
+        "{v}"
+    );
+    assert!(other.exists(), "another build's bus is not ours to remove");
+}
+
+#[test]
 fn gc_of_an_unknown_bus_exits_1() {
     let bus = TestBus::new("gc-unknown");
     let out = run(&["gc", &bus.name, "--json"]);
