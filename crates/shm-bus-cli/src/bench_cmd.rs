@@ -439,7 +439,7 @@ fn echo(args: &[String]) -> Result<ExitCode> {
                     continue;
                 }
                 spins += 1;
-                if spins.is_multiple_of(1 << 20) {
+                if spins % (1 << 20) == 0 {
                     break; // go back to watching the bus too
                 }
                 std::hint::spin_loop();
@@ -447,7 +447,7 @@ fn echo(args: &[String]) -> Result<ExitCode> {
             idle = Instant::now();
         }
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1 << 20) && idle.elapsed() > Duration::from_secs(20) {
+        if spins % (1 << 20) == 0 && idle.elapsed() > Duration::from_secs(20) {
             bail!("no ping for 20 s (answered {answered} of {total}); giving up");
         }
     }

@@ -222,7 +222,10 @@ pub(crate) struct ChildArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     let result = match cli.command {
         Command::Create(a) => bus_cmd::create(&a),
         Command::Remove { bus } => bus_cmd::remove(&bus),
@@ -248,4 +251,32 @@ fn main() -> ExitCode {
             ExitCode::from(common::exit_code(&err))
         }
     }
+}
+
+/// `--help` / `--version` print as clap does (exit 0); a usage error prints
+/// one line on stderr and exits 2.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || matches!(
+        err.kind(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = err.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("bad usage")
+        .trim_start_matches("error: ");
+    eprintln!("shm-bus: {first} (see `shm-bus --help`)");
+    ExitCode::from(2)
 }

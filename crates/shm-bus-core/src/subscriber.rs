@@ -551,7 +551,11 @@ impl Sample<'_> {
 
     /// The topic's literal.
     pub fn topic(&self) -> &str {
-        self.sub.bus.shared.topic_literal(self.topic_id()).unwrap_or("")
+        self.sub
+            .bus
+            .shared
+            .topic_literal(self.topic_id())
+            .unwrap_or("")
     }
 
     /// The producer (publisher slot) that published it.

@@ -240,7 +240,9 @@ fn typed_payloads() {
     );
     assert!(s.as_pod::<Quote>().is_err());
     // Loans: dropping without commit publishes nothing.
-    drop(publ.loan("q", 8).unwrap());
+    {
+        let _uncommitted = publ.loan("q", 8).unwrap();
+    }
     let mut loan = publ.loan("q", 3).unwrap();
     loan.as_mut_slice().copy_from_slice(b"abc");
     loan.commit();
