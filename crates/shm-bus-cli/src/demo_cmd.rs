@@ -216,6 +216,7 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
         );
     }
     let out = json!({
+        "bus": name,
         "workers": a.workers,
         "events": a.events,
         "delivered": delivered,
