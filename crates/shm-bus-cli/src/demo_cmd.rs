@@ -117,16 +117,15 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     } else {
         ProgressDrawTarget::stderr()
     });
-    let style =
-        ProgressStyle::with_template("{prefix:<42} {bar:30} {pos:>9}/{len:<9} {per_sec:>12}")
-            .expect("valid template");
+    let style = ProgressStyle::with_template("{prefix:<56} {bar:30} {pos:>9}/{len:<9} {msg:>10}")
+        .expect("valid template");
     let producer_bar = bars.add(ProgressBar::new(a.events).with_style(style.clone()));
     producer_bar.set_prefix("producer".to_owned());
     let worker_bars: Vec<ProgressBar> = (0..a.workers)
         .map(|i| {
             let (pat, kind) = pattern(i);
             let b = bars.add(ProgressBar::new(expected[i as usize]).with_style(style.clone()));
-            b.set_prefix(format!("worker {i} {kind:<14} {pat}"));
+            b.set_prefix(format!("worker {i:<2} {kind:<14} {pat}"));
             b
         })
         .collect();
@@ -144,8 +143,11 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(130));
         }
         let info = bus.info();
+        let secs = start.elapsed().as_secs_f64().max(1e-3);
+        let rate = |n: u64| format!("{:.2} M/s", n as f64 / secs / 1e6);
         let published: u64 = info.producers.iter().map(|p| p.published).sum();
         producer_bar.set_position(published.min(a.events));
+        producer_bar.set_message(rate(published));
         for s in &info.subscribers {
             if let Some(i) = s
                 .name
@@ -154,6 +156,7 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
             {
                 if let Some(b) = worker_bars.get(i) {
                     b.set_position(s.received.min(expected[i]));
+                    b.set_message(rate(s.received));
                 }
             }
         }
