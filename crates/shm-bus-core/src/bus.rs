@@ -138,46 +138,43 @@ impl Shared {
     }
 
     /// Frees the slots of dead subscribers and producers. Returns
-    /// `(subscribers, producers)` reaped.
+    /// `(subscribers, producers)` reaped. A dead producer's ring and tail
+    /// stay as they are, readable, for the next producer to continue.
     pub(crate) fn reap(&self) -> (u32, u32) {
         let mut subs = 0;
         for s in 0..self.config.max_subscribers as usize {
             let slot = self.subscriber(s);
-            let state = slot.state.load(Ordering::Acquire);
-            if state != SLOT_FREE && ProcessId::token_is_dead(slot_token(state)) {
-                // AcqRel: pairs with the claimer's CAS; only one reaper wins.
-                if slot
-                    .state
-                    .compare_exchange(state, SLOT_FREE, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    if slot.sleeping.swap(0, Ordering::AcqRel) == 1 {
-                        self.header().data_sleepers.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    subs += 1;
-                    tracing::info!(subscriber = s, "reaped dead subscriber");
+            if reap_slot(&slot.state) {
+                // Un-count a subscriber that died asleep (exactly once:
+                // the live owner swaps the same flag in `stop_sleeping`).
+                if slot.sleeping.swap(0, Ordering::AcqRel) == 1 {
+                    self.header().data_sleepers.fetch_sub(1, Ordering::SeqCst);
                 }
+                subs += 1;
+                tracing::info!(subscriber = s, "reaped dead subscriber");
             }
         }
         let mut prods = 0;
         for p in 0..self.config.max_producers as usize {
-            let slot = self.producer(p);
-            let state = slot.state.load(Ordering::Acquire);
-            if state != SLOT_FREE && ProcessId::token_is_dead(slot_token(state)) {
-                // AcqRel: as above. The ring and its tail stay as they are,
-                // readable, for the next producer to continue.
-                if slot
-                    .state
-                    .compare_exchange(state, SLOT_FREE, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    prods += 1;
-                    tracing::info!(producer = p, "reaped dead producer");
-                }
+            if reap_slot(&self.producer(p).state) {
+                prods += 1;
+                tracing::info!(producer = p, "reaped dead producer");
             }
         }
         (subs, prods)
     }
+}
+
+/// Frees a slot whose owner is dead. Returns whether this call freed it.
+fn reap_slot(state: &AtomicU64) -> bool {
+    let word = state.load(Ordering::Acquire);
+    word != SLOT_FREE
+        && ProcessId::token_is_dead(slot_token(word))
+        // AcqRel: pairs with the claimer's CAS; only one reaper wins, and a
+        // slot re-claimed meanwhile (another word) is left alone.
+        && state
+            .compare_exchange(word, SLOT_FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// A producer's ring inside the segment.
