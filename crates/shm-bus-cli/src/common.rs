@@ -106,10 +106,11 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Installs SIGINT/SIGTERM handlers that set a flag (see [`interrupted`]),
+/// Installs SIGINT/SIGTERM/SIGHUP handlers (Ctrl-C, kill, a closed
+/// terminal) that set a flag (see [`interrupted`]),
 /// so long-running commands can clean up instead of dying.
 pub(crate) fn catch_interrupts() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: signal(2) with a handler that only stores to an atomic
         // (async-signal-safe); no other state is touched.
         unsafe {
