@@ -665,18 +665,7 @@ mod tests {
     use crate::mem::HeapMem;
     use std::cell::Cell;
 
-    struct Fake {
-        me: Cell<u64>,
-        dead: Cell<u64>,
-    }
-    impl Owners for Fake {
-        fn token(&self) -> u64 {
-            self.me.get()
-        }
-        fn is_dead(&self, t: u64) -> bool {
-            t == self.dead.get()
-        }
-    }
+    use crate::liveness::FakeOwners as Fake;
 
     fn map(mem: &HeapMem, cap: u64, keys: u64) -> Fake {
         let f = Fake {

@@ -173,7 +173,7 @@ mod segment;
 pub use segment::{
     Arena, CONFIG_CAPACITY, DEFAULT_OPEN_TIMEOUT, HEADER_SIZE, Initializer, LAYOUT_VERSION, MAGIC,
     MIN_SEGMENT_SIZE, ROOT_SLOTS, RawBytes, STATE_INITIALIZING, STATE_READY, STATE_UNINIT, Segment,
-    SegmentBuilder, layout,
+    SegmentBuilder, layout, validate_name,
 };
 
 mod arena;

@@ -124,6 +124,24 @@ impl Owners for OsOwners {
     }
 }
 
+/// Simulated actors for unit tests: `me` is the caller's token, `dead` the
+/// one token reported dead.
+#[cfg(all(test, not(loom)))]
+pub(crate) struct FakeOwners {
+    pub me: std::cell::Cell<u64>,
+    pub dead: std::cell::Cell<u64>,
+}
+
+#[cfg(all(test, not(loom)))]
+impl Owners for FakeOwners {
+    fn token(&self) -> u64 {
+        self.me.get()
+    }
+    fn is_dead(&self, token: u64) -> bool {
+        token == self.dead.get()
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -152,7 +152,13 @@ impl Header {
     }
 }
 
-fn os_name(name: &str) -> Result<String> {
+/// Checks that `name` can name a segment: 1..=200 bytes, no `/` or NUL,
+/// not `.` or `..`. Every constructor applies it; tools can check a name
+/// up front with it.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the rule.
+pub fn validate_name(name: &str) -> Result<()> {
     if name.is_empty()
         || name.len() > 200
         || name.contains('/')
@@ -164,6 +170,11 @@ fn os_name(name: &str) -> Result<String> {
             "segment name must be 1..=200 bytes without '/' or NUL",
         ));
     }
+    Ok(())
+}
+
+fn os_name(name: &str) -> Result<String> {
+    validate_name(name)?;
     Ok(format!("/shm-bus.{name}"))
 }
 

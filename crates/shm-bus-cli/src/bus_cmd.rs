@@ -50,21 +50,13 @@ pub(crate) fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("{SHM_DIR}/{PREFIX}{name}"))
 }
 
-/// Refuses a bus name the OS cannot use (the rule of the segment layer:
-/// 1..=200 bytes, no `/` or NUL, not `.` or `..`).
+/// Refuses a bus name the OS cannot use (the segment layer's rule).
 pub(crate) fn check_name(name: &str) -> Result<(), BadInput> {
-    if name.is_empty()
-        || name.len() > 200
-        || name.contains('/')
-        || name.contains('\0')
-        || name == "."
-        || name == ".."
-    {
-        return Err(BadInput(format!(
+    shm_bus_alloc::validate_name(name).map_err(|_| {
+        BadInput(format!(
             "`{name}` is not a valid bus name: use 1 to 200 bytes without `/` (e.g. `quotes`)"
-        )));
-    }
-    Ok(())
+        ))
+    })
 }
 
 /// The error of a failed `Bus::open`, with the bus named and a hint where

@@ -662,7 +662,7 @@ fn format_event(s: &Sample<'_>, format: TailFormat, out: &mut String) {
     use std::fmt::Write as _;
     let p = s.payload();
     match format {
-        TailFormat::Text => {
+        TailFormat::Text | TailFormat::Hex => {
             let _ = write!(
                 out,
                 "{}  producer={} seq={} size={}  ",
@@ -671,18 +671,11 @@ fn format_event(s: &Sample<'_>, format: TailFormat, out: &mut String) {
                 s.sequence(),
                 s.len()
             );
-            escape_text(&String::from_utf8_lossy(p), out);
-        }
-        TailFormat::Hex => {
-            let _ = write!(
-                out,
-                "{}  producer={} seq={} size={}  ",
-                s.topic(),
-                s.producer(),
-                s.sequence(),
-                s.len()
-            );
-            hex(p, out);
+            if format == TailFormat::Text {
+                escape_text(&String::from_utf8_lossy(p), out);
+            } else {
+                hex(p, out);
+            }
         }
         TailFormat::Json => {
             let mut v = json!({
