@@ -497,7 +497,8 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
                     scratch.clear();
                     scratch.extend_from_slice(sample.payload());
                     if !sample.is_intact() {
-                        lagged += 1;
+                        // Rewritten while read: the next receive reports
+                        // it in `Lagged(n)`.
                         continue;
                     }
                     drop(sample);

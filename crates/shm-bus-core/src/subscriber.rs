@@ -392,6 +392,7 @@ impl Subscriber {
             ptr,
             found,
             sub: self,
+            verdict: std::cell::Cell::new(None),
         }
     }
 
@@ -533,13 +534,17 @@ impl Drop for Subscriber {
 /// Under [`Policy::Overwrite`](crate::Policy::Overwrite) a producer that
 /// laps this subscriber may rewrite the payload while it is being read:
 /// call [`Sample::is_intact`] after reading to know whether what was read
-/// is the record's (the sequence-checked seqlock of the ring). Under
+/// is the record's (the ring's seqlock). A sample that is no longer intact
+/// when dropped is not counted as received: the next receive reports it
+/// in [`RecvError::Lagged`]. Under
 /// [`Policy::Block`](crate::Policy::Block) the payload cannot change while
 /// the sample lives.
 pub struct Sample<'a> {
     sub: &'a mut Subscriber,
     found: Found,
     ptr: *const u8,
+    /// The last `is_intact` answer (Overwrite policy), used by `drop`.
+    verdict: std::cell::Cell<Option<bool>>,
 }
 
 impl Sample<'_> {
@@ -628,7 +633,17 @@ impl Sample<'_> {
     /// Overwrite policy: whether the payload read so far is still the
     /// record's (not rewritten by a producer that lapped us). Always true
     /// under Block policy.
+    ///
+    /// The last answer is the sample's verdict: when dropped, a sample
+    /// judged intact counts as received, one judged rewritten is reported
+    /// in the next `Lagged(n)`. Without a call, the drop checks.
     pub fn is_intact(&self) -> bool {
+        let intact = self.check_intact();
+        self.verdict.set(Some(intact));
+        intact
+    }
+
+    fn check_intact(&self) -> bool {
         if !self.sub.overwrite {
             return true;
         }
@@ -653,6 +668,18 @@ impl Drop for Sample<'_> {
     #[inline]
     fn drop(&mut self) {
         let Found { producer, view } = self.found;
+        if !self.verdict.get().unwrap_or_else(|| self.check_intact()) {
+            // Overwrite policy: the producer rewrote this record while it
+            // was borrowed, so it was not good data. It is not counted as
+            // received; `expected` stays at its sequence, so the next
+            // receive reports it in `Lagged(n)`; and reading resumes at the
+            // oldest retained record (the bytes after it are rewritten too).
+            let sub = &mut *self.sub;
+            let sh = sub.shared();
+            let pos = ring::resync(&sh.ring(producer), &sh.ring_ctl(sh.producer(producer)));
+            sub.advance(producer, pos, true);
+            return;
+        }
         let sub = &mut *self.sub;
         sub.expected[producer] = view.seq + 1;
         sub.received += 1;

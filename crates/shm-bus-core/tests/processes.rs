@@ -374,7 +374,11 @@ fn role_lag_subscriber() {
         match sub.recv_timeout(Duration::from_millis(wait)) {
             Ok(s) => {
                 let v = u64::from_le_bytes(s.payload().try_into().unwrap());
-                assert!(s.is_intact());
+                if !s.is_intact() {
+                    // Rewritten while we read it: not good data. Dropping it
+                    // makes the next receive report it as lagged.
+                    continue;
+                }
                 assert_eq!(v, expected, "continues right after what it missed");
                 assert_eq!(s.sequence(), v);
                 expected += 1;

@@ -351,3 +351,44 @@ fn introspection_reports_producers_subscribers_and_lag() {
         "nobody is dead"
     );
 }
+
+#[test]
+fn a_sample_overwritten_while_held_is_reported_as_lag_not_received() {
+    let (name, _c) = unique("held");
+    let bus = Bus::create(
+        &name,
+        BusConfig::default()
+            .with_ring_bytes(4096)
+            .with_policy(Policy::Overwrite),
+    )
+    .unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("t").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    publ.try_publish("t", &0u64.to_le_bytes()).unwrap();
+    {
+        let held = sub.try_recv().unwrap();
+        assert_eq!(held.sequence(), 0);
+        assert!(held.is_intact());
+        // Lap the ring while the sample is borrowed.
+        for i in 1..200u64 {
+            publ.try_publish("t", &i.to_le_bytes()).unwrap();
+        }
+        assert!(!held.is_intact(), "the producer rewrote it");
+    }
+    assert_eq!(sub.received(), 0, "a rewritten sample is not received");
+    let n = match sub.try_recv() {
+        Err(RecvError::Lagged(n)) => n,
+        other => panic!("expected Lagged, got {other:?}"),
+    };
+    let next = sub.try_recv().unwrap();
+    assert_eq!(
+        next.sequence(),
+        n,
+        "record 0 and the n - 1 after it were missed"
+    );
+    assert_eq!(u64::from_le_bytes(next.payload().try_into().unwrap()), n);
+    drop(next);
+    assert_eq!(sub.lagged(), n);
+    assert_eq!(sub.received(), 1);
+}
