@@ -29,6 +29,8 @@ mod clock;
 #[cfg(not(loom))]
 mod config;
 #[cfg(not(loom))]
+pub mod engine;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod futex;

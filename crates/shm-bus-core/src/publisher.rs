@@ -186,6 +186,17 @@ impl Publisher {
         self.spin = spin;
     }
 
+    /// Bytes of this publisher's ring not yet released by the slowest live
+    /// subscriber, as the subscribers last published their cursors (they
+    /// do so every 1/64 of the ring, when caught up, and when a publisher
+    /// waits): what a blocking publish is measured against.
+    pub fn backlog(&self) -> u64 {
+        let sh = &*self.bus.shared;
+        let tail = sh.producer(self.slot).tail.load(Ordering::Acquire);
+        let free_from = sh.limit(self.slot, tail) - sh.config.ring_bytes;
+        tail.saturating_sub(free_from)
+    }
+
     /// Largest payload this bus accepts.
     pub fn max_payload(&self) -> usize {
         self.bus.config().max_payload()

@@ -581,6 +581,12 @@ impl Sample<'_> {
         self.sub.bus.shared.wall_ns(self.found.view.timestamp)
     }
 
+    /// The raw stamp of the record (cheap-clock ticks; see `clock`).
+    #[inline]
+    pub(crate) fn stamp(&self) -> u64 {
+        self.found.view.timestamp
+    }
+
     /// The payload, borrowed from the ring.
     #[inline]
     pub fn payload(&self) -> &[u8] {
@@ -609,16 +615,7 @@ impl Sample<'_> {
     /// # Errors
     /// [`PayloadError::Size`] or [`PayloadError::Align`].
     pub fn as_pod<T: bytemuck::Pod>(&self) -> Result<&T, PayloadError> {
-        let bytes = self.payload();
-        if bytes.len() != size_of::<T>() {
-            return Err(PayloadError::Size {
-                len: bytes.len(),
-                size: size_of::<T>(),
-            });
-        }
-        bytemuck::try_from_bytes(bytes).map_err(|_| PayloadError::Align {
-            align: align_of::<T>(),
-        })
+        crate::error::view_pod(self.payload())
     }
 
     /// Decodes a value published with
@@ -627,7 +624,7 @@ impl Sample<'_> {
     /// # Errors
     /// [`PayloadError::Decode`].
     pub fn decode<'de, T: serde::Deserialize<'de>>(&'de self) -> Result<T, PayloadError> {
-        Ok(postcard::from_bytes(self.payload())?)
+        crate::error::decode(self.payload())
     }
 
     /// Overwrite policy: whether the payload read so far is still the

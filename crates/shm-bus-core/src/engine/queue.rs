@@ -1,0 +1,199 @@
+//! The in-process engine's bounded queue (no segment at all).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use shm_bus_topic::{InternError, LocalTopicTable, Topic, TopicTable};
+
+use super::Wait;
+use super::dispatch::lock;
+use super::message::{AlignedBytes, OwnedMessage};
+use crate::clock;
+use crate::error::{BusError, PublishError};
+
+/// A bounded multi-producer queue of owned messages, with a topic table
+/// of its own for topic ids.
+pub(crate) struct LocalQueue {
+    capacity: usize,
+    queue: Mutex<VecDeque<OwnedMessage>>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    topics: LocalTopicTable,
+    ids: Mutex<rustc_hash::FxHashMap<Box<str>, shm_bus_topic::TopicId>>,
+    next_seq: AtomicU64,
+    max_payload: usize,
+}
+
+/// Why a pop found nothing.
+pub(crate) enum PopError {
+    Empty,
+    /// Woken by `wake_all` (the engine is deactivating).
+    Woken,
+}
+
+impl LocalQueue {
+    pub(crate) fn new(capacity: usize, max_topics: usize, max_payload: usize) -> LocalQueue {
+        LocalQueue {
+            capacity: capacity.max(1),
+            queue: Mutex::new(VecDeque::with_capacity(capacity.clamp(1, 1 << 16))),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            topics: LocalTopicTable::with_capacity(max_topics),
+            ids: Mutex::default(),
+            next_seq: AtomicU64::new(0),
+            max_payload,
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.queue).len()
+    }
+
+    pub(crate) fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// The topic id of the exact topic `literal`, interned on first use.
+    fn topic_id(&self, literal: &str) -> Result<(Box<str>, shm_bus_topic::TopicId), BusError> {
+        if let Some((k, id)) = lock(&self.ids).get_key_value(literal) {
+            return Ok((k.clone(), *id));
+        }
+        let topic = Topic::parse(literal)?;
+        let id = self.topics.intern(&topic).map_err(|e| match e {
+            InternError::NotExact { topic } => BusError::NotExact { topic },
+            InternError::Full { capacity } => BusError::TopicTableFull {
+                capacity: capacity as u32,
+            },
+            // InternError is non-exhaustive; no other variant exists today.
+            other => BusError::InvalidConfig(other.to_string()),
+        })?;
+        let key: Box<str> = topic.as_str().into();
+        lock(&self.ids).insert(key.clone(), id);
+        Ok((key, id))
+    }
+
+    /// Appends a message, waiting for room as `wait` says. `may_block`
+    /// false (a put from the dispatching thread itself) turns a wait into
+    /// an immediate `Full`: only that thread could make room.
+    pub(crate) fn push(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        wait: Wait,
+        may_block: bool,
+    ) -> Result<u64, PublishError> {
+        if payload.len() > self.max_payload {
+            return Err(PublishError::PayloadTooLarge {
+                len: payload.len(),
+                max: self.max_payload,
+            });
+        }
+        let (topic, topic_id) = self.topic_id(topic)?;
+        let payload = AlignedBytes::copy_from(payload);
+        let deadline = wait.timeout.map(|t| Instant::now() + t);
+        let mut spins = 0;
+        let mut queue = lock(&self.queue);
+        while queue.len() >= self.capacity {
+            if !wait.block || !may_block {
+                return Err(PublishError::Full);
+            }
+            if spins < wait.max_spin {
+                spins += 1;
+                drop(queue);
+                std::hint::spin_loop();
+                std::thread::yield_now();
+                queue = lock(&self.queue);
+                continue;
+            }
+            queue = match deadline {
+                None => self.not_full.wait(queue).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(PublishError::Full);
+                    }
+                    self.not_full
+                        .wait_timeout(queue, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        // Relaxed: a counter; the queue's mutex orders the messages.
+        let sequence = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        queue.push_back(OwnedMessage {
+            topic,
+            topic_id,
+            payload,
+            producer: None,
+            sequence,
+            timestamp_ns: clock::wall_ns(),
+        });
+        drop(queue);
+        self.not_empty.notify_one();
+        Ok(sequence)
+    }
+
+    /// Takes the oldest message, waiting as `wait` says. `keep_waiting`
+    /// is asked after every wake-up (the dispatch loop stops on
+    /// deactivation).
+    pub(crate) fn pop(
+        &self,
+        wait: Wait,
+        keep_waiting: impl Fn() -> bool,
+    ) -> Result<OwnedMessage, PopError> {
+        let deadline = wait.timeout.map(|t| Instant::now() + t);
+        let mut spins = 0;
+        let mut queue = lock(&self.queue);
+        loop {
+            if let Some(m) = queue.pop_front() {
+                drop(queue);
+                self.not_full.notify_one();
+                return Ok(m);
+            }
+            if !wait.block {
+                return Err(PopError::Empty);
+            }
+            if !keep_waiting() {
+                return Err(PopError::Woken);
+            }
+            if spins < wait.max_spin {
+                spins += 1;
+                drop(queue);
+                std::hint::spin_loop();
+                std::thread::yield_now();
+                queue = lock(&self.queue);
+                continue;
+            }
+            queue = match deadline {
+                None => self
+                    .not_empty
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(PopError::Empty);
+                    }
+                    self.not_empty
+                        .wait_timeout(queue, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Wakes every waiter (so a deactivated dispatch loop notices).
+    pub(crate) fn wake_all(&self) {
+        let _guard = lock(&self.queue);
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+    }
+}
