@@ -1,0 +1,100 @@
+//! `latency.svg`: the one-way latency distributions, one panel per payload
+//! size, one percentile curve per system (all rounds' samples pooled). The
+//! x axis is in "nines" (-log10(1 - p)), so p50, p90, p99, p99.9 and p99.99
+//! are evenly spread; the y axis is logarithmic.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+
+use crate::report::{Results, size_name};
+use crate::systems::System;
+
+fn color(sys: System) -> RGBColor {
+    match sys {
+        System::Floor => RGBColor(110, 110, 110),
+        System::ShmBus => RGBColor(214, 39, 40),
+        System::Iceoryx2 => RGBColor(31, 119, 180),
+        System::Iceoryx2Preloaned => RGBColor(120, 180, 230),
+        System::Uds => RGBColor(255, 127, 14),
+    }
+}
+
+fn percent_label(x: &f64) -> String {
+    let p = 100.0 * (1.0 - 10f64.powf(-x));
+    let decimals = if *x <= 2.0 {
+        0
+    } else {
+        (x.ceil() as usize).saturating_sub(2)
+    };
+    format!("p{p:.decimals$}")
+}
+
+pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
+    let plot_err = |e: &dyn std::fmt::Debug| anyhow!("plotting: {e:?}");
+    let mut sizes: Vec<usize> = r.latency.iter().map(|c| c.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let panels = sizes.len().max(1);
+    let root = SVGBackend::new(path, (560 * panels as u32, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+    let areas = root.split_evenly((1, panels));
+    for (size, area) in sizes.iter().zip(areas.iter()) {
+        let cases: Vec<_> = r.latency.iter().filter(|c| c.size == *size).collect();
+        let mut lo = f64::MAX;
+        let mut hi = 1.0f64;
+        for c in &cases {
+            for [_, y] in &c.curve {
+                lo = lo.min(*y);
+                hi = hi.max(*y);
+            }
+        }
+        let lo = (lo * 0.8).max(1.0);
+        let hi = hi * 1.25;
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!("one-way latency, {} payload", size_name(*size)),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..4f64, (lo..hi).log_scale())
+            .map_err(|e| plot_err(&e))?;
+        chart
+            .configure_mesh()
+            .x_labels(9)
+            .x_label_formatter(&percent_label)
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .x_desc("percentile (all rounds pooled)")
+            .y_desc("ns")
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        for sys in System::LATENCY {
+            let Some(c) = cases.iter().find(|c| c.system == sys) else {
+                continue;
+            };
+            let col = color(sys);
+            chart
+                .draw_series(LineSeries::new(
+                    c.curve.iter().map(|[x, y]| (*x, y.max(lo))),
+                    col.stroke_width(2),
+                ))
+                .map_err(|e| plot_err(&e))?
+                .label(format!("{} (p50 {:.0} ns)", sys.name(), c.pooled_p50_ns))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+    }
+    root.present().map_err(|e| plot_err(&e))?;
+    Ok(())
+}

@@ -1,0 +1,787 @@
+//! The results of a run (written as JSON) and the markdown page made from
+//! them. Everything in `docs/compare/` comes from here and `plot.rs`:
+//! re-running the command regenerates it; nothing is edited by hand.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::systems::System;
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    pub kernel: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Settings {
+    pub latency_round_trips: u64,
+    pub latency_warmup: u64,
+    pub latency_pinned: bool,
+    pub throughput_bytes: u64,
+    pub dispatch_messages: u64,
+    pub dispatch_hot_topics: u32,
+    pub dispatch_cold_topics: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Versions {
+    pub shm_bus_commit: String,
+    pub iceoryx2: String,
+    pub rustc: String,
+}
+
+/// Latency of one system at one size: per-round one-way percentiles, the
+/// percentiles of all rounds' samples pooled, and the pooled percentile
+/// curve (x = "nines", -log10(1 - p); y = one-way ns) for the plot.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct LatCase {
+    pub size: usize,
+    pub system: System,
+    pub p50_ns: Vec<f64>,
+    pub p99_ns: Vec<f64>,
+    pub p999_ns: Vec<f64>,
+    pub pooled_p50_ns: f64,
+    pub pooled_p99_ns: f64,
+    pub pooled_p999_ns: f64,
+    pub pooled_max_ns: f64,
+    pub samples: usize,
+    pub curve: Vec<[f64; 2]>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct TputCase {
+    pub size: usize,
+    pub subscribers: u32,
+    pub system: System,
+    pub count: u64,
+    /// One per round.
+    pub msgs_per_sec: Vec<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct MemcpyCase {
+    pub size: usize,
+    pub count: u64,
+    /// The ring-sized destination's bytes.
+    pub ring_bytes: u64,
+    /// Into one reused buffer, one per round.
+    pub hot_msgs_per_sec: Vec<f64>,
+    /// Slot after slot through a ring-sized mapping, one per round.
+    pub ring_msgs_per_sec: Vec<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct DispRound {
+    pub hot_1: f64,
+    pub hot_10k: f64,
+    pub cold_1: f64,
+    pub cold_10k: f64,
+    pub index_1_ns: f64,
+    pub index_10k_ns: f64,
+    pub scan_1_ns: f64,
+    pub scan_10k_ns: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Results {
+    pub note: String,
+    pub machine: Machine,
+    pub date_utc: String,
+    pub command: String,
+    pub versions: Versions,
+    pub rounds: u32,
+    pub settings: Settings,
+    pub latency: Vec<LatCase>,
+    pub throughput: Vec<TputCase>,
+    pub memcpy: Vec<MemcpyCase>,
+    pub dispatch: Vec<DispRound>,
+}
+
+// ---------------------------------------------------------------- stats
+
+/// Nearest-rank percentile of sorted samples.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Median, min and max of per-round figures.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+pub fn spread(v: &[f64]) -> Spread {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return Spread {
+            median: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+        };
+    }
+    let n = s.len();
+    let median = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
+    Spread {
+        median,
+        min: s[0],
+        max: s[n - 1],
+    }
+}
+
+/// Per-round ratios a[i] / b[i].
+pub fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x / y).collect()
+}
+
+/// Builds a latency case from per-round round-trip samples (ns).
+pub fn lat_case(size: usize, system: System, rounds: &[Vec<u64>]) -> LatCase {
+    let half = |v: u64| v as f64 / 2.0;
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    let mut p999 = Vec::new();
+    let mut pooled: Vec<u64> = Vec::new();
+    for r in rounds {
+        let mut s = r.clone();
+        s.sort_unstable();
+        p50.push(half(percentile(&s, 0.50)));
+        p99.push(half(percentile(&s, 0.99)));
+        p999.push(half(percentile(&s, 0.999)));
+        pooled.extend_from_slice(r);
+    }
+    pooled.sort_unstable();
+    // 0 to 4 nines (p99.99) in steps of 0.02, and the maximum's position.
+    let mut curve = Vec::new();
+    for k in 0..=200 {
+        let x = k as f64 * 0.02;
+        let p = 1.0 - 10f64.powf(-x);
+        curve.push([x, half(percentile(&pooled, p.max(0.0)))]);
+    }
+    LatCase {
+        size,
+        system,
+        p50_ns: p50,
+        p99_ns: p99,
+        p999_ns: p999,
+        pooled_p50_ns: half(percentile(&pooled, 0.50)),
+        pooled_p99_ns: half(percentile(&pooled, 0.99)),
+        pooled_p999_ns: half(percentile(&pooled, 0.999)),
+        pooled_max_ns: half(*pooled.last().unwrap_or(&0)),
+        samples: pooled.len(),
+        curve,
+    }
+}
+
+// ----------------------------------------------------------- formatting
+
+pub fn size_name(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+fn ns(x: f64) -> String {
+    if !x.is_finite() {
+        return "–".into();
+    }
+    let v = x.round() as u64;
+    if v >= 10_000 {
+        // 12,345
+        let s = v.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else {
+        v.to_string()
+    }
+}
+
+fn ns_spread(s: Spread) -> String {
+    format!("{} ({}–{})", ns(s.median), ns(s.min), ns(s.max))
+}
+
+fn rate(x: f64) -> String {
+    if !x.is_finite() {
+        "–".into()
+    } else if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// The median with its unit, the min–max in the same unit.
+fn rate_spread(s: Spread) -> String {
+    if !s.median.is_finite() {
+        return "–".into();
+    }
+    let (div, unit, dec) = if s.median >= 1e6 {
+        (1e6, " M", 2)
+    } else if s.median >= 1e3 {
+        (1e3, " k", 1)
+    } else {
+        (1.0, "", 0)
+    };
+    format!(
+        "{:.dec$}{unit} ({:.dec$}–{:.dec$})",
+        s.median / div,
+        s.min / div,
+        s.max / div
+    )
+}
+
+fn factor(x: f64) -> String {
+    if x >= 100.0 { ns(x) } else { format!("{x:.2}") }
+}
+
+fn ratio(s: Spread) -> String {
+    if !s.median.is_finite() {
+        return "–".into();
+    }
+    format!(
+        "{}× ({}–{})",
+        factor(s.median),
+        factor(s.min),
+        factor(s.max)
+    )
+}
+
+/// Bytes as "2 GiB", "1.5 GiB", "100 MiB", "4 KiB", "64 B".
+pub fn bytes_name(b: u64) -> String {
+    for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if b >= unit {
+            let v = b as f64 / unit as f64;
+            return if b % unit == 0 {
+                format!("{v:.0} {name}")
+            } else {
+                format!("{v:.1} {name}")
+            };
+        }
+    }
+    format!("{b} B")
+}
+
+fn system_label(sys: System) -> &'static str {
+    match sys {
+        System::Floor => "floor",
+        System::ShmBus => "**shm-bus**",
+        System::Iceoryx2 => "iceoryx2",
+        System::Iceoryx2Preloaned => "iceoryx2, pre-loaned",
+        System::Uds => "Unix socket",
+    }
+}
+
+// ------------------------------------------------------------- markdown
+
+const METHOD: &str = r#"## How each figure is measured
+
+Every participant is a separate OS process (this binary re-executed), and
+every system runs through the same loops (`compare/src/latency.rs`,
+`throughput.rs`, `dispatch.rs`), behind three small traits. A round runs
+every workload on every system, the systems interleaved (each round starts
+one system further along: floor, shm-bus, iceoryx2, Unix socket, floor, …).
+The tables give the **median of the per-round figures and, in brackets,
+their min–max over the rounds**. Ratios are computed **within a round** and
+then summarised the same way, because these 2-vCPU VMs move the vCPUs
+between core pairs every few minutes (a bare cache-line hop flips between
+about 60 ns and about 200 ns), so figures from different rounds do not
+compare.
+
+**Latency.** One-way latency is half the round trip of a ping-pong between
+two processes, pinned to CPUs 0 and 1, both busy-polling the system's
+non-blocking receive with no pause instruction. The ping side takes a
+timestamp (`Instant::now`), sends message *i*, polls until the answer
+carrying *i* arrives, and takes a second timestamp; every round trip is one
+sample. A warm-up precedes the timed round trips, long enough for
+shm-bus's ring to go round once at 64 B, so that first-touch page faults of
+a fresh segment are not timed for any system. Messages are loaned and
+written in place where the system allows it, and only their first 8 bytes
+(the sequence number) are written: zero copy, as iceoryx2's own benchmark
+does. Loaning is part of the timed round trip for every system.
+- *floor*: a bare cache-line ping-pong; each side stores the sequence
+  number into its own 8-byte word in a shared mapping (words 128 bytes
+  apart) and spins on the other's.
+- *shm-bus*: one bus; `loan(topic, size)`, 8 bytes written, `commit()`;
+  `try_recv()` on a subscriber to the other side's topic.
+- *iceoryx2*: `ipc::Service`, two publish-subscribe services of `[u8]` as
+  in iceoryx2's `benchmarks/publish-subscribe`: 1 publisher, 1 subscriber,
+  `history_size(0)`, `subscriber_max_buffer_size(1)`,
+  `enable_safe_overflow(true)`, publishers with
+  `initial_max_slice_len(size)`; `loan_slice_uninit(size)`, 8 bytes
+  written, `assume_init()`, `send()`; `receive()`.
+- *iceoryx2, pre-loaned*: the same, but each side loans its next sample
+  right after sending, as iceoryx2's benchmark does, so the loan overlaps
+  the peer's work instead of delaying the next send. shm-bus cannot be
+  measured that way from a struct: its `Loan` borrows the `Publisher`
+  mutably, so a loan cannot be kept next to its publisher between calls.
+- *Unix socket*: a connected `AF_UNIX` stream pair, nonblocking, spun on
+  `EAGAIN`; one `write` of the whole message, `read`s until the whole
+  message is in. A socket necessarily copies the payload, in and out.
+
+**Throughput.** One producer process sends `count` messages to 1 or 2
+subscriber processes (not pinned). The producer writes the whole payload
+once per message (one copy from its own buffer into the system, the
+sequence number in the first 8 bytes); subscribers read and check the
+sequence number only, so the zero-copy systems never read the rest of the
+payload, while the socket copies all of it out of the kernel. The rate is
+`count` over the time from the producer's first send to the last
+subscriber's last receive (CLOCK_MONOTONIC). Every system gets the same
+buffering: a ring of max(1 MiB, next power of two of 8 × (size + 64))
+bytes. Every participant that cannot make progress waits the same way:
+spin 50 µs, then `sched_yield` until 2 ms, then sleep 50 µs per poll.
+- *floor*: a minimal SPSC ring in a shared mapping: fixed 64-byte-aligned
+  slots, the producer's tail and each consumer's head on their own cache
+  lines, each side caching the other's index. The producer publishes its
+  tail after every message; a consumer publishes its head every 1/64 of
+  the ring and whenever it has caught up (as shm-bus publishes its
+  cursors). With 2 subscribers the same ring has 2 heads and the producer
+  is bounded by the slower.
+- *shm-bus*: Block policy (lossless); `try_loan` + copy + `commit`;
+  `try_recv()`.
+- *iceoryx2*: lossless: `enable_safe_overflow(false)` with
+  `BackpressureStrategy::RetryUntilDelivered`, `history_size(0)`, a
+  subscriber buffer of `ring / size` samples (the same payload bytes as the
+  others' ring), `initial_max_slice_len(size)`; `loan_slice_uninit` +
+  `write_from_slice` + `send` (which waits inside, iceoryx2's way, when a
+  subscriber's buffer is full); `receive()`.
+- *Unix socket*: one connection per subscriber, nonblocking, kernel-default
+  buffers; the producer writes every message to each connection.
+- *single memcpy* (1 MiB): one thread copying the 1 MiB payload over and
+  over, with no other process involved, (a) into one reused 1 MiB buffer
+  (destination hot in cache) and (b) slot after slot through a fresh
+  shared mapping of the ring's size (16 MiB), as any ring must: what
+  writing the payload once costs.
+
+**Topic dispatch.** A shm-bus producer process publishes 64-byte messages
+cycling over *T* topics, half of which match `md.{venue}.AAPL.(trade|quote)`;
+one subscriber process has registered either that pattern alone or 10,000
+patterns (it plus 9,999 that cannot match: exact, wildcard, range, regex and
+`**` patterns, as `patterns()` in `crates/shm-bus-topic/benches/topic.rs`).
+The rate counts every message published, matching or not, up to the
+subscriber's last receive. *Hot*: 1,000 topics, so the subscriber decides
+once per topic and then by a cached byte. *Cold*: every message is on a
+topic never seen before, so every message costs the whole decision (read
+the literal, parse it, walk the index). iceoryx2 and a socket have no
+pattern routing: an application using them routes after receiving, so the
+references are in-process lookups of `md.XNAS.AAPL.trade` among 1 or 10,000
+patterns: shm-bus's `SubscriptionIndex` (a trie), and a linear scan calling
+`shm_bus_topic::matches` on every pattern, which is how PyEventEngine
+routes."#;
+
+pub fn markdown(r: &Results) -> String {
+    let mut md = String::new();
+    let w = &mut md;
+    let _ = writeln!(
+        w,
+        "# shm-bus side by side: iceoryx2, a Unix socket and the floors\n"
+    );
+    let _ = writeln!(
+        w,
+        "<!-- Generated by shm-bus-compare: do not edit; re-run the command below. -->\n"
+    );
+    let _ = writeln!(
+        w,
+        "- **Machine**: {}, {} CPUs, Linux {}",
+        r.machine.cpu, r.machine.cpus, r.machine.kernel
+    );
+    let _ = writeln!(w, "- **Date**: {}", r.date_utc);
+    let _ = writeln!(w, "- **Command**: `{}`", r.command);
+    let _ = writeln!(
+        w,
+        "- **Versions**: shm-bus at commit {}; iceoryx2 {} (crates.io); {}",
+        r.versions.shm_bus_commit, r.versions.iceoryx2, r.versions.rustc
+    );
+    let _ = writeln!(
+        w,
+        "- **Rounds**: {}, systems interleaved within each round. Each figure: median of the \
+         per-round figures (min–max over the rounds). Ratios are taken within each round.",
+        r.rounds
+    );
+    let s = &r.settings;
+    let _ = writeln!(
+        w,
+        "- **Counts**: latency {} timed round trips per system, size and round (after {} of \
+         warm-up){}; throughput {} per measurement (messages = bytes / size, 2,000 to \
+         2,000,000); \
+         dispatch {} messages (hot) / {} topics (cold).\n",
+        s.latency_round_trips,
+        s.latency_warmup,
+        if s.latency_pinned {
+            ", processes pinned to CPUs 0 and 1"
+        } else {
+            ", processes not pinned"
+        },
+        bytes_name(s.throughput_bytes),
+        s.dispatch_messages,
+        s.dispatch_cold_topics,
+    );
+    latency_section(w, r);
+    throughput_section(w, r);
+    dispatch_section(w, r);
+    targets_section(w, r);
+    let _ = writeln!(w, "{METHOD}\n");
+    per_round_section(w, r);
+    md
+}
+
+fn lat(r: &Results, size: usize, sys: System) -> Option<&LatCase> {
+    r.latency.iter().find(|c| c.size == size && c.system == sys)
+}
+
+fn tput(r: &Results, size: usize, subs: u32, sys: System) -> Option<&TputCase> {
+    r.throughput
+        .iter()
+        .find(|c| c.size == size && c.subscribers == subs && c.system == sys)
+}
+
+fn sizes<T>(items: &[T], f: impl Fn(&T) -> usize) -> Vec<usize> {
+    let mut v: Vec<usize> = items.iter().map(f).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn latency_section(w: &mut String, r: &Results) {
+    if r.latency.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "## Latency: one-way, half a ping-pong round trip (ns)\n");
+    let _ = writeln!(
+        w,
+        "| payload | system | p50 | p99 | p99.9 | shm-bus / system, p50 |"
+    );
+    let _ = writeln!(w, "|---:|---|---:|---:|---:|---:|");
+    for size in sizes(&r.latency, |c| c.size) {
+        let bus = lat(r, size, System::ShmBus);
+        for sys in System::LATENCY {
+            let Some(c) = lat(r, size, sys) else { continue };
+            let rel = match (sys, bus) {
+                (System::ShmBus, _) | (_, None) => "—".to_string(),
+                (_, Some(b)) => ratio(spread(&ratios(&b.p50_ns, &c.p50_ns))),
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} |",
+                size_name(size),
+                system_label(sys),
+                ns_spread(spread(&c.p50_ns)),
+                ns_spread(spread(&c.p99_ns)),
+                ns_spread(spread(&c.p999_ns)),
+                rel
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "\nThe distributions (all rounds' samples pooled), one-way:\n\n![latency](latency.svg)\n"
+    );
+}
+
+fn throughput_section(w: &mut String, r: &Results) {
+    if r.throughput.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "## Throughput: one producer process → K subscriber processes (messages/s)\n"
+    );
+    let _ = writeln!(
+        w,
+        "| payload | K | system | messages/s | GB/s | shm-bus / system |"
+    );
+    let _ = writeln!(w, "|---:|---:|---|---:|---:|---:|");
+    for size in sizes(&r.throughput, |c| c.size) {
+        let mut subs: Vec<u32> = r
+            .throughput
+            .iter()
+            .filter(|c| c.size == size)
+            .map(|c| c.subscribers)
+            .collect();
+        subs.sort_unstable();
+        subs.dedup();
+        for k in subs {
+            let bus = tput(r, size, k, System::ShmBus);
+            for sys in System::ALL {
+                let Some(c) = tput(r, size, k, sys) else {
+                    continue;
+                };
+                let rel = match (sys, bus) {
+                    (System::ShmBus, _) | (_, None) => "—".to_string(),
+                    (_, Some(b)) => ratio(spread(&ratios(&b.msgs_per_sec, &c.msgs_per_sec))),
+                };
+                let sp = spread(&c.msgs_per_sec);
+                let _ = writeln!(
+                    w,
+                    "| {} | {k} | {} | {} | {:.2} | {} |",
+                    size_name(size),
+                    system_label(sys),
+                    rate_spread(sp),
+                    sp.median * size as f64 / 1e9,
+                    rel
+                );
+            }
+        }
+        for m in r.memcpy.iter().filter(|m| m.size == size) {
+            for (what, v) in [
+                (
+                    "single memcpy, one reused buffer".to_string(),
+                    &m.hot_msgs_per_sec,
+                ),
+                (
+                    format!("single memcpy, through {}", bytes_name(m.ring_bytes)),
+                    &m.ring_msgs_per_sec,
+                ),
+            ] {
+                let sp = spread(v);
+                let mut rels = Vec::new();
+                for k in [1, 2] {
+                    if let Some(b) = tput(r, size, k, System::ShmBus) {
+                        rels.push(format!(
+                            "K={k}: {}",
+                            ratio(spread(&ratios(&b.msgs_per_sec, v)))
+                        ));
+                    }
+                }
+                let _ = writeln!(
+                    w,
+                    "| {} | – | {what} | {} | {:.2} | {} |",
+                    size_name(size),
+                    rate_spread(sp),
+                    sp.median * size as f64 / 1e9,
+                    rels.join("; ")
+                );
+            }
+        }
+    }
+    let _ = writeln!(w);
+}
+
+fn disp_spread(r: &Results, f: impl Fn(&DispRound) -> f64) -> Spread {
+    spread(&r.dispatch.iter().map(f).collect::<Vec<_>>())
+}
+
+fn dispatch_section(w: &mut String, r: &Results) {
+    if r.dispatch.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "## Topic dispatch with 10,000 registered patterns\n");
+    let _ = writeln!(w, "| case | 1 pattern | 10,000 patterns | 10,000 / 1 |");
+    let _ = writeln!(w, "|---|---:|---:|---:|");
+    type Pick = fn(&DispRound) -> f64;
+    let rows: [(&str, Pick, Pick, bool); 4] = [
+        (
+            "shm-bus, subscriber process, hot topics (messages/s)",
+            |d| d.hot_1,
+            |d| d.hot_10k,
+            true,
+        ),
+        (
+            "shm-bus, subscriber process, every topic new (messages/s)",
+            |d| d.cold_1,
+            |d| d.cold_10k,
+            true,
+        ),
+        (
+            "in-process `SubscriptionIndex` lookup (ns)",
+            |d| d.index_1_ns,
+            |d| d.index_10k_ns,
+            false,
+        ),
+        (
+            "in-process linear scan with `matches`, PyEventEngine's way (ns)",
+            |d| d.scan_1_ns,
+            |d| d.scan_10k_ns,
+            false,
+        ),
+    ];
+    for (name, one, many, is_rate) in rows {
+        let fmt = |s: Spread| {
+            if is_rate {
+                rate_spread(s)
+            } else {
+                ns_spread(s)
+            }
+        };
+        let rel: Vec<f64> = r.dispatch.iter().map(|d| many(d) / one(d)).collect();
+        let _ = writeln!(
+            w,
+            "| {name} | {} | {} | {} |",
+            fmt(disp_spread(r, one)),
+            fmt(disp_spread(r, many)),
+            ratio(spread(&rel))
+        );
+    }
+    let _ = writeln!(
+        w,
+        "| `EventEngine` handler dispatch | *not measured yet: the EventEngine lands separately* | | |"
+    );
+    let hot = disp_spread(r, |d| d.hot_10k);
+    let scan = disp_spread(r, |d| d.scan_10k_ns);
+    let _ = writeln!(
+        w,
+        "\nWith 10,000 patterns, a receiver that routes by a linear scan can route at most \
+         {} messages/s (1 / {} ns); the shm-bus subscriber process received {} messages/s \
+         on hot topics and {} with every topic new.\n",
+        rate(1e9 / scan.median),
+        ns(scan.median),
+        rate(hot.median),
+        rate(disp_spread(r, |d| d.cold_10k).median),
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "**met**" } else { "**not met**" }
+}
+
+fn targets_section(w: &mut String, r: &Results) {
+    let mut lines = Vec::new();
+    for size in sizes(&r.latency, |c| c.size) {
+        let (Some(b), Some(f)) = (lat(r, size, System::ShmBus), lat(r, size, System::Floor)) else {
+            continue;
+        };
+        for sys in [System::Iceoryx2, System::Iceoryx2Preloaned] {
+            if let Some(i) = lat(r, size, sys) {
+                let vs = spread(&ratios(&b.p50_ns, &i.p50_ns));
+                lines.push(format!(
+                    "- p50 latency below {}'s, {}: {} (shm-bus / {} = {})",
+                    sys.name(),
+                    size_name(size),
+                    verdict(vs.median < 1.0),
+                    sys.name(),
+                    ratio(vs)
+                ));
+            }
+        }
+        let vs_floor = spread(&ratios(&b.p50_ns, &f.p50_ns));
+        lines.push(format!(
+            "- p50 latency within 1.2× the floor, {}: {} (shm-bus / floor = {})",
+            size_name(size),
+            verdict(vs_floor.median <= 1.2),
+            ratio(vs_floor)
+        ));
+    }
+    for k in [1, 2] {
+        if let (Some(b), Some(f)) = (
+            tput(r, 64, k, System::ShmBus),
+            tput(r, 64, k, System::Floor),
+        ) {
+            let s = spread(&ratios(&b.msgs_per_sec, &f.msgs_per_sec));
+            lines.push(format!(
+                "- 64 B throughput ≥ 0.7× the floor ring, K={k}: {} ({})",
+                verdict(s.median >= 0.7),
+                ratio(s)
+            ));
+        }
+    }
+    for m in &r.memcpy {
+        for k in [1, 2] {
+            if let Some(b) = tput(r, m.size, k, System::ShmBus) {
+                for (what, v) in [
+                    ("into one reused buffer".to_string(), &m.hot_msgs_per_sec),
+                    (
+                        format!("through {}, as a ring", bytes_name(m.ring_bytes)),
+                        &m.ring_msgs_per_sec,
+                    ),
+                ] {
+                    let s = spread(&ratios(&b.msgs_per_sec, v));
+                    lines.push(format!(
+                        "- {} payloads at ≥ 0.8× a single memcpy ({what}), K={k}: {} ({})",
+                        size_name(m.size),
+                        verdict(s.median >= 0.8),
+                        ratio(s)
+                    ));
+                }
+            }
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "## Targets (on the median of the per-round ratios)\n\n{}\n",
+        lines.join("\n")
+    );
+}
+
+fn per_round_section(w: &mut String, r: &Results) {
+    let _ = writeln!(w, "## Per-round figures\n");
+    let list = |v: &[f64], f: &dyn Fn(f64) -> String| {
+        v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(" · ")
+    };
+    if !r.latency.is_empty() {
+        let _ = writeln!(w, "| latency p50 (ns) | payload | rounds 1…{} |", r.rounds);
+        let _ = writeln!(w, "|---|---:|---|");
+        for c in &r.latency {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} |",
+                c.system.name(),
+                size_name(c.size),
+                list(&c.p50_ns, &ns)
+            );
+        }
+        let _ = writeln!(w);
+    }
+    if !r.throughput.is_empty() {
+        let _ = writeln!(
+            w,
+            "| throughput (messages/s) | payload | K | rounds 1…{} |",
+            r.rounds
+        );
+        let _ = writeln!(w, "|---|---:|---:|---|");
+        for c in &r.throughput {
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} |",
+                c.system.name(),
+                size_name(c.size),
+                c.subscribers,
+                list(&c.msgs_per_sec, &rate)
+            );
+        }
+        for m in &r.memcpy {
+            let _ = writeln!(
+                w,
+                "| memcpy, one buffer | {} | – | {} |",
+                size_name(m.size),
+                list(&m.hot_msgs_per_sec, &rate)
+            );
+            let _ = writeln!(
+                w,
+                "| memcpy, {} | {} | – | {} |",
+                bytes_name(m.ring_bytes),
+                size_name(m.size),
+                list(&m.ring_msgs_per_sec, &rate)
+            );
+        }
+        let _ = writeln!(w);
+    }
+    let _ = writeln!(
+        w,
+        "The raw figures (every round, and the pooled latency curves) are in \
+         [results.json](results.json)."
+    );
+}

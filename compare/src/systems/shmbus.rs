@@ -1,0 +1,194 @@
+//! shm-bus, through its public API only.
+//!
+//! - Latency: one bus; the ping side publishes on `cmp.ping` and subscribes
+//!   to `cmp.pong`, the echo side the reverse. A message is
+//!   `loan(topic, size)`, the first 8 bytes written, `commit()`; receiving
+//!   is `try_recv()` (one poll).
+//! - Throughput: `try_loan`, the payload copied in, `commit`; subscribers
+//!   `try_recv`. Block policy (lossless), ring = [`ring_for`](super::ring_for).
+
+use anyhow::{Result, bail};
+use shm_bus_core::{Bus, BusConfig, PublishError, Publisher, RecvError, Subscriber, TopicId};
+
+use super::{PingPong, Sink, Source, seq_of};
+use crate::proc::Spec;
+
+fn config(spec: &Spec) -> Result<BusConfig> {
+    let config = BusConfig::default().with_ring_bytes(spec.ring);
+    if spec.size > config.max_payload() {
+        bail!(
+            "{} B does not fit a {} B ring (max {})",
+            spec.size,
+            spec.ring,
+            config.max_payload()
+        );
+    }
+    Ok(config)
+}
+
+#[inline]
+fn poll(sub: &mut Subscriber) -> Result<Option<u64>> {
+    match sub.try_recv() {
+        Ok(sample) => Ok(Some(seq_of(sample.payload()))),
+        Err(RecvError::Empty) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ------------------------------------------------------------- latency
+
+pub struct Lat {
+    // Field order = drop order: ports before the bus.
+    publisher: Publisher,
+    subscriber: Subscriber,
+    topic: TopicId,
+    size: usize,
+    _bus: Bus,
+}
+
+impl Lat {
+    pub fn create(spec: &Spec) -> Result<Lat> {
+        let bus = Bus::create(&spec.bus_name(), config(spec)?)?;
+        Lat::attach(bus, spec, "cmp.ping", "cmp.pong")
+    }
+
+    pub fn open(spec: &Spec) -> Result<Lat> {
+        let bus = Bus::open(&spec.bus_name())?;
+        Lat::attach(bus, spec, "cmp.pong", "cmp.ping")
+    }
+
+    fn attach(bus: Bus, spec: &Spec, out: &str, inp: &str) -> Result<Lat> {
+        let mut publisher = bus.publisher("compare")?;
+        let topic = publisher.topic_id(out)?;
+        let mut subscriber = bus.subscriber("compare")?;
+        subscriber.subscribe(inp)?;
+        Ok(Lat {
+            publisher,
+            subscriber,
+            topic,
+            size: spec.size,
+            _bus: bus,
+        })
+    }
+}
+
+impl PingPong for Lat {
+    #[inline]
+    fn send(&mut self, seq: u64) -> Result<()> {
+        let mut loan = self.publisher.loan(&self.topic, self.size)?;
+        loan.as_mut_slice()[..8].copy_from_slice(&seq.to_le_bytes());
+        loan.commit();
+        Ok(())
+    }
+
+    #[inline]
+    fn try_recv(&mut self) -> Result<Option<u64>> {
+        poll(&mut self.subscriber)
+    }
+}
+
+// ---------------------------------------------------------- throughput
+
+pub struct Producer {
+    publisher: Publisher,
+    topic: TopicId,
+    _bus: Bus,
+}
+
+impl Producer {
+    pub fn create(spec: &Spec) -> Result<Producer> {
+        let bus = Bus::create(&spec.bus_name(), config(spec)?)?;
+        let mut publisher = bus.publisher("compare")?;
+        let topic = publisher.topic_id("cmp.data")?;
+        Ok(Producer {
+            publisher,
+            topic,
+            _bus: bus,
+        })
+    }
+}
+
+impl Source for Producer {
+    #[inline]
+    fn try_send(&mut self, payload: &[u8]) -> Result<bool> {
+        match self.publisher.try_loan(&self.topic, payload.len()) {
+            Ok(mut loan) => {
+                loan.as_mut_slice().copy_from_slice(payload);
+                loan.commit();
+                Ok(true)
+            }
+            Err(PublishError::Full) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+pub struct Consumer {
+    subscriber: Subscriber,
+    _bus: Bus,
+}
+
+impl Consumer {
+    pub fn open(spec: &Spec, pattern: &str) -> Result<Consumer> {
+        let bus = Bus::open(&spec.bus_name())?;
+        let mut subscriber = bus.subscriber("compare")?;
+        subscriber.subscribe(pattern)?;
+        Ok(Consumer {
+            subscriber,
+            _bus: bus,
+        })
+    }
+
+    /// Adds a pattern (dispatch runs register many).
+    pub fn subscribe(&mut self, pattern: &str) -> Result<()> {
+        self.subscriber.subscribe(pattern)?;
+        Ok(())
+    }
+}
+
+impl Sink for Consumer {
+    #[inline]
+    fn try_recv(&mut self) -> Result<Option<u64>> {
+        poll(&mut self.subscriber)
+    }
+}
+
+/// Dispatch runs: a producer that cycles through many interned topics.
+pub struct TopicProducer {
+    publisher: Publisher,
+    topics: Vec<TopicId>,
+    _bus: Bus,
+}
+
+impl TopicProducer {
+    pub fn create(spec: &Spec, max_topics: u32) -> Result<TopicProducer> {
+        let config = config(spec)?.with_max_topics(max_topics);
+        let bus = Bus::create(&spec.bus_name(), config)?;
+        let publisher = bus.publisher("compare")?;
+        Ok(TopicProducer {
+            publisher,
+            topics: Vec::new(),
+            _bus: bus,
+        })
+    }
+
+    pub fn intern(&mut self, topic: &str) -> Result<()> {
+        let id = self.publisher.topic_id(topic)?;
+        self.topics.push(id);
+        Ok(())
+    }
+
+    /// Publishes `payload` on the `t`-th interned topic, if there is room.
+    #[inline]
+    pub fn try_send(&mut self, t: usize, payload: &[u8]) -> Result<bool> {
+        match self.publisher.try_loan(&self.topics[t], payload.len()) {
+            Ok(mut loan) => {
+                loan.as_mut_slice().copy_from_slice(payload);
+                loan.commit();
+                Ok(true)
+            }
+            Err(PublishError::Full) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
