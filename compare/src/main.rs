@@ -90,6 +90,14 @@ struct AllArgs {
     /// Only these workloads (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Workload>,
+    /// Only these throughput payload sizes (default: 64,1024,65536,1048576;
+    /// for development).
+    #[arg(long, value_delimiter = ',')]
+    tput_sizes: Vec<usize>,
+    /// Give every system this many bytes of buffering instead of the
+    /// default ring per payload size (for experiments).
+    #[arg(long)]
+    ring_bytes: Option<u64>,
     /// Only these systems (default: all; for development).
     #[arg(long, value_enum, value_delimiter = ',')]
     systems: Vec<System>,
@@ -247,7 +255,10 @@ fn run_all(mut a: AllArgs) -> Result<()> {
         }
 
         if want(Workload::Throughput) {
-            for size in TPUT_SIZES {
+            for size in TPUT_SIZES
+                .into_iter()
+                .filter(|s| a.tput_sizes.is_empty() || a.tput_sizes.contains(s))
+            {
                 let count = tput_count(size);
                 for k in SUBSCRIBERS {
                     for sys in order.into_iter().filter(|s| want_system(*s)) {
@@ -255,7 +266,7 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                         spec.size = size;
                         spec.count = count;
                         spec.subscribers = k;
-                        spec.ring = ring_for(size);
+                        spec.ring = a.ring_bytes.unwrap_or(ring_for(size));
                         let what = format!("throughput {} K={k} {}", size_name(size), sys.name());
                         let r = twice(&what, || throughput::measure(&spec), pid)?;
                         eprintln!(
@@ -280,10 +291,10 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                 }
                 if size == 1 << 20 && want_system(System::Floor) {
                     let mut rates = [0.0; 2];
-                    for (rate, (bytes, how)) in rates
-                        .iter_mut()
-                        .zip([(size as u64, "one buffer"), (ring_for(size), "ring-sized")])
-                    {
+                    for (rate, (bytes, how)) in rates.iter_mut().zip([
+                        (size as u64, "one buffer"),
+                        (a.ring_bytes.unwrap_or(ring_for(size)), "ring-sized"),
+                    ]) {
                         run.session += 1;
                         let name = format!("/cmpfloor{pid}-{}", run.session);
                         *rate = systems::floor::memcpy_rate(&name, size, count, bytes)?;
@@ -302,7 +313,7 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                         None => memcpy.push(MemcpyCase {
                             size,
                             count,
-                            ring_bytes: ring_for(size),
+                            ring_bytes: a.ring_bytes.unwrap_or(ring_for(size)),
                             hot_msgs_per_sec: vec![rates[0]],
                             ring_msgs_per_sec: vec![rates[1]],
                         }),

@@ -3,14 +3,15 @@
 //!
 //! - Latency: a cache-line ping-pong. Each side stores the sequence number
 //!   in its own 8-byte word (128 bytes apart) and spins on the other's.
-//! - Throughput: a minimal SPSC ring of fixed 64-byte-aligned slots, the
-//!   producer's `tail` and each consumer's `head` on their own lines, both
-//!   sides caching the other's index. The producer publishes `tail` after
-//!   every message; a consumer publishes its `head` every 1/64 of the ring,
-//!   and whenever it has caught up (as shm-bus publishes its cursors), so
-//!   the producer does not re-read a line the consumer writes on every
-//!   message. With two consumers, the same ring has two `head`s and the
-//!   producer is bounded by the slower.
+//! - Throughput: a minimal SPSC ring of fixed 64-byte-aligned slots. A
+//!   message's first 8 bytes (its sequence number, plus one) are its commit
+//!   flag: the producer writes the rest of the payload, then stores the
+//!   flag (Release); a consumer polls the flag of its next slot, so no
+//!   shared tail counter bounces between the cores (shm-bus's records carry
+//!   a commit stamp the same way). Each consumer's `head` sits on its own
+//!   line, published every 1/64 of the ring and whenever it has caught up
+//!   (as shm-bus publishes its cursors); the producer caches the slowest
+//!   head. With two consumers, the same ring has two heads.
 //! - The "single memcpy": one thread copying the payload over and over,
 //!   either into one reused buffer or slot after slot through a shared
 //!   mapping of the ring's size.
@@ -80,8 +81,8 @@ impl PingPong for Lat {
 
 // ---------------------------------------------------------- throughput
 
-/// Control lines (tail, then one head per consumer) fill the first page;
-/// the slots follow.
+/// The consumers' heads (one line each) fill the first page; the slots
+/// follow.
 const DATA: usize = 4096;
 
 struct Layout {
@@ -94,6 +95,9 @@ impl Layout {
         if (spec.subscribers as usize + 1) * LINE > DATA {
             bail!("too many consumers for the floor ring");
         }
+        if spec.size < 8 {
+            bail!("payloads carry an 8-byte sequence number");
+        }
         let slot = spec.size.div_ceil(64) * 64;
         let slots = (spec.ring / slot as u64).max(2);
         Ok(Layout { slot, slots })
@@ -101,6 +105,16 @@ impl Layout {
 
     fn bytes(&self) -> usize {
         DATA + self.slot * self.slots as usize
+    }
+
+    /// The commit flag of slot `idx`: its first 8 bytes.
+    fn flag(&self, region: &Region, idx: u64) -> NonNull<AtomicU64> {
+        let p = region.at(DATA + idx as usize * self.slot);
+        // SAFETY (of later dereferences): inside the region, 64-byte aligned
+        // (page-aligned mapping, DATA and slot multiples of 64), accessed
+        // atomically by every process; `NonNull` because `at` never returns
+        // null for a live mapping.
+        NonNull::new(p.cast::<AtomicU64>()).expect("mapping is not null")
     }
 }
 
@@ -142,19 +156,35 @@ impl Source for Producer {
                 return Ok(false);
             }
         }
-        let dst = self.region.at(DATA + self.idx as usize * self.layout.slot);
-        // SAFETY: the slot lies inside the region (`bytes`), holds at least
-        // `size` bytes, and no consumer reads it: every head is past its
-        // previous use (checked above) and the new tail is not yet published.
-        unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), dst, payload.len()) };
+        let flag = self.layout.flag(&self.region, self.idx);
+        let seq = super::seq_of(payload);
+        let dst = flag.as_ptr().cast::<u8>();
+        let head = payload.len().min(64);
+        // SAFETY: the slot lies inside the region and holds `payload.len()`
+        // bytes; no consumer reads it: every head is past its previous use
+        // (checked above) and its flag does not yet announce `seq`. The
+        // payload after the flag is copied in two parts so that the bulk
+        // copy starts 64-byte aligned (a misaligned `rep movsb` is slower).
+        unsafe {
+            std::ptr::copy_nonoverlapping(payload.as_ptr().add(8), dst.add(8), head - 8);
+            if payload.len() > 64 {
+                std::ptr::copy_nonoverlapping(
+                    payload.as_ptr().add(64),
+                    dst.add(64),
+                    payload.len() - 64,
+                );
+            }
+        }
+        // SAFETY: see `Layout::flag`.
+        let flag = unsafe { flag.as_ref() };
+        // Release: pairs with the consumers' Acquire load of the flag: the
+        // rest of the payload is visible before the message is.
+        flag.store(seq + 1, Ordering::Release);
         self.tail += 1;
         self.idx += 1;
         if self.idx == self.layout.slots {
             self.idx = 0;
         }
-        // Release: pairs with the consumers' Acquire load of `tail`: the
-        // payload is visible before the slot is.
-        self.region.word(0).store(self.tail, Ordering::Release);
         Ok(true)
     }
 }
@@ -164,7 +194,6 @@ pub struct Consumer {
     layout: Layout,
     me: usize,
     next: u64,
-    tail: u64,
     idx: u64,
     /// The head as last published, and how often to publish it.
     published: u64,
@@ -178,7 +207,6 @@ impl Consumer {
             region: Region::open(&spec.floor_name(), layout.bytes())?,
             me: spec.index as usize,
             next: 0,
-            tail: 0,
             idx: 0,
             published: 0,
             batch: (layout.slots / 64).max(1),
@@ -203,21 +231,16 @@ impl Consumer {
 impl Sink for Consumer {
     #[inline]
     fn try_recv(&mut self) -> Result<Option<u64>> {
-        if self.next >= self.tail {
+        let flag = self.layout.flag(&self.region, self.idx);
+        // SAFETY: see `Layout::flag`.
+        let flag = unsafe { flag.as_ref() };
+        // Acquire: pairs with the producer's Release store of the flag.
+        let f = flag.load(Ordering::Acquire);
+        if f != self.next + 1 {
             // Caught up: let the producer reuse everything read so far.
             self.publish();
-            // Acquire: pairs with the producer's Release store of `tail`.
-            self.tail = self.region.word(0).load(Ordering::Acquire);
-            if self.next >= self.tail {
-                return Ok(None);
-            }
+            return Ok(None);
         }
-        let src = self.region.at(DATA + self.idx as usize * self.layout.slot);
-        let mut seq = [0u8; 8];
-        // SAFETY: the slot is inside the region and was published by the
-        // producer's Release store of `tail` > next; the producer does not
-        // rewrite it before our head passes it.
-        unsafe { std::ptr::copy_nonoverlapping(src, seq.as_mut_ptr(), 8) };
         self.next += 1;
         self.idx += 1;
         if self.idx == self.layout.slots {
@@ -226,7 +249,7 @@ impl Sink for Consumer {
         if self.next - self.published >= self.batch {
             self.publish();
         }
-        Ok(Some(u64::from_le_bytes(seq)))
+        Ok(Some(f - 1))
     }
 }
 
