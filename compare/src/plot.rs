@@ -23,12 +23,16 @@ fn color(sys: System) -> RGBColor {
 
 fn percent_label(x: &f64) -> String {
     let p = 100.0 * (1.0 - 10f64.powf(-x));
-    let decimals = if *x <= 2.0 {
-        0
-    } else {
-        (x.ceil() as usize).saturating_sub(2)
-    };
+    let decimals = (x.round() as usize).saturating_sub(2);
     format!("p{p:.decimals$}")
+}
+
+fn ns_label(y: &f64) -> String {
+    if *y >= 1000.0 {
+        format!("{:.0} µs", y / 1000.0)
+    } else {
+        format!("{y:.0} ns")
+    }
 }
 
 pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
@@ -37,7 +41,7 @@ pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
     sizes.sort_unstable();
     sizes.dedup();
     let panels = sizes.len().max(1);
-    let root = SVGBackend::new(path, (560 * panels as u32, 460)).into_drawing_area();
+    let root = SVGBackend::new(path, (600 * panels as u32, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(&e))?;
     let areas = root.split_evenly((1, panels));
     for (size, area) in sizes.iter().zip(areas.iter()) {
@@ -55,20 +59,25 @@ pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
         let mut chart = ChartBuilder::on(area)
             .caption(
                 format!("one-way latency, {} payload", size_name(*size)),
-                ("sans-serif", 18),
+                ("sans-serif", 20),
             )
-            .margin(12)
-            .x_label_area_size(40)
+            .margin(14)
+            .margin_right(40)
+            .x_label_area_size(44)
             .y_label_area_size(64)
             .build_cartesian_2d(0f64..4f64, (lo..hi).log_scale())
             .map_err(|e| plot_err(&e))?;
         chart
             .configure_mesh()
-            .x_labels(9)
+            .x_labels(5)
+            .x_max_light_lines(0)
+            .y_max_light_lines(4)
             .x_label_formatter(&percent_label)
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .x_desc("percentile (all rounds pooled)")
-            .y_desc("ns")
+            .y_label_formatter(&ns_label)
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 14))
+            .x_desc("percentile (samples of all rounds pooled; log scale of nines)")
+            .y_desc("one-way latency (log scale)")
             .draw()
             .map_err(|e| plot_err(&e))?;
         for sys in System::LATENCY {
@@ -90,6 +99,7 @@ pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
+            .label_font(("sans-serif", 13))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.4))
             .draw()

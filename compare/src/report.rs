@@ -195,25 +195,25 @@ pub fn size_name(size: usize) -> String {
     }
 }
 
+/// An integer with thousands separators.
+fn int(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn ns(x: f64) -> String {
     if !x.is_finite() {
         return "–".into();
     }
     let v = x.round() as u64;
-    if v >= 10_000 {
-        // 12,345
-        let s = v.to_string();
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    } else {
-        v.to_string()
-    }
+    if v >= 10_000 { int(v) } else { v.to_string() }
 }
 
 fn ns_spread(s: Spread) -> String {
@@ -301,7 +301,8 @@ Every participant is a separate OS process (this binary re-executed), and
 every system runs through the same loops (`compare/src/latency.rs`,
 `throughput.rs`, `dispatch.rs`), behind three small traits. A round runs
 every workload on every system, the systems interleaved (each round starts
-one system further along: floor, shm-bus, iceoryx2, Unix socket, floor, …).
+one system further along: floor, shm-bus, iceoryx2, [iceoryx2 pre-loaned,
+latency only,] Unix socket, floor, …).
 The tables give the **median of the per-round figures and, in brackets,
 their min–max over the rounds**. Ratios are computed **within a round** and
 then summarised the same way, because these 2-vCPU VMs move the vCPUs
@@ -333,9 +334,9 @@ does. Loaning is part of the timed round trip for every system.
   written, `assume_init()`, `send()`; `receive()`.
 - *iceoryx2, pre-loaned*: the same, but each side loans its next sample
   right after sending, as iceoryx2's benchmark does, so the loan overlaps
-  the peer's work instead of delaying the next send. shm-bus cannot be
-  measured that way from a struct: its `Loan` borrows the `Publisher`
-  mutably, so a loan cannot be kept next to its publisher between calls.
+  the peer's work instead of delaying the next send. shm-bus is not
+  measured that way: its `Loan` borrows the `Publisher` mutably, so a loan
+  cannot be stored next to its publisher between calls.
 - *Unix socket*: a connected `AF_UNIX` stream pair, nonblocking, spun on
   `EAGAIN`; one `write` of the whole message, `read`s until the whole
   message is in. A socket necessarily copies the payload, in and out.
@@ -351,13 +352,17 @@ subscriber's last receive (CLOCK_MONOTONIC). Every system gets the same
 buffering: a ring of max(1 MiB, next power of two of 8 × (size + 64))
 bytes. Every participant that cannot make progress waits the same way:
 spin 50 µs, then `sched_yield` until 2 ms, then sleep 50 µs per poll.
-- *floor*: a minimal SPSC ring in a shared mapping: fixed 64-byte-aligned
-  slots, the producer's tail and each consumer's head on their own cache
-  lines, each side caching the other's index. The producer publishes its
-  tail after every message; a consumer publishes its head every 1/64 of
-  the ring and whenever it has caught up (as shm-bus publishes its
-  cursors). With 2 subscribers the same ring has 2 heads and the producer
-  is bounded by the slower.
+With 2 subscribers, three busy processes share the two vCPUs, so those
+rows measure time-sharing as much as the systems.
+- *floor*: a minimal SPSC ring in a shared mapping, fixed 64-byte-aligned
+  slots. A message's first 8 bytes (its sequence number + 1) are its
+  commit flag: the producer writes the rest of the payload, then stores
+  the flag (Release); a consumer polls the flag of its next slot, so no
+  shared tail counter bounces between the cores (shm-bus's records carry
+  a commit stamp the same way). Each consumer publishes its head on its
+  own cache line every 1/64 of the ring and whenever it has caught up (as
+  shm-bus publishes its cursors); the producer caches the slowest head.
+  With 2 subscribers the same ring has 2 heads.
 - *shm-bus*: Block policy (lossless); `try_loan` + copy + `commit`;
   `try_recv()`.
 - *iceoryx2*: lossless: `enable_safe_overflow(false)` with
@@ -426,16 +431,16 @@ pub fn markdown(r: &Results) -> String {
          warm-up){}; throughput {} per measurement (messages = bytes / size, 2,000 to \
          2,000,000); \
          dispatch {} messages (hot) / {} topics (cold).\n",
-        s.latency_round_trips,
-        s.latency_warmup,
+        int(s.latency_round_trips),
+        int(s.latency_warmup),
         if s.latency_pinned {
             ", processes pinned to CPUs 0 and 1"
         } else {
             ", processes not pinned"
         },
         bytes_name(s.throughput_bytes),
-        s.dispatch_messages,
-        s.dispatch_cold_topics,
+        int(s.dispatch_messages),
+        int(s.dispatch_cold_topics.into()),
     );
     latency_section(w, r);
     throughput_section(w, r);
@@ -661,15 +666,16 @@ fn targets_section(w: &mut String, r: &Results) {
         let (Some(b), Some(f)) = (lat(r, size, System::ShmBus), lat(r, size, System::Floor)) else {
             continue;
         };
-        for sys in [System::Iceoryx2, System::Iceoryx2Preloaned] {
+        for (sys, how) in [
+            (System::Iceoryx2, "loaning in the round trip"),
+            (System::Iceoryx2Preloaned, "pre-loaned"),
+        ] {
             if let Some(i) = lat(r, size, sys) {
                 let vs = spread(&ratios(&b.p50_ns, &i.p50_ns));
                 lines.push(format!(
-                    "- p50 latency below {}'s, {}: {} (shm-bus / {} = {})",
-                    sys.name(),
+                    "- p50 latency below iceoryx2's ({how}), {}: {} (shm-bus / iceoryx2 = {})",
                     size_name(size),
                     verdict(vs.median < 1.0),
-                    sys.name(),
                     ratio(vs)
                 ));
             }
