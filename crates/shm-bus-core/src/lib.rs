@@ -33,6 +33,8 @@ pub mod engine;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
+pub mod events;
+#[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
 mod layout;

@@ -66,6 +66,8 @@ mod message;
 mod queue;
 mod timer;
 
+pub(crate) use dispatch::lock as dispatch_lock;
+pub(crate) use hook::panic_text;
 pub use hook::{EventHook, Handler, HandlerFn, HandlerStats};
 pub use message::{Message, OwnedMessage};
 pub use timer::{MINUTE_TIMER_TOPIC, SECOND_TIMER_TOPIC, TIMER_TOPIC_PREFIX, TimerTick};
@@ -177,6 +179,10 @@ pub enum EngineError {
     /// `start`).
     #[error("the engine is not active: call activate() before run(), or use start()")]
     NotActive,
+    /// `start`, `run` or `dispatch_pending` on an engine made with
+    /// [`EventEngine::publisher_only`].
+    #[error("this engine only sends (EventEngine::publisher_only): it has nothing to dispatch")]
+    SendOnly,
     /// Attaching to the bus failed.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -205,6 +211,9 @@ pub enum GetError {
     /// The engine is dispatching (its dispatch loop owns the queue).
     #[error("the engine is dispatching: get() is for engines that are not running")]
     Dispatching,
+    /// The engine only sends ([`EventEngine::publisher_only`]).
+    #[error("this engine only sends (EventEngine::publisher_only): it receives nothing")]
+    SendOnly,
 }
 
 /// Engine-wide counters ([`EventEngine::stats`]).
@@ -235,7 +244,8 @@ struct Counters {
 struct BusTransport {
     bus: Bus,
     publisher: Mutex<Publisher>,
-    subscriber: Mutex<Subscriber>,
+    /// `None` for a publisher-only engine.
+    subscriber: Option<Mutex<Subscriber>>,
     overwrite: bool,
 }
 
@@ -345,7 +355,12 @@ impl EventEngine {
 
     /// An engine over `bus`: it attaches a publisher and a subscriber named
     /// `name` (shown by `shm-bus inspect`) and receives every event on the
-    /// bus.
+    /// bus from now on, including those put before it starts dispatching.
+    ///
+    /// Like any subscriber under the Block policy, an engine that does not
+    /// dispatch (or `get`) holds the bus's producers back once it is a
+    /// ring behind; a process that only sends should use
+    /// [`publisher_only`](Self::publisher_only).
     ///
     /// # Errors
     /// [`EngineError::Bus`] with `TooManyProducers` / `TooManySubscribers`.
@@ -353,14 +368,35 @@ impl EventEngine {
         let publisher = bus.publisher(name)?;
         let mut subscriber = bus.subscriber(name)?;
         subscriber.subscribe("**")?;
-        Ok(EventEngine::from_transport(Transport::Bus(Box::new(
-            BusTransport {
-                bus: bus.clone(),
-                overwrite: bus.config().policy == Policy::Overwrite,
-                publisher: Mutex::new(publisher),
-                subscriber: Mutex::new(subscriber),
-            },
-        ))))
+        Ok(EventEngine::over(bus, publisher, Some(subscriber)))
+    }
+
+    /// An engine over `bus` that only sends (`put`, `publish`, timers): no
+    /// subscriber, so it never holds producers back. Registering handlers
+    /// works, but `start`, `run` and `dispatch_pending` answer
+    /// [`EngineError::SendOnly`] and `get` [`GetError::SendOnly`].
+    ///
+    /// # Errors
+    /// [`EngineError::Bus`] with `TooManyProducers`.
+    pub fn publisher_only(bus: &Bus, name: &str) -> Result<EventEngine, EngineError> {
+        let publisher = bus.publisher(name)?;
+        Ok(EventEngine::over(bus, publisher, None))
+    }
+
+    fn over(bus: &Bus, publisher: Publisher, subscriber: Option<Subscriber>) -> EventEngine {
+        EventEngine::from_transport(Transport::Bus(Box::new(BusTransport {
+            bus: bus.clone(),
+            overwrite: bus.config().policy == Policy::Overwrite,
+            publisher: Mutex::new(publisher),
+            subscriber: subscriber.map(Mutex::new),
+        })))
+    }
+
+    fn receives(&self) -> Result<(), EngineError> {
+        match &self.inner.transport {
+            Transport::Bus(b) if b.subscriber.is_none() => Err(EngineError::SendOnly),
+            _ => Ok(()),
+        }
     }
 
     /// The bus, for an engine over one.
@@ -517,8 +553,10 @@ impl EventEngine {
     /// [`stop`](Self::stop) (or drop).
     ///
     /// # Errors
-    /// [`EngineError::AlreadyRunning`], [`EngineError::Spawn`].
+    /// [`EngineError::AlreadyRunning`], [`EngineError::SendOnly`],
+    /// [`EngineError::Spawn`].
     pub fn start(&self) -> Result<(), EngineError> {
+        self.receives()?;
         let mut thread = lock(&self.inner.thread);
         if let Some(old) = thread.take() {
             // A previous thread told to stop from one of its handlers.
@@ -566,8 +604,10 @@ impl EventEngine {
     /// [`deactivate`](Self::deactivate), from a handler or another thread).
     ///
     /// # Errors
-    /// [`EngineError::NotActive`], [`EngineError::AlreadyRunning`].
+    /// [`EngineError::NotActive`], [`EngineError::AlreadyRunning`],
+    /// [`EngineError::SendOnly`].
     pub fn run(&self) -> Result<(), EngineError> {
+        self.receives()?;
         if !self.is_active() {
             return Err(EngineError::NotActive);
         }
@@ -581,8 +621,9 @@ impl EventEngine {
     /// active). For single-threaded programs and tests.
     ///
     /// # Errors
-    /// [`EngineError::AlreadyRunning`].
+    /// [`EngineError::AlreadyRunning`], [`EngineError::SendOnly`].
     pub fn dispatch_pending(&self) -> Result<u64, EngineError> {
+        self.receives()?;
         let _claim = Claim::take(&self.inner)?;
         let mut n = 0;
         while self.inner.dispatch_one(Wait::non_blocking()) {
@@ -656,7 +697,8 @@ impl EventEngine {
     ///
     /// # Errors
     /// [`GetError::Empty`], [`GetError::Lagged`], [`GetError::Corrupt`],
-    /// [`GetError::Dispatching`] while a dispatch loop runs.
+    /// [`GetError::Dispatching`] while a dispatch loop runs,
+    /// [`GetError::SendOnly`].
     pub fn get(&self, wait: Wait) -> Result<OwnedMessage, GetError> {
         if self.is_running() {
             return Err(GetError::Dispatching);
@@ -852,7 +894,10 @@ impl BusTransport {
     }
 
     fn get(&self, wait: Wait) -> Result<OwnedMessage, GetError> {
-        let mut sub = lock(&self.subscriber);
+        let Some(sub) = &self.subscriber else {
+            return Err(GetError::SendOnly);
+        };
+        let mut sub = lock(sub);
         let deadline = wait.timeout.map(|t| Instant::now() + t);
         let mut spins = 0;
         loop {
@@ -891,7 +936,10 @@ impl BusTransport {
     }
 
     fn dispatch_one(&self, inner: &Inner, router: &mut Router, wait: Wait) -> bool {
-        let mut sub = lock(&self.subscriber);
+        let Some(sub) = &self.subscriber else {
+            return false;
+        };
+        let mut sub = lock(sub);
         let received = if !wait.block {
             sub.try_recv()
         } else {
