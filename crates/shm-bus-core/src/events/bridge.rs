@@ -369,6 +369,10 @@ impl Monitor {
                     }
                     if let Some(new) = now {
                         events.push(event(kind, EventStatus::Start, &new, 0));
+                        // It may have lagged already before this scan.
+                        if new.lagged > 0 {
+                            events.push(event(LAG_KIND, EventStatus::End, &new, new.lagged));
+                        }
                         *was = Some(new);
                     }
                     continue;
