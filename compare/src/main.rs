@@ -205,7 +205,10 @@ fn run_all(mut a: AllArgs) -> Result<()> {
     let want = |w: Workload| a.only.is_empty() || a.only.contains(&w);
     let want_system = |s: System| a.systems.is_empty() || a.systems.contains(&s);
     let pid = std::process::id();
-    shm::sweep(pid);
+    let stale = shm::sweep_stale();
+    if stale > 0 {
+        eprintln!("removed {stale} leftovers of earlier, killed runs");
+    }
     let _sweeper = shm::Sweeper(pid);
     let pin = !a.no_pin && proc::cpus() >= 2;
     let mut run = Run {

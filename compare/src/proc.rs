@@ -18,7 +18,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -192,6 +192,22 @@ impl Peer {
         }
     }
 
+    /// A line starting with `tag` if one has arrived (its rest), without
+    /// waiting; an error if the child wrote something else or exited.
+    pub fn poll(&mut self, tag: &str) -> Result<Option<String>> {
+        match self.lines.try_recv() {
+            Ok(line) => match line.strip_prefix(tag) {
+                Some(rest) => Ok(Some(rest.trim().to_string())),
+                None => bail!("{}: expected {tag}, got `{line}`", self.role),
+            },
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => {
+                let status = self.child.wait()?;
+                bail!("{}: exited ({status}) before {tag}", self.role);
+            }
+        }
+    }
+
     pub fn send(&mut self, line: &str) -> Result<()> {
         let stdin = self.stdin.as_mut().context("child stdin closed")?;
         writeln!(stdin, "{line}")
@@ -257,12 +273,29 @@ pub fn session(
         p.send("GO")?;
     }
     c.send("GO")?;
+    // Collect every RESULT, noticing at once any child that dies.
     let deadline = Instant::now() + timeout;
-    let left = || deadline.saturating_duration_since(Instant::now());
-    let creator_report = c.expect("RESULT", left())?;
-    let mut reports = Vec::new();
-    for p in &mut peers {
-        reports.push(p.expect("RESULT", left())?);
+    let mut creator_report = None;
+    let mut reports: Vec<Option<String>> = vec![None; peers.len()];
+    while creator_report.is_none() || reports.iter().any(Option::is_none) {
+        if creator_report.is_none() {
+            creator_report = c.poll("RESULT")?;
+        }
+        for (p, r) in peers.iter_mut().zip(&mut reports) {
+            if r.is_none() {
+                *r = p.poll("RESULT")?;
+            }
+        }
+        if interrupted() {
+            bail!("interrupted");
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{}: no result within {timeout:.0?} (watchdog: killed)",
+                creator.0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
     c.send("FIN")?;
     for p in &mut peers {
@@ -270,8 +303,8 @@ pub fn session(
     }
     c.finish(START)?;
     Ok(Reports {
-        creator: creator_report,
-        attachers: reports,
+        creator: creator_report.unwrap_or_default(),
+        attachers: reports.into_iter().flatten().collect(),
     })
 }
 

@@ -162,6 +162,50 @@ pub fn sweep(pid: u32) -> usize {
     removed
 }
 
+/// Removes what earlier runs left behind when they were killed outright
+/// (SIGKILL leaves no chance to clean up): names carrying the pid of a
+/// process that is no longer a running `shm-bus-compare`.
+pub fn sweep_stale() -> usize {
+    // Alive: a process of that name that is not a zombie.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.contains("(shm-bus-compare)")
+                && stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    let pid_after = |name: &str, prefix: &str| -> Option<u32> {
+        let rest = name.strip_prefix(prefix)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let mut dead = std::collections::BTreeSet::new();
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            for prefix in ["shm-bus.cmp", "cmpfloor", "iox2cmp"] {
+                if let Some(pid) = pid_after(&name, prefix) {
+                    if !alive(pid) {
+                        dead.insert(pid);
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/tmp") {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = pid_after(&name, "shm-bus-compare-") {
+                if !alive(pid) {
+                    dead.insert(pid);
+                }
+            }
+        }
+    }
+    dead.into_iter().map(sweep).sum()
+}
+
 /// Sweeps on drop: at the end of the run, on error and on interruption.
 pub struct Sweeper(pub u32);
 
