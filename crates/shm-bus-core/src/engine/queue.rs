@@ -17,13 +17,22 @@ use crate::error::{BusError, PublishError};
 /// of its own for topic ids.
 pub(crate) struct LocalQueue {
     capacity: usize,
-    queue: Mutex<VecDeque<OwnedMessage>>,
+    queue: Mutex<State>,
     not_empty: Condvar,
     not_full: Condvar,
     topics: LocalTopicTable,
     ids: Mutex<rustc_hash::FxHashMap<Box<str>, shm_bus_topic::TopicId>>,
     next_seq: AtomicU64,
     max_payload: usize,
+}
+
+/// The queue and who sleeps on it (a condvar notify is a syscall even
+/// with no sleeper, so it is made only when someone sleeps).
+#[derive(Default)]
+struct State {
+    items: VecDeque<OwnedMessage>,
+    poppers: u32,
+    pushers: u32,
 }
 
 /// Why a pop found nothing.
@@ -37,7 +46,10 @@ impl LocalQueue {
     pub(crate) fn new(capacity: usize, max_topics: usize, max_payload: usize) -> LocalQueue {
         LocalQueue {
             capacity: capacity.max(1),
-            queue: Mutex::new(VecDeque::with_capacity(capacity.clamp(1, 1 << 16))),
+            queue: Mutex::new(State {
+                items: VecDeque::with_capacity(capacity.clamp(1, 1 << 16)),
+                ..State::default()
+            }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             topics: LocalTopicTable::with_capacity(max_topics),
@@ -52,7 +64,7 @@ impl LocalQueue {
     }
 
     pub(crate) fn len(&self) -> usize {
-        lock(&self.queue).len()
+        lock(&self.queue).items.len()
     }
 
     pub(crate) fn max_payload(&self) -> usize {
@@ -99,7 +111,7 @@ impl LocalQueue {
         let deadline = wait.timeout.map(|t| Instant::now() + t);
         let mut spins = 0;
         let mut queue = lock(&self.queue);
-        while queue.len() >= self.capacity {
+        while queue.items.len() >= self.capacity {
             if !wait.block || !may_block {
                 return Err(PublishError::Full);
             }
@@ -111,23 +123,25 @@ impl LocalQueue {
                 queue = lock(&self.queue);
                 continue;
             }
-            queue = match deadline {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(PublishError::Full);
+            }
+            queue.pushers += 1;
+            queue = match left {
                 None => self.not_full.wait(queue).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(PublishError::Full);
-                    }
+                Some(left) => {
                     self.not_full
                         .wait_timeout(queue, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
+            queue.pushers -= 1;
         }
         // Relaxed: a counter; the queue's mutex orders the messages.
         let sequence = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        queue.push_back(OwnedMessage {
+        queue.items.push_back(OwnedMessage {
             topic,
             topic_id,
             payload,
@@ -135,8 +149,11 @@ impl LocalQueue {
             sequence,
             timestamp_ns: clock::wall_ns(),
         });
+        let wake = queue.poppers > 0;
         drop(queue);
-        self.not_empty.notify_one();
+        if wake {
+            self.not_empty.notify_one();
+        }
         Ok(sequence)
     }
 
@@ -152,9 +169,12 @@ impl LocalQueue {
         let mut spins = 0;
         let mut queue = lock(&self.queue);
         loop {
-            if let Some(m) = queue.pop_front() {
+            if let Some(m) = queue.items.pop_front() {
+                let wake = queue.pushers > 0;
                 drop(queue);
-                self.not_full.notify_one();
+                if wake {
+                    self.not_full.notify_one();
+                }
                 return Ok(m);
             }
             if !wait.block {
