@@ -1,11 +1,16 @@
 //! PyEventEngine's README quick start, with shm-bus: topics with wildcards
-//! and captures, publishing, and a handler loop — but the publisher and the
-//! subscriber may live in different processes.
+//! and captures, an `EventEngine` with handlers on patterns, `put`, and a
+//! dispatch thread — but the engine that puts and the one that handles
+//! may live in different processes (here both are in this one, over one
+//! bus; `EventEngine::new(capacity)` is the same API with no segment).
 //!
 //! ```sh
 //! cargo run --example quickstart
 //! ```
 
+use std::time::Duration;
+
+use shm_bus::engine::{EventEngine, Handler, Message, Wait};
 use shm_bus::{Bus, BusConfig, Topic};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,33 +27,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let formatted = Topic::parse("realtime.{ticker}.trade")?.format([("ticker", "600010")])?;
     println!("formatted: {formatted}");
 
-    // The engine: a bus in shared memory (removed at the end).
+    // The engine, over a bus in shared memory (removed at the end).
     let name = format!("quickstart-{}", std::process::id());
     let bus = Bus::create(&name, BusConfig::default())?;
-    let mut engine_in = bus.subscriber("quickstart handler")?;
-    engine_in.subscribe(pattern.as_str())?;
-    let mut engine_out = bus.publisher("quickstart")?;
-
-    // Put a few events (the second does not match and is never delivered).
-    engine_out.publish(formatted.as_str(), b"price=10.5")?;
-    engine_out.publish("realtime.600010.depth", b"ignored")?;
-    engine_out.publish("realtime.600519.quote", b"bid=1700.0")?;
+    let engine = EventEngine::with_bus(&bus, "quickstart")?;
 
     // The handler: topic, captures and payload of every matching event.
-    while let Ok(event) = engine_in.try_recv() {
-        let topic = Topic::parse(event.topic())?;
-        let ticker = pattern
-            .match_with(&topic)
-            .capture("ticker")
-            .map(str::to_owned);
+    let (tx, rx) = std::sync::mpsc::channel();
+    engine.register_handler(
+        pattern.as_str(),
+        Handler::named("print", move |event: &Message<'_>| {
+            let line = format!(
+                "handler: topic={} ticker={} payload={}",
+                event.topic(),
+                event.capture("ticker").unwrap_or_default(),
+                String::from_utf8_lossy(event.payload())
+            );
+            let _ = tx.send(line);
+        }),
+        false,
+    )?;
+    engine.start()?;
+
+    // Put a few events (the second matches no hook and is dropped).
+    engine.put(formatted.as_str(), b"price=10.5", Wait::default())?;
+    engine.put("realtime.600010.depth", b"ignored", Wait::default())?;
+    engine.put("realtime.600519.quote", b"bid=1700.0", Wait::default())?;
+    for _ in 0..2 {
+        println!("{}", rx.recv_timeout(Duration::from_secs(10))?);
+    }
+    engine.stop();
+    let hook = engine.get_hook(pattern.as_str())?.expect("registered");
+    for (handler, stats) in hook.all_stats() {
         println!(
-            "handler: topic={} ticker={} payload={}",
-            event.topic(),
-            ticker.unwrap_or_default(),
-            String::from_utf8_lossy(event.payload())
+            "stats: {} called {} times, {:?} in total, {} failures",
+            handler.name(),
+            stats.calls,
+            stats.total_time,
+            stats.failures
         );
     }
-    drop((engine_in, engine_out, bus));
+    drop((engine, bus));
     Bus::remove(&name)?;
     Ok(())
 }

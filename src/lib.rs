@@ -28,6 +28,10 @@
 //! - [`alloc`]: the shared-memory segment, typed offsets, the arena
 //!   allocator and `ByteMap`.
 //! - [`core`](mod@core): the bus — `Bus`, `Publisher`, `Subscriber`, `Sample`.
+//! - [`engine`]: PyEventEngine's `EventEngine` (hooks, handlers, timers),
+//!   over a bus or in-process.
+//! - [`events`]: numba's events and listeners, carried between processes,
+//!   and the bus's own lifecycle events.
 #![warn(missing_docs)]
 
 pub use shm_bus_alloc as alloc;
@@ -36,5 +40,6 @@ pub use shm_bus_core::{
     Bus, BusConfig, BusError, Loan, PayloadError, Policy, PublishError, Publisher, RecvError,
     Sample, Subscriber,
 };
+pub use shm_bus_core::{engine, events};
 pub use shm_bus_topic as topic;
 pub use shm_bus_topic::{MatchResult, SubscriptionIndex, Topic, TopicError, TopicId};

@@ -109,4 +109,18 @@ fn quickstart_runs() {
         !out.contains("depth"),
         "non-matching events are not delivered: {out}"
     );
+    assert!(out.contains("stats: print called 2 times"), "{out}");
+}
+
+#[test]
+fn spans_example_times_a_child_span_and_sees_it_die() {
+    let child = Command::new(example("spans"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the spans example");
+    let out = finish(Kill(child), Instant::now() + Duration::from_secs(60));
+    assert!(out.contains("timed the child's span"), "{out}");
+    assert!(out.contains("Start subscriber `child-worker`"), "{out}");
+    assert!(out.contains("End subscriber `child-worker`"), "{out}");
+    assert!(out.contains("died"), "{out}");
 }
