@@ -53,6 +53,9 @@ enum Cmd {
         /// Output directory (default: the JSON's directory).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also rewrite the summary block of docs/BENCHMARKS.md.
+        #[arg(long)]
+        update_benchmarks: bool,
     },
     #[command(hide = true, name = "__child")]
     Child { role: String, spec: String },
@@ -123,7 +126,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::All(args) => run_all(args),
-        Cmd::Render { json, out } => render(&json, out),
+        Cmd::Render {
+            json,
+            out,
+            update_benchmarks,
+        } => render(&json, out, update_benchmarks),
         Cmd::Child { role, spec } => child(&role, &spec),
     };
     match result {
@@ -404,6 +411,11 @@ fn run_all(mut a: AllArgs) -> Result<()> {
         dispatch: disp,
     };
     write_outputs(&results, &out)?;
+    // A full run into docs/compare also refreshes its summary in
+    // docs/BENCHMARKS.md (between the markers only).
+    if a.out.is_none() && !a.quick {
+        update_benchmarks_md(&results)?;
+    }
     eprintln!("done in {:.0?}: wrote {}", started.elapsed(), out.display());
     Ok(())
 }
@@ -421,7 +433,26 @@ fn write_outputs(results: &Results, out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn render(json: &std::path::Path, out: Option<PathBuf>) -> Result<()> {
+fn update_benchmarks_md(results: &Results) -> Result<()> {
+    let path = repo_root().join("docs/BENCHMARKS.md");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    match report::splice_summary(&text, &report::summary(results)) {
+        Some(new) => {
+            std::fs::write(&path, new)?;
+            eprintln!("updated the summary in {}", path.display());
+        }
+        None => eprintln!(
+            "{} has no `{}` … `{}` block: summary not written",
+            path.display(),
+            report::SUMMARY_BEGIN,
+            report::SUMMARY_END
+        ),
+    }
+    Ok(())
+}
+
+fn render(json: &std::path::Path, out: Option<PathBuf>, update_benchmarks: bool) -> Result<()> {
     let results: Results = serde_json::from_str(
         &std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?,
     )?;
@@ -434,6 +465,9 @@ fn render(json: &std::path::Path, out: Option<PathBuf>) -> Result<()> {
     std::fs::write(out.join("results.md"), report::markdown(&results))?;
     if !results.latency.is_empty() {
         plot::latency_svg(&results, &out.join("latency.svg"))?;
+    }
+    if update_benchmarks {
+        update_benchmarks_md(&results)?;
     }
     Ok(())
 }

@@ -445,7 +445,7 @@ pub fn markdown(r: &Results) -> String {
     latency_section(w, r);
     throughput_section(w, r);
     dispatch_section(w, r);
-    targets_section(w, r);
+    targets_section(w, r, "##");
     let _ = writeln!(w, "{METHOD}\n");
     per_round_section(w, r);
     md
@@ -466,6 +466,151 @@ fn sizes<T>(items: &[T], f: impl Fn(&T) -> usize) -> Vec<usize> {
     v.sort_unstable();
     v.dedup();
     v
+}
+
+/// The markers of the block of `docs/BENCHMARKS.md` a run rewrites.
+pub const SUMMARY_BEGIN: &str =
+    "<!-- compare:begin (written by shm-bus-compare; edit outside these markers) -->";
+pub const SUMMARY_END: &str = "<!-- compare:end -->";
+
+fn median_of(v: &[f64]) -> f64 {
+    spread(v).median
+}
+
+/// The headline figures for `docs/BENCHMARKS.md`: where and how they were
+/// measured, p50 latency and throughput per system with the ratios, the
+/// targets. The full tables are in `results.md`.
+pub fn summary(r: &Results) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "Measured on {}, {} CPUs, Linux {}, on {}, with\n\n```sh\n{}\n```\n",
+        r.machine.cpu, r.machine.cpus, r.machine.kernel, r.date_utc, r.command
+    );
+    let _ = writeln!(
+        w,
+        "{} rounds; each figure is the median over the rounds, each ratio the median of the \
+         per-round ratios. Spreads (min–max), p99 and p99.9, and the per-round figures are in \
+         [compare/results.md](compare/results.md).\n",
+        r.rounds
+    );
+    if !r.latency.is_empty() {
+        let _ = writeln!(
+            w,
+            "| one-way latency, p50 | floor | **shm-bus** | iceoryx2 | iceoryx2, pre-loaned | \
+             Unix socket | shm-bus / iceoryx2 | shm-bus / iceoryx2 pre-loaned | shm-bus / floor |"
+        );
+        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for size in sizes(&r.latency, |c| c.size) {
+            let cell = |sys| {
+                lat(r, size, sys)
+                    .map(|c| format!("{} ns", ns(median_of(&c.p50_ns))))
+                    .unwrap_or_else(|| "–".into())
+            };
+            let rel = |sys| match (lat(r, size, System::ShmBus), lat(r, size, sys)) {
+                (Some(b), Some(c)) => {
+                    format!("{}×", factor(median_of(&ratios(&b.p50_ns, &c.p50_ns))))
+                }
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | **{}** | {} | {} | {} | {} | {} | {} |",
+                size_name(size),
+                cell(System::Floor),
+                cell(System::ShmBus),
+                cell(System::Iceoryx2),
+                cell(System::Iceoryx2Preloaned),
+                cell(System::Uds),
+                rel(System::Iceoryx2),
+                rel(System::Iceoryx2Preloaned),
+                rel(System::Floor),
+            );
+        }
+        let _ = writeln!(w);
+    }
+    if !r.throughput.is_empty() {
+        let _ = writeln!(
+            w,
+            "| throughput, messages/s | K | floor | **shm-bus** | iceoryx2 | Unix socket | \
+             shm-bus / iceoryx2 | shm-bus / Unix socket | shm-bus / floor |"
+        );
+        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for size in sizes(&r.throughput, |c| c.size) {
+            for k in [1, 2] {
+                if tput(r, size, k, System::ShmBus).is_none() {
+                    continue;
+                }
+                let cell = |sys| {
+                    tput(r, size, k, sys)
+                        .map(|c| rate(median_of(&c.msgs_per_sec)))
+                        .unwrap_or_else(|| "–".into())
+                };
+                let rel = |sys| match (tput(r, size, k, System::ShmBus), tput(r, size, k, sys)) {
+                    (Some(b), Some(c)) => format!(
+                        "{}×",
+                        factor(median_of(&ratios(&b.msgs_per_sec, &c.msgs_per_sec)))
+                    ),
+                    _ => "–".into(),
+                };
+                let _ = writeln!(
+                    w,
+                    "| {} | {k} | {} | **{}** | {} | {} | {} | {} | {} |",
+                    size_name(size),
+                    cell(System::Floor),
+                    cell(System::ShmBus),
+                    cell(System::Iceoryx2),
+                    cell(System::Uds),
+                    rel(System::Iceoryx2),
+                    rel(System::Uds),
+                    rel(System::Floor),
+                );
+            }
+        }
+        for m in &r.memcpy {
+            let _ = writeln!(
+                w,
+                "\nA single memcpy of {} runs at {} per second into one reused buffer and {} \
+                 per second through {} (a ring's worth of memory).",
+                size_name(m.size),
+                rate(median_of(&m.hot_msgs_per_sec)),
+                rate(median_of(&m.ring_msgs_per_sec)),
+                bytes_name(m.ring_bytes),
+            );
+        }
+        let _ = writeln!(w);
+    }
+    if !r.dispatch.is_empty() {
+        let d = |f: fn(&DispRound) -> f64| median_of(&r.dispatch.iter().map(f).collect::<Vec<_>>());
+        let _ = writeln!(
+            w,
+            "Topic dispatch, one subscriber process with 10,000 patterns against 1: {} against {} \
+             messages/s on hot topics, {} against {} with every topic new. Routing by a linear \
+             scan over the 10,000 patterns in-process (what an application of iceoryx2 or a socket \
+             would do, and PyEventEngine does) costs {} ns per message.\n",
+            rate(d(|x| x.hot_10k)),
+            rate(d(|x| x.hot_1)),
+            rate(d(|x| x.cold_10k)),
+            rate(d(|x| x.cold_1)),
+            ns(d(|x| x.scan_10k_ns)),
+        );
+    }
+    targets_section(w, r, "####");
+    out
+}
+
+/// Replaces the block between the markers of `text`; `None` if the
+/// markers are missing.
+pub fn splice_summary(text: &str, summary: &str) -> Option<String> {
+    let begin = text.find(SUMMARY_BEGIN)? + SUMMARY_BEGIN.len();
+    let end = begin + text[begin..].find(SUMMARY_END)?;
+    Some(format!(
+        "{}\n\n{}\n{}",
+        &text[..begin],
+        summary.trim_end(),
+        &text[end..]
+    ))
 }
 
 fn latency_section(w: &mut String, r: &Results) {
@@ -660,7 +805,7 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**not met**" }
 }
 
-fn targets_section(w: &mut String, r: &Results) {
+fn targets_section(w: &mut String, r: &Results, heading: &str) {
     let mut lines = Vec::new();
     for size in sizes(&r.latency, |c| c.size) {
         let (Some(b), Some(f)) = (lat(r, size, System::ShmBus), lat(r, size, System::Floor)) else {
@@ -727,7 +872,7 @@ fn targets_section(w: &mut String, r: &Results) {
     }
     let _ = writeln!(
         w,
-        "## Targets (on the median of the per-round ratios)\n\n{}\n",
+        "{heading} Targets (on the median of the per-round ratios)\n\n{}\n",
         lines.join("\n")
     );
 }

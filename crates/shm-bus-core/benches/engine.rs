@@ -57,12 +57,24 @@ fn register(engine: &EventEngine, n: usize, hits: &Arc<AtomicU64>) {
     }
 }
 
+/// Removes the bench's bus even when the bench panics.
+struct Remove(Option<String>);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        if let Some(name) = &self.0 {
+            let _ = Bus::remove(name);
+        }
+    }
+}
+
 fn run(c: &mut Criterion, group: &str, make: impl Fn() -> (EventEngine, Option<String>)) {
     let topics = topics();
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(1));
     for n in SIZES {
         let (engine, bus) = make();
+        let _remove = Remove(bus);
         let hits = Arc::new(AtomicU64::new(0));
         register(&engine, n, &hits);
         engine
@@ -84,10 +96,6 @@ fn run(c: &mut Criterion, group: &str, make: impl Fn() -> (EventEngine, Option<S
                 engine.dispatch_pending().unwrap()
             })
         });
-        drop(engine);
-        if let Some(bus) = bus {
-            let _ = Bus::remove(&bus);
-        }
     }
     g.finish();
 }
