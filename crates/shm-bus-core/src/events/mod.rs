@@ -308,9 +308,12 @@ pub(crate) trait Forward: Send + Sync {
     fn forward(&self, event: &Event);
 }
 
+/// Listeners by kind, in registration order.
+type ByKind = HashMap<Box<str>, Vec<Arc<dyn Listener>>>;
+
 #[derive(Default)]
 struct Registry {
-    by_kind: RwLock<HashMap<Box<str>, Vec<Arc<dyn Listener>>>>,
+    by_kind: RwLock<ByKind>,
     forwards: Mutex<Vec<Weak<dyn Forward>>>,
 }
 
