@@ -606,7 +606,7 @@ pub fn splice_summary(text: &str, summary: &str) -> Option<String> {
     let begin = text.find(SUMMARY_BEGIN)? + SUMMARY_BEGIN.len();
     let end = begin + text[begin..].find(SUMMARY_END)?;
     Some(format!(
-        "{}\n\n{}\n{}",
+        "{}\n\n{}\n\n{}",
         &text[..begin],
         summary.trim_end(),
         &text[end..]
