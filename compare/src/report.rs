@@ -930,6 +930,41 @@ fn per_round_section(w: &mut String, r: &Results) {
         }
         let _ = writeln!(w);
     }
+    if !r.dispatch.is_empty() {
+        let _ = writeln!(w, "| dispatch | rounds 1…{} |", r.rounds);
+        let _ = writeln!(w, "|---|---|");
+        type Pick = fn(&DispRound) -> f64;
+        let rows: [(&str, Pick, bool); 6] = [
+            ("hot topics, 1 pattern (messages/s)", |d| d.hot_1, true),
+            (
+                "hot topics, 10,000 patterns (messages/s)",
+                |d| d.hot_10k,
+                true,
+            ),
+            ("new topics, 1 pattern (messages/s)", |d| d.cold_1, true),
+            (
+                "new topics, 10,000 patterns (messages/s)",
+                |d| d.cold_10k,
+                true,
+            ),
+            (
+                "index lookup, 10,000 patterns (ns)",
+                |d| d.index_10k_ns,
+                false,
+            ),
+            (
+                "linear scan, 10,000 patterns (ns)",
+                |d| d.scan_10k_ns,
+                false,
+            ),
+        ];
+        for (name, pick, is_rate) in rows {
+            let v: Vec<f64> = r.dispatch.iter().map(pick).collect();
+            let f: &dyn Fn(f64) -> String = if is_rate { &rate } else { &ns };
+            let _ = writeln!(w, "| {name} | {} |", list(&v, f));
+        }
+        let _ = writeln!(w);
+    }
     let _ = writeln!(
         w,
         "The raw figures (every round, and the pooled latency curves) are in \
