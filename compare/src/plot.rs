@@ -1,7 +1,8 @@
 //! `latency.svg`: the one-way latency distributions, one panel per payload
-//! size, one percentile curve per system (all rounds' samples pooled). The
-//! x axis is in "nines" (-log10(1 - p)), so p50, p90, p99, p99.9 and p99.99
-//! are evenly spread; the y axis is logarithmic.
+//! size, one percentile curve per system and round (rounds differ when the
+//! host has moved the vCPUs, so they are not pooled). The x axis is in
+//! "nines" (-log10(1 - p)), so p90, p99, p99.9 and p99.99 are evenly
+//! spread; the y axis is logarithmic.
 
 use std::path::Path;
 
@@ -49,7 +50,7 @@ pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
         let mut lo = f64::MAX;
         let mut hi = 1.0f64;
         for c in &cases {
-            for [_, y] in &c.curve {
+            for [_, y] in c.round_curves.iter().flatten() {
                 lo = lo.min(*y);
                 hi = hi.max(*y);
             }
@@ -76,7 +77,7 @@ pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
             .y_label_formatter(&ns_label)
             .label_style(("sans-serif", 13))
             .axis_desc_style(("sans-serif", 14))
-            .x_desc("percentile (samples of all rounds pooled; log scale of nines)")
+            .x_desc("percentile (one line per round; log scale of nines)")
             .y_desc("one-way latency (log scale)")
             .draw()
             .map_err(|e| plot_err(&e))?;
@@ -85,16 +86,22 @@ pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
                 continue;
             };
             let col = color(sys);
-            chart
-                .draw_series(LineSeries::new(
-                    c.curve.iter().map(|[x, y]| (*x, y.max(lo))),
-                    col.stroke_width(2),
-                ))
-                .map_err(|e| plot_err(&e))?
-                .label(format!("{} (p50 {:.0} ns)", sys.name(), c.pooled_p50_ns))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
-                });
+            let p50 = crate::report::spread(&c.p50_ns).median;
+            for (i, curve) in c.round_curves.iter().enumerate() {
+                let series = chart
+                    .draw_series(LineSeries::new(
+                        curve.iter().map(|[x, y]| (*x, y.max(lo))),
+                        col.stroke_width(1),
+                    ))
+                    .map_err(|e| plot_err(&e))?;
+                if i == 0 {
+                    series
+                        .label(format!("{} (median p50 {p50:.0} ns)", sys.name()))
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
+                        });
+                }
+            }
         }
         chart
             .configure_series_labels()

@@ -48,7 +48,11 @@ pub struct LatCase {
     pub pooled_p999_ns: f64,
     pub pooled_max_ns: f64,
     pub samples: usize,
+    /// Pooled over the rounds.
     pub curve: Vec<[f64; 2]>,
+    /// One per round.
+    #[serde(default)]
+    pub round_curves: Vec<Vec<[f64; 2]>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -150,9 +154,20 @@ pub fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
 /// Builds a latency case from per-round round-trip samples (ns).
 pub fn lat_case(size: usize, system: System, rounds: &[Vec<u64>]) -> LatCase {
     let half = |v: u64| v as f64 / 2.0;
+    // 0 to 4 nines (p99.99) in steps of 0.02.
+    let curve_of = |sorted: &[u64]| -> Vec<[f64; 2]> {
+        (0..=200)
+            .map(|k| {
+                let x = k as f64 * 0.02;
+                let p = 1.0 - 10f64.powf(-x);
+                [x, half(percentile(sorted, p.max(0.0)))]
+            })
+            .collect()
+    };
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
     let mut p999 = Vec::new();
+    let mut round_curves = Vec::new();
     let mut pooled: Vec<u64> = Vec::new();
     for r in rounds {
         let mut s = r.clone();
@@ -160,16 +175,11 @@ pub fn lat_case(size: usize, system: System, rounds: &[Vec<u64>]) -> LatCase {
         p50.push(half(percentile(&s, 0.50)));
         p99.push(half(percentile(&s, 0.99)));
         p999.push(half(percentile(&s, 0.999)));
+        round_curves.push(curve_of(&s));
         pooled.extend_from_slice(r);
     }
     pooled.sort_unstable();
-    // 0 to 4 nines (p99.99) in steps of 0.02, and the maximum's position.
-    let mut curve = Vec::new();
-    for k in 0..=200 {
-        let x = k as f64 * 0.02;
-        let p = 1.0 - 10f64.powf(-x);
-        curve.push([x, half(percentile(&pooled, p.max(0.0)))]);
-    }
+    let curve = curve_of(&pooled);
     LatCase {
         size,
         system,
@@ -182,6 +192,7 @@ pub fn lat_case(size: usize, system: System, rounds: &[Vec<u64>]) -> LatCase {
         pooled_max_ns: half(*pooled.last().unwrap_or(&0)),
         samples: pooled.len(),
         curve,
+        round_curves,
     }
 }
 
@@ -645,7 +656,7 @@ fn latency_section(w: &mut String, r: &Results) {
     }
     let _ = writeln!(
         w,
-        "\nThe distributions (all rounds' samples pooled), one-way:\n\n![latency](latency.svg)\n"
+        "\nThe distributions, one line per system and round:\n\n![latency](latency.svg)\n"
     );
 }
 
