@@ -432,7 +432,9 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         w,
         "- **Rounds**: {}, systems interleaved within each round. Each figure: median of the \
-         per-round figures (min–max over the rounds). Ratios are taken within each round.",
+         per-round figures (min–max over the rounds). Ratios are taken within each round: the \
+         rounds may have run in different vCPU placements, which moves every absolute figure \
+         (see the per-round figures at the end).",
         r.rounds
     );
     let s = &r.settings;
@@ -502,8 +504,10 @@ pub fn summary(r: &Results) -> String {
     let _ = writeln!(
         w,
         "{} rounds; each figure is the median over the rounds, each ratio the median of the \
-         per-round ratios. Spreads (min–max), p99 and p99.9, and the per-round figures are in \
-         [compare/results.md](compare/results.md).\n",
+         per-round ratios. The rounds may have run in different vCPU placements (a cache-line \
+         hop of about 65 ns or about 240 ns), which moves every absolute figure by up to 3×: \
+         compare the ratios, which are taken within a round. Spreads (min–max), p99 and p99.9, \
+         and the per-round figures are in [compare/results.md](compare/results.md).\n",
         r.rounds
     );
     if !r.latency.is_empty() {
