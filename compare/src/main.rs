@@ -46,7 +46,8 @@ enum Cmd {
     /// Runs every workload on every system, in interleaved rounds, and
     /// writes results.md, results.json and latency.svg.
     All(AllArgs),
-    /// Regenerates results.md and latency.svg from a results.json.
+    /// Regenerates results.md and latency.svg (and rewrites results.json)
+    /// from a results.json.
     Render {
         /// The results.json to read.
         json: PathBuf,
@@ -424,10 +425,7 @@ fn run_all(mut a: AllArgs) -> Result<()> {
 
 fn write_outputs(results: &Results, out: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(
-        out.join("results.json"),
-        serde_json::to_string_pretty(results)? + "\n",
-    )?;
+    std::fs::write(out.join("results.json"), report::to_json(results)?)?;
     std::fs::write(out.join("results.md"), report::markdown(results))?;
     if !results.latency.is_empty() {
         plot::latency_svg(results, &out.join("latency.svg"))?;
@@ -464,6 +462,7 @@ fn render(json: &std::path::Path, out: Option<PathBuf>, update_benchmarks: bool)
             .unwrap_or_else(|| PathBuf::from("."))
     });
     std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("results.json"), report::to_json(&results)?)?;
     std::fs::write(out.join("results.md"), report::markdown(&results))?;
     if !results.latency.is_empty() {
         plot::latency_svg(&results, &out.join("latency.svg"))?;

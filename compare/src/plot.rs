@@ -50,7 +50,7 @@ pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
         let mut lo = f64::MAX;
         let mut hi = 1.0f64;
         for c in &cases {
-            for [_, y] in c.round_curves.iter().flatten() {
+            for y in c.round_curves.iter().flatten() {
                 lo = lo.min(*y);
                 hi = hi.max(*y);
             }
@@ -90,7 +90,10 @@ pub fn latency_svg(r: &Results, path: &Path) -> Result<()> {
             for (i, curve) in c.round_curves.iter().enumerate() {
                 let series = chart
                     .draw_series(LineSeries::new(
-                        curve.iter().map(|[x, y]| (*x, y.max(lo))),
+                        curve
+                            .iter()
+                            .enumerate()
+                            .map(|(k, y)| (k as f64 * c.nines_step, y.max(lo))),
                         col.stroke_width(1),
                     ))
                     .map_err(|e| plot_err(&e))?;

@@ -34,8 +34,9 @@ pub struct Versions {
 }
 
 /// Latency of one system at one size: per-round one-way percentiles, the
-/// percentiles of all rounds' samples pooled, and the pooled percentile
-/// curve (x = "nines", -log10(1 - p); y = one-way ns) for the plot.
+/// percentiles of all rounds' samples pooled, and per round the percentile
+/// curve for the plot: one-way ns at x = k × `nines_step` "nines"
+/// (p = 1 - 10^-x), k = 0, 1, … up to 4 nines (p99.99).
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct LatCase {
     pub size: usize,
@@ -48,11 +49,9 @@ pub struct LatCase {
     pub pooled_p999_ns: f64,
     pub pooled_max_ns: f64,
     pub samples: usize,
-    /// Pooled over the rounds.
-    pub curve: Vec<[f64; 2]>,
+    pub nines_step: f64,
     /// One per round.
-    #[serde(default)]
-    pub round_curves: Vec<Vec<[f64; 2]>>,
+    pub round_curves: Vec<Vec<f64>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -104,6 +103,47 @@ pub struct Results {
     pub dispatch: Vec<DispRound>,
 }
 
+/// `results` as JSON: indented objects, arrays of numbers on one line
+/// (the curves stay readable and the file small).
+pub fn to_json(results: &Results) -> serde_json::Result<String> {
+    fn scalar(v: &serde_json::Value) -> bool {
+        !v.is_array() && !v.is_object()
+    }
+    fn write(v: &serde_json::Value, indent: usize, out: &mut String) {
+        let pad = "  ".repeat(indent + 1);
+        match v {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                out.push_str("{\n");
+                for (i, (k, v)) in map.iter().enumerate() {
+                    out.push_str(&pad);
+                    out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    out.push_str(": ");
+                    write(v, indent + 1, out);
+                    out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&"  ".repeat(indent));
+                out.push('}');
+            }
+            serde_json::Value::Array(items) if !items.iter().all(scalar) => {
+                out.push_str("[\n");
+                for (i, v) in items.iter().enumerate() {
+                    out.push_str(&pad);
+                    write(v, indent + 1, out);
+                    out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&"  ".repeat(indent));
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let value = serde_json::to_value(results)?;
+    let mut out = String::new();
+    write(&value, 0, &mut out);
+    out.push('\n');
+    Ok(out)
+}
+
 // ---------------------------------------------------------------- stats
 
 /// Nearest-rank percentile of sorted samples.
@@ -151,16 +191,20 @@ pub fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x / y).collect()
 }
 
+/// The plot's x grid: 0 to 4 nines in 200 steps.
+const NINES_STEP: f64 = 0.02;
+const CURVE_POINTS: usize = 200;
+
 /// Builds a latency case from per-round round-trip samples (ns).
 pub fn lat_case(size: usize, system: System, rounds: &[Vec<u64>]) -> LatCase {
     let half = |v: u64| v as f64 / 2.0;
-    // 0 to 4 nines (p99.99) in steps of 0.02.
-    let curve_of = |sorted: &[u64]| -> Vec<[f64; 2]> {
-        (0..=200)
+    // 0 to 4 nines (p99.99) in steps of NINES_STEP.
+    let curve_of = |sorted: &[u64]| -> Vec<f64> {
+        (0..=CURVE_POINTS)
             .map(|k| {
-                let x = k as f64 * 0.02;
+                let x = k as f64 * NINES_STEP;
                 let p = 1.0 - 10f64.powf(-x);
-                [x, half(percentile(sorted, p.max(0.0)))]
+                half(percentile(sorted, p.max(0.0)))
             })
             .collect()
     };
@@ -179,7 +223,6 @@ pub fn lat_case(size: usize, system: System, rounds: &[Vec<u64>]) -> LatCase {
         pooled.extend_from_slice(r);
     }
     pooled.sort_unstable();
-    let curve = curve_of(&pooled);
     LatCase {
         size,
         system,
@@ -191,7 +234,7 @@ pub fn lat_case(size: usize, system: System, rounds: &[Vec<u64>]) -> LatCase {
         pooled_p999_ns: half(percentile(&pooled, 0.999)),
         pooled_max_ns: half(*pooled.last().unwrap_or(&0)),
         samples: pooled.len(),
-        curve,
+        nines_step: NINES_STEP,
         round_curves,
     }
 }
@@ -982,7 +1025,7 @@ fn per_round_section(w: &mut String, r: &Results) {
     }
     let _ = writeln!(
         w,
-        "The raw figures (every round, and the pooled latency curves) are in \
+        "The raw figures (every round, and each round's latency percentile curve) are in \
          [results.json](results.json)."
     );
 }
