@@ -225,9 +225,13 @@ impl BusConfig {
             self.max_subscribers as u64 * self.cursor_stride() * 8, // cursors
             self.max_producers as u64 * (self.ring_bytes + 4096),   // rings, page aligned
         ];
-        let sum: u64 = parts.iter().sum();
-        // Arena control block, block headers and alignment slack.
-        let total = sum + sum / 64 + (256 << 10);
+        // Every allocation is rounded up to its size class (at most 25 %,
+        // see `shm_bus_alloc::class_size`), and carries a block header and
+        // up to a page of alignment slack. (The segment is sparse: pages
+        // never touched cost no memory.)
+        let sum: u64 = parts.iter().map(|&p| p + p / 4 + 2 * 4096).sum();
+        // Arena control block.
+        let total = sum + (256 << 10);
         total.div_ceil(4096) * 4096
     }
 

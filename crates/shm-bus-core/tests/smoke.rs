@@ -392,3 +392,28 @@ fn a_sample_overwritten_while_held_is_reported_as_lag_not_received() {
     assert_eq!(sub.lagged(), n);
     assert_eq!(sub.received(), 1);
 }
+
+#[test]
+fn every_valid_topic_capacity_can_be_created_and_filled() {
+    // The segment size must cover the arena's size-class rounding: above
+    // ~21,800 topics it once did not, and `create` failed.
+    for topics in [1_000u32, 21_900, 100_000, shm_bus_core::MAX_TOPICS] {
+        let (name, _cleanup) = unique("topics");
+        let config = BusConfig::default()
+            .with_max_topics(topics)
+            .with_max_producers(1)
+            .with_max_subscribers(1);
+        let bus = Bus::create(&name, config).unwrap_or_else(|e| panic!("{topics} topics: {e}"));
+        if topics <= 100_000 {
+            // Every id can be handed out; one more is a typed error.
+            let mut publisher = bus.publisher("filler").unwrap();
+            for i in 0..topics {
+                publisher.topic_id(&format!("t.{i}")).unwrap();
+            }
+            assert!(matches!(
+                publisher.topic_id("one.too.many"),
+                Err(BusError::TopicTableFull { .. })
+            ));
+        }
+    }
+}
