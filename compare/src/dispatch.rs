@@ -11,6 +11,11 @@
 //!   times (the subscriber decides once per topic, then by a cached byte).
 //!   *Cold*: every message on a topic never seen before (every message
 //!   costs the full decision: read the literal, parse it, walk the index).
+//! - **shm-bus `EventEngine`, between processes**: the same producer; the
+//!   subscriber process runs an `EventEngine` over the bus (its dispatch
+//!   thread) with one handler per pattern (1 or 10,000 generic handlers,
+//!   one of which matches), on the hot topics. The rate is measured the same
+//!   way, up to the matching handler's last call.
 //! - **In-process references** (no pattern routing exists in iceoryx2 or a
 //!   socket, so an application routes after receiving): the time to find
 //!   the patterns matching one topic among 1 or 10,000, with shm-bus's
@@ -18,10 +23,14 @@
 //!   `shm_bus_topic::matches` on every pattern (PyEventEngine's approach).
 
 use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use shm_bus_core::Bus;
+use shm_bus_core::engine::{EventEngine, Handler, Message};
 use shm_bus_topic::{SubscriptionIndex, Topic, matches};
 
 use crate::proc::{self, Spec, Waiter};
@@ -68,14 +77,16 @@ struct SubscriberReport {
 }
 
 /// One session: `spec.count` messages over `spec.topics` topics to a
-/// subscriber with `spec.patterns` patterns. Returns messages per second.
-pub fn measure(spec: &Spec) -> Result<f64> {
+/// subscriber (or, with `engine`, an `EventEngine`) with `spec.patterns`
+/// patterns. Returns messages per second.
+pub fn measure(spec: &Spec, engine: bool) -> Result<f64> {
     if spec.count % 2 != 0 || spec.topics % 2 != 0 {
         bail!("dispatch needs an even count and topic count");
     }
+    let role = if engine { "disp-engine" } else { "disp-sub" };
     let reports = proc::session(
         ("disp-pub", spec),
-        &[("disp-sub", spec.clone())],
+        &[(role, spec.clone())],
         Duration::from_secs(180),
     )?;
     let p: ProducerReport = serde_json::from_str(&reports.creator).context("producer result")?;
@@ -126,6 +137,59 @@ pub fn subscriber_role(spec: &Spec) -> Result<()> {
     proc::hear("GO")?;
     // The matching messages are the odd ones: 1, 3, 5, …
     let done_ns = consume(&mut sub, spec.count / 2, 1, 2)?;
+    proc::report(&SubscriberReport { done_ns })?;
+    Ok(())
+}
+
+/// The receiving side as an `EventEngine`: one handler per pattern, the
+/// matching one counting and noting when it saw the last matching message.
+pub fn engine_role(spec: &Spec) -> Result<()> {
+    let bus = Bus::open(&spec.bus_name())?;
+    let engine = EventEngine::with_bus(&bus, "disp-engine")?;
+    let target = spec.count / 2;
+    let seen = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    for (i, p) in patterns(spec.patterns.max(1)).iter().enumerate() {
+        let handler = if i == 0 {
+            let (seen, done) = (seen.clone(), done.clone());
+            Handler::new(move |_m: &Message<'_>| {
+                if seen.fetch_add(1, Ordering::Relaxed) + 1 == target {
+                    // Release: pairs with the Acquire load below.
+                    done.store(proc::mono_ns(), Ordering::Release);
+                }
+            })
+        } else {
+            Handler::new(|_m: &Message<'_>| {})
+        };
+        engine.register_handler(p, handler, false)?;
+    }
+    engine.start()?;
+    proc::ready()?;
+    proc::hear("GO")?;
+    let deadline = Instant::now() + Duration::from_secs(170);
+    let done_ns = loop {
+        // Acquire: pairs with the Release store in the handler.
+        let t = done.load(Ordering::Acquire);
+        if t != 0 {
+            break t;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "watchdog: the engine saw {} of {target}",
+                seen.load(Ordering::Relaxed)
+            );
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    engine.stop();
+    let stats = engine.stats();
+    if stats.handler_calls != target || stats.handler_failures != 0 {
+        bail!(
+            "the engine made {} handler calls ({} failed), expected {target}",
+            stats.handler_calls,
+            stats.handler_failures
+        );
+    }
     proc::report(&SubscriberReport { done_ns })?;
     Ok(())
 }

@@ -155,6 +155,7 @@ fn child(role: &str, spec: &str) -> Result<()> {
         "tput-sub" => throughput::subscriber_role(&spec),
         "disp-pub" => dispatch::producer_role(&spec),
         "disp-sub" => dispatch::subscriber_role(&spec),
+        "disp-engine" => dispatch::engine_role(&spec),
         other => bail!("unknown role {other}"),
     };
     r.with_context(|| format!("{role} ({})", spec.system.name()))
@@ -337,11 +338,13 @@ fn run_all(mut a: AllArgs) -> Result<()> {
 
         if want(Workload::Dispatch) && want_system(System::ShmBus) {
             let mut d = DispRound::default();
-            for (cold, npat) in [
-                (false, 1),
-                (false, MANY_PATTERNS),
-                (true, 1),
-                (true, MANY_PATTERNS),
+            for (engine, cold, npat) in [
+                (false, false, 1),
+                (false, false, MANY_PATTERNS),
+                (false, true, 1),
+                (false, true, MANY_PATTERNS),
+                (true, false, 1),
+                (true, false, MANY_PATTERNS),
             ] {
                 let mut spec = run.spec(System::ShmBus);
                 spec.size = 64;
@@ -353,16 +356,19 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                     (HOT_TOPICS, dispatch_count)
                 };
                 let what = format!(
-                    "dispatch {} {npat} pattern(s)",
+                    "dispatch {}{} {npat} pattern(s)",
+                    if engine { "engine " } else { "" },
                     if cold { "cold" } else { "hot" }
                 );
-                let r = twice(&what, || dispatch::measure(&spec), pid)?;
+                let r = twice(&what, || dispatch::measure(&spec, engine), pid)?;
                 eprintln!("{tag} {what:<34} {:>8.3} M msg/s", r / 1e6);
-                match (cold, npat) {
-                    (false, 1) => d.hot_1 = r,
-                    (false, _) => d.hot_10k = r,
-                    (true, 1) => d.cold_1 = r,
-                    (true, _) => d.cold_10k = r,
+                match (engine, cold, npat) {
+                    (true, _, 1) => d.engine_1 = r,
+                    (true, _, _) => d.engine_10k = r,
+                    (false, false, 1) => d.hot_1 = r,
+                    (false, false, _) => d.hot_10k = r,
+                    (false, true, 1) => d.cold_1 = r,
+                    (false, true, _) => d.cold_10k = r,
                 }
             }
             (d.index_1_ns, d.scan_1_ns) = dispatch::in_process(1)?;
