@@ -260,8 +260,15 @@ pub(crate) struct Inner {
     /// Bumped (Release) after every registration change.
     generation: AtomicU64,
     router: Mutex<Router>,
+    /// Whether dispatch loops and timers run. A plain flag that publishes
+    /// no data: every access is SeqCst (stores in `activate`/`deactivate`,
+    /// loads in the dispatch loop, `is_active` and the timers), so all
+    /// threads see one order of switches; it is read once per dispatch
+    /// slice and per tick, so the strength costs nothing measurable.
     active: AtomicBool,
     /// Someone (a `run`, the thread, a `dispatch_pending`) is dispatching.
+    /// SeqCst like `active`: the CAS in `Claim::take` pairs with the store
+    /// in `Claim::drop`; the data the dispatcher uses is behind mutexes.
     dispatching: AtomicBool,
     counters: Counters,
     timers: timer::Timers,
