@@ -727,3 +727,26 @@ fn timer_tick_payload_is_pod_and_topic_names_are_exact() {
     assert_eq!(m.topic(), topic.as_str());
     assert_eq!(m.as_pod::<TimerTick>().unwrap().interval_ns, 10_000_000);
 }
+
+#[test]
+fn a_blocking_get_wakes_for_a_put_from_another_thread() {
+    // A `get` that waits for ever (after spinning) must be woken by the
+    // `put` that makes an event available; the watchdog catches a hang.
+    each_engine("wake", 16, |t, engine| {
+        // A detached thread, so that a hang fails the test instead of
+        // hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = engine.handle();
+        std::thread::spawn(move || {
+            let engine = handle.upgrade().unwrap();
+            let got = engine.get(Wait::blocking().with_max_spin(0));
+            let _ = tx.send(got.map(|m| m.payload().to_vec()));
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        engine.put("w.x", b"late", Wait::default()).unwrap();
+        let got = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{t}: watchdog: the blocked get was never woken"));
+        assert_eq!(got.unwrap(), b"late", "{t}");
+    });
+}

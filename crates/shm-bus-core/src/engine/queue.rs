@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use shm_bus_topic::{InternError, LocalTopicTable, Topic, TopicTable};
@@ -115,29 +115,16 @@ impl LocalQueue {
             if !wait.block || !may_block {
                 return Err(PublishError::Full);
             }
-            if spins < wait.max_spin {
-                spins += 1;
-                drop(queue);
-                std::hint::spin_loop();
-                std::thread::yield_now();
-                queue = lock(&self.queue);
-                continue;
-            }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left.is_some_and(|l| l.is_zero()) {
-                return Err(PublishError::Full);
-            }
-            queue.pushers += 1;
-            queue = match left {
-                None => self.not_full.wait(queue).unwrap_or_else(|e| e.into_inner()),
-                Some(left) => {
-                    self.not_full
-                        .wait_timeout(queue, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-            queue.pushers -= 1;
+            queue = self
+                .wait_round(
+                    queue,
+                    &self.not_full,
+                    |s| &mut s.pushers,
+                    &mut spins,
+                    wait,
+                    deadline,
+                )
+                .ok_or(PublishError::Full)?;
         }
         // Relaxed: a counter; the queue's mutex orders the messages.
         let sequence = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -183,31 +170,55 @@ impl LocalQueue {
             if !keep_waiting() {
                 return Err(PopError::Woken);
             }
-            if spins < wait.max_spin {
-                spins += 1;
-                drop(queue);
-                std::hint::spin_loop();
-                std::thread::yield_now();
-                queue = lock(&self.queue);
-                continue;
-            }
-            queue = match deadline {
-                None => self
-                    .not_empty
-                    .wait(queue)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(PopError::Empty);
-                    }
-                    self.not_empty
-                        .wait_timeout(queue, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            queue = self
+                .wait_round(
+                    queue,
+                    &self.not_empty,
+                    |s| &mut s.poppers,
+                    &mut spins,
+                    wait,
+                    deadline,
+                )
+                .ok_or(PopError::Empty)?;
         }
+    }
+
+    /// One round of waiting (for room, or for a message): while `spins`
+    /// is below `wait.max_spin`, release the lock and spin once; then
+    /// sleep on `cv` until notified or `deadline`, counted in `sleepers`
+    /// so that the other side notifies (only counted sleepers are).
+    /// Returns the lock again, or `None` once `deadline` has passed.
+    fn wait_round<'a>(
+        &'a self,
+        mut queue: MutexGuard<'a, State>,
+        cv: &Condvar,
+        sleepers: fn(&mut State) -> &mut u32,
+        spins: &mut u32,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Option<MutexGuard<'a, State>> {
+        if *spins < wait.max_spin {
+            *spins += 1;
+            drop(queue);
+            std::hint::spin_loop();
+            std::thread::yield_now();
+            return Some(lock(&self.queue));
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return None;
+        }
+        *sleepers(&mut queue) += 1;
+        queue = match left {
+            None => cv.wait(queue).unwrap_or_else(|e| e.into_inner()),
+            Some(left) => {
+                cv.wait_timeout(queue, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        *sleepers(&mut queue) -= 1;
+        Some(queue)
     }
 
     /// Wakes every waiter (so a deactivated dispatch loop notices).
