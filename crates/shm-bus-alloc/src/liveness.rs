@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use crate::os;
 
 /// A process identity that survives pid reuse: the pid plus the process's
-/// start time. `#[repr(C)]`, 16 bytes, so it can be stored in the segment.
+/// start time. A plain value: it is not [`ShmSafe`](crate::ShmSafe) (its
+/// fields are not atomics); the segment stores its fields in atomic words
+/// and [`ProcessId::token`] packs it into one.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct ProcessId {
@@ -25,10 +27,6 @@ pub struct ProcessId {
 
 #[cfg(not(loom))]
 crate::assert_layout!(ProcessId, size = 16, align = 8);
-
-// SAFETY: repr(C), only integers, no padding (`reserved` is explicit), every
-// bit pattern is a valid value, no pointers or handles.
-unsafe impl crate::ShmSafe for ProcessId {}
 
 /// Bits of the start time kept in an owner token (see [`ProcessId::token`]).
 const TOKEN_START_BITS: u32 = 30;

@@ -15,12 +15,43 @@ use std::marker::PhantomData;
 ///   anything else whose meaning is private to one process;
 /// - is valid for **every** bit pattern (the segment may be damaged or
 ///   written by a foreign program, and resolving an offset must never
-///   create an invalid value) — integers, atomics of integers and arrays of
-///   them qualify, `bool`, enums and `char` do not;
+///   create an invalid value) — atomics of integers and arrays of them
+///   qualify, `bool`, enums and `char` do not;
 /// - has no `Drop` glue that matters (it is never dropped in place);
 /// - is `Sync`: it is shared by reference across threads and processes, so
 ///   any mutation goes through atomics or another interior-mutability
-///   scheme that is sound across processes.
+///   scheme that is sound across processes;
+/// - has **no plain (non-atomic) field**: every byte is inside an atomic
+///   (or an `UnsafeCell` with a cross-process protocol). Any other process
+///   may store to any word of the segment at any time, so a `&u64` (or a
+///   `&Offset<T>`, or a `&ProcessId`) into shared memory would assert
+///   immutability that nothing enforces — undefined behaviour the moment
+///   another process writes that word through an atomic. Shared words are
+///   atomics only; plain integers are read out of atomics by value.
+///
+/// This is why plain integers, [`Offset`] and
+/// [`ProcessId`](crate::ProcessId) do **not** implement this trait:
+///
+/// ```compile_fail
+/// fn shm_safe<T: shm_bus_alloc::ShmSafe>() {}
+/// shm_safe::<u64>();
+/// ```
+///
+/// ```compile_fail
+/// fn shm_safe<T: shm_bus_alloc::ShmSafe>() {}
+/// shm_safe::<shm_bus_alloc::Offset<u8>>();
+/// ```
+///
+/// ```compile_fail
+/// fn shm_safe<T: shm_bus_alloc::ShmSafe>() {}
+/// shm_safe::<shm_bus_alloc::ProcessId>();
+/// ```
+///
+/// ```
+/// fn shm_safe<T: shm_bus_alloc::ShmSafe>() {}
+/// shm_safe::<std::sync::atomic::AtomicU64>();
+/// shm_safe::<[std::sync::atomic::AtomicU32; 4]>();
+/// ```
 ///
 /// Pair every implementation with [`assert_layout!`](crate::assert_layout)
 /// so a change of size or alignment breaks the build instead of the layout.
@@ -38,21 +69,24 @@ macro_rules! assert_layout {
     };
 }
 
-macro_rules! shm_safe_prims {
-    ($($t:ty),*) => {$(
-        // SAFETY: a primitive integer (or atomic integer): any bit pattern is
-        // valid, no pointers, repr(transparent)-like fixed layout, Sync.
-        unsafe impl ShmSafe for $t {}
-    )*};
-}
-shm_safe_prims!(u8, u16, u32, u64, i8, i16, i32, i64);
+// Plain integers are deliberately absent (see the trait docs): a `&u64`
+// into memory another process mutates is undefined behaviour.
 #[cfg(not(loom))]
 mod atomics {
+    use super::ShmSafe;
     use std::sync::atomic::*;
-    shm_safe_prims!(
+    macro_rules! shm_safe_atomics {
+        ($($t:ty),*) => {$(
+            // SAFETY: an atomic integer: same size and bit validity as its
+            // integer (any bit pattern is valid), no pointers, fixed layout,
+            // Sync, and every access is an atomic operation, so concurrent
+            // stores from other processes are not data races.
+            unsafe impl ShmSafe for $t {}
+        )*};
+    }
+    shm_safe_atomics!(
         AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicI8, AtomicI16, AtomicI32, AtomicI64
     );
-    use super::ShmSafe;
 }
 // SAFETY: an array of ShmSafe elements has no padding between elements, is
 // valid for every bit pattern when the elements are, and is Sync.
@@ -74,8 +108,9 @@ pub struct Offset<T> {
 #[cfg(not(loom))]
 crate::assert_layout!(Offset<u64>, size = 8, align = 8);
 
-// SAFETY: repr(transparent) over u64 (PhantomData is zero-sized).
-unsafe impl<T: 'static> ShmSafe for Offset<T> {}
+// No `ShmSafe` for `Offset<T>`: it is a plain `u64`. Offsets stored in the
+// segment live in `AtomicU64` words and are read by value
+// (`Offset::new(word.load(..))`).
 
 impl<T> Offset<T> {
     /// The "no object" offset (`0`, the header's first byte).

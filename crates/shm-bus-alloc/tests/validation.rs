@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs::OpenOptions;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -326,8 +327,8 @@ fn config_roots_and_header_accessors_round_trip() {
         .create(|init| {
             assert_eq!(init.config(), b"bus-config-v3");
             let arena = init.arena();
-            let counter = arena.alloc_value(std::sync::atomic::AtomicU64::new(41))?;
-            let table = arena.alloc_array_zeroed::<u64>(10)?;
+            let counter = arena.alloc_value(AtomicU64::new(41))?;
+            let table = arena.alloc_array_zeroed::<AtomicU64>(10)?;
             let map = ByteMap::create(&arena, 64, 1024)?;
             map.insert(b"hello", 7)?;
             init.set_root(0, map.offset())?;
@@ -346,16 +347,18 @@ fn config_roots_and_header_accessors_round_trip() {
     assert!(seg.created_at() <= std::time::SystemTime::now());
     assert!(created.is_creator() && !seg.is_creator());
     let counter = seg
-        .resolve::<std::sync::atomic::AtomicU64>(seg.root(1).unwrap())
+        .resolve::<AtomicU64>(seg.root(1).unwrap())
         .unwrap();
-    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counter.fetch_add(1, Ordering::Relaxed);
     let again = created
-        .resolve::<std::sync::atomic::AtomicU64>(created.root(1).unwrap())
+        .resolve::<AtomicU64>(created.root(1).unwrap())
         .unwrap();
-    assert_eq!(again.load(std::sync::atomic::Ordering::Relaxed), 42);
-    let table = seg.resolve_slice::<u64>(seg.root(2).unwrap(), 10).unwrap();
+    assert_eq!(again.load(Ordering::Relaxed), 42);
+    let table = seg
+        .resolve_slice::<AtomicU64>(seg.root(2).unwrap(), 10)
+        .unwrap();
     assert!(
-        table.iter().all(|&x| x == 0),
+        table.iter().all(|x| x.load(Ordering::Relaxed) == 0),
         "zeroed despite the 0xA5 fill"
     );
     let map = ByteMap::attach(&seg, seg.root::<MapHeader>(0).unwrap()).unwrap();
@@ -367,17 +370,17 @@ fn config_roots_and_header_accessors_round_trip() {
 fn offsets_are_bounds_and_alignment_checked() {
     let name = SegName::new("bounds");
     let seg = make(&name);
-    let bad = |r: Result<&u64, Error>| matches!(r, Err(Error::BadOffset { .. }));
+    let bad = |r: Result<&AtomicU64, Error>| matches!(r, Err(Error::BadOffset { .. }));
     assert!(
-        bad(seg.resolve(Offset::<u64>::new(0))),
+        bad(seg.resolve(Offset::<AtomicU64>::new(0))),
         "the header is not resolvable"
     );
-    assert!(bad(seg.resolve(Offset::<u64>::new(seg.size() - 4))));
-    assert!(bad(seg.resolve(Offset::<u64>::new(u64::MAX - 3))));
+    assert!(bad(seg.resolve(Offset::<AtomicU64>::new(seg.size() - 4))));
+    assert!(bad(seg.resolve(Offset::<AtomicU64>::new(u64::MAX - 3))));
     let ok = seg.arena().alloc(64, 8).unwrap();
-    assert!(bad(seg.resolve(ok.cast::<u64>().byte_add(1).unwrap())));
-    assert!(seg.resolve(ok.cast::<u64>()).is_ok());
-    assert!(seg.resolve_slice(ok.cast::<u64>(), u64::MAX / 4).is_err());
+    assert!(bad(seg.resolve(ok.cast::<AtomicU64>().byte_add(1).unwrap())));
+    assert!(seg.resolve(ok.cast::<AtomicU64>()).is_ok());
+    assert!(seg.resolve_slice(ok.cast::<AtomicU64>(), u64::MAX / 4).is_err());
     assert!(seg.bytes(ok, seg.size()).is_err());
     assert!(ByteMap::attach(&seg, ok.cast()).is_err(), "not a map");
     assert!(matches!(
