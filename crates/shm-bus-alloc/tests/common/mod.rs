@@ -57,16 +57,28 @@ pub struct ChildProc {
 
 impl ChildProc {
     pub fn spawn(role: &str, env: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        Self::try_spawn_with(role, env, |_| {}).expect("spawn child")
+    }
+
+    /// Like [`ChildProc::spawn`], but `configure` may adjust the command
+    /// (run as another user, add `--include-ignored` for an `#[ignore]`d
+    /// role, capture stdout); spawn errors are returned.
+    pub fn try_spawn_with(
+        role: &str,
+        env: &[(&str, String)],
+        configure: impl FnOnce(&mut Command),
+    ) -> std::io::Result<Self> {
+        let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["--exact", role, "--nocapture", "--test-threads=1"])
             .env(ROLE, role);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        ChildProc {
-            child: cmd.spawn().expect("spawn child"),
+        configure(&mut cmd);
+        Ok(ChildProc {
+            child: cmd.spawn()?,
             role: role.to_owned(),
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {
