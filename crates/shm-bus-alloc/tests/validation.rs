@@ -346,9 +346,7 @@ fn config_roots_and_header_accessors_round_trip() {
     assert_eq!(seg.name(), name.0);
     assert!(seg.created_at() <= std::time::SystemTime::now());
     assert!(created.is_creator() && !seg.is_creator());
-    let counter = seg
-        .resolve::<AtomicU64>(seg.root(1).unwrap())
-        .unwrap();
+    let counter = seg.resolve::<AtomicU64>(seg.root(1).unwrap()).unwrap();
     counter.fetch_add(1, Ordering::Relaxed);
     let again = created
         .resolve::<AtomicU64>(created.root(1).unwrap())
@@ -380,7 +378,10 @@ fn offsets_are_bounds_and_alignment_checked() {
     let ok = seg.arena().alloc(64, 8).unwrap();
     assert!(bad(seg.resolve(ok.cast::<AtomicU64>().byte_add(1).unwrap())));
     assert!(seg.resolve(ok.cast::<AtomicU64>()).is_ok());
-    assert!(seg.resolve_slice(ok.cast::<AtomicU64>(), u64::MAX / 4).is_err());
+    assert!(
+        seg.resolve_slice(ok.cast::<AtomicU64>(), u64::MAX / 4)
+            .is_err()
+    );
     assert!(seg.bytes(ok, seg.size()).is_err());
     assert!(ByteMap::attach(&seg, ok.cast()).is_err(), "not a map");
     assert!(matches!(
