@@ -182,6 +182,8 @@ mod error;
 mod liveness;
 mod lock;
 mod mem;
+#[cfg(all(test, not(loom)))]
+mod miri_tests;
 mod offset;
 mod os;
 mod sync;
