@@ -108,6 +108,24 @@ pub struct ClassStats {
     pub free: u64,
 }
 
+/// Heap bounds and bump pointer, validated: `start <= bump <= end`, all
+/// multiples of 16 except `end` (a multiple of 8).
+#[derive(Clone, Copy)]
+struct Carved {
+    start: u64,
+    end: u64,
+    bump: u64,
+}
+
+fn check_bump(bump: u64, start: u64, end: u64) -> Result<u64> {
+    if bump < start || bump > end || bump % 16 != 0 {
+        return Err(Error::Corrupt {
+            what: "arena bump pointer",
+        });
+    }
+    Ok(bump)
+}
+
 /// The allocator algorithm over any [`Mem`]; the control block is at `ctl`.
 pub(crate) struct ArenaCore<'a, M: Mem, O: Owners> {
     pub(crate) mem: &'a M,
@@ -126,10 +144,17 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         self.ctl + C_CLASSES + (c as u64 * CLASS_WORDS + i) * 8
     }
 
+    /// First byte after the control block: the heap may not start below.
+    fn control_end(&self) -> u64 {
+        self.ctl.saturating_add(CONTROL_BYTES)
+    }
+
     /// Writes a fresh control block managing `[heap_start, heap_end)`.
     /// Every word is written explicitly: nothing relies on zeroed memory.
     pub(crate) fn init(&self, heap_start: u64, heap_end: u64) -> Result<()> {
-        let heap_start = heap_start.next_multiple_of(16);
+        let heap_start = heap_start
+            .checked_next_multiple_of(16)
+            .ok_or(Error::InvalidArgument("arena heap out of bounds"))?;
         if !self.heap_in_bounds(heap_start, heap_end) {
             return Err(Error::InvalidArgument("arena heap out of bounds"));
         }
@@ -161,6 +186,17 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         Ok(())
     }
 
+    /// Checks that the heap is exactly `[start, end)` (what the segment
+    /// layout prescribes), on top of [`ArenaCore::validate`].
+    pub(crate) fn validate_heap(&self, start: u64, end: u64) -> Result<()> {
+        if self.heap()? != (start, end) {
+            return Err(Error::Corrupt {
+                what: "arena heap bounds",
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the control block's invariants that hold at every instant
     /// (crash points included).
     pub(crate) fn validate(&self) -> Result<()> {
@@ -171,12 +207,7 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
             });
         }
         let (start, end) = self.heap()?;
-        let bump = self.w(C_BUMP)?.load(Ordering::Relaxed);
-        if bump < start || bump > end || bump % 16 != 0 {
-            return Err(Error::Corrupt {
-                what: "arena bump pointer",
-            });
-        }
+        check_bump(self.w(C_BUMP)?.load(Ordering::Relaxed), start, end)?;
         let log_len = self
             .mem
             .word(self.ctl + C_LOCK + 8)
@@ -193,9 +224,10 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
     }
 
     /// The heap is addressed as words (block headers); its payload bytes
-    /// belong to the users.
+    /// belong to the users. It lies after the control block.
     fn heap_in_bounds(&self, start: u64, end: u64) -> bool {
         end >= start
+            && start >= self.control_end()
             && end % 8 == 0
             && self.mem.word(start).is_some()
             && (end == start || self.mem.word(end - 8).is_some())
@@ -213,10 +245,18 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
     }
 
     fn lock(&self) -> Result<lock::Guard<'a, M>> {
+        let (start, end) = self.heap()?;
         let l = RobustLock {
             mem: self.mem,
             base: self.ctl + C_LOCK,
             owners: self.owners,
+            // What critical sections journal: the counters and bump pointer,
+            // the per-class words, and block headers in the heap.
+            targets: [
+                self.ctl + C_BUMP..self.ctl + C_LOCK,
+                self.ctl + C_CLASSES..self.control_end(),
+                start..end,
+            ],
         };
         let (guard, how) = l.lock()?;
         if how == Acquired::Recovered {
@@ -225,12 +265,17 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         Ok(guard)
     }
 
+    /// The heap bounds and the bump pointer, validated (under the lock).
+    fn carved(&self, g: &lock::Guard<'a, M>) -> Result<Carved> {
+        let (start, end) = self.heap()?;
+        let bump = check_bump(g.load(self.ctl + C_BUMP)?, start, end)?;
+        Ok(Carved { start, end, bump })
+    }
+
     /// Checks that `p` is the payload offset of a block header-wise inside
     /// the carved heap; returns the header's tag.
-    fn block_tag(&self, g: &lock::Guard<'a, M>, p: u64) -> Result<Option<u64>> {
-        let (start, _) = self.heap()?;
-        let bump = g.load(self.ctl + C_BUMP)?;
-        if p % 16 != 0 || p < start + BLOCK_HEADER || p > bump {
+    fn block_tag(&self, g: &lock::Guard<'a, M>, h: &Carved, p: u64) -> Result<Option<u64>> {
+        if p % 16 != 0 || p < h.start + BLOCK_HEADER || p > h.bump {
             return Ok(None);
         }
         Ok(Some(g.load(p - BLOCK_HEADER)?))
@@ -246,6 +291,7 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         let c = class_of(size.max(1)).ok_or(Error::OutOfMemory { requested: size })?;
         let csize = class_size(c);
         let mut g = self.lock()?;
+        let h = self.carved(&g)?;
 
         // 1. A free block of the class with the right alignment.
         let mut link = self.class_word(c, 0);
@@ -254,7 +300,8 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
             if cur == 0 {
                 break;
             }
-            if self.block_tag(&g, cur)? != Some(tag(STATE_FREE, c)) {
+            // A free block is a carved block: header and payload below bump.
+            if self.block_tag(&g, &h, cur)? != Some(tag(STATE_FREE, c)) || csize > h.bump - cur {
                 return Err(Error::Corrupt {
                     what: "arena free list",
                 });
@@ -264,8 +311,10 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
                 g.store(link, next)?;
                 g.store(cur - BLOCK_HEADER, tag(STATE_ALLOCATED, c))?;
                 g.store(cur - 8, 0)?;
+                // Counters saturate: a damaged one is reported by `check`,
+                // never an overflow panic.
                 let live = g.load(self.class_word(c, 1))?;
-                g.store(self.class_word(c, 1), live + 1)?;
+                g.store(self.class_word(c, 1), live.saturating_add(1))?;
                 let free = g.load(self.class_word(c, 2))?;
                 g.store(self.class_word(c, 2), free.saturating_sub(1))?;
                 self.account_used(&mut g, csize, true)?;
@@ -277,8 +326,7 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         }
 
         // 2. Carve from the bump region.
-        let (_, end) = self.heap()?;
-        let bump = g.load(self.ctl + C_BUMP)?;
+        let Carved { end, bump, .. } = h;
         let payload = (bump + BLOCK_HEADER)
             .checked_next_multiple_of(align.max(16))
             .ok_or(Error::OutOfMemory { requested: size })?;
@@ -291,10 +339,10 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         g.store(payload - 8, 0)?;
         g.store(self.ctl + C_BUMP, new_bump)?;
         let live = g.load(self.class_word(c, 1))?;
-        g.store(self.class_word(c, 1), live + 1)?;
+        g.store(self.class_word(c, 1), live.saturating_add(1))?;
         if waste > 0 {
             let wasted = g.load(self.ctl + C_WASTED)?;
-            g.store(self.ctl + C_WASTED, wasted + waste)?;
+            g.store(self.ctl + C_WASTED, wasted.saturating_add(waste))?;
         }
         self.account_used(&mut g, csize, true)?;
         g.commit();
@@ -305,7 +353,7 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         let unit = csize + BLOCK_HEADER;
         let used = g.load(self.ctl + C_USED)?;
         let used = if add {
-            used + unit
+            used.saturating_add(unit)
         } else {
             used.saturating_sub(unit)
         };
@@ -320,7 +368,8 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
     /// list.
     pub(crate) fn free(&self, p: u64) -> Result<()> {
         let mut g = self.lock()?;
-        let Some(t) = self.block_tag(&g, p)? else {
+        let h = self.carved(&g)?;
+        let Some(t) = self.block_tag(&g, &h, p)? else {
             return Err(Error::InvalidFree {
                 offset: p,
                 reason: "not a block of this arena",
@@ -348,7 +397,7 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
                 });
             }
         }
-        if p + class_size(c) > g.load(self.ctl + C_BUMP)? {
+        if class_size(c) > h.bump - p {
             return Err(Error::Corrupt {
                 what: "arena block header",
             });
@@ -360,7 +409,7 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
         let live = g.load(self.class_word(c, 1))?;
         g.store(self.class_word(c, 1), live.saturating_sub(1))?;
         let free = g.load(self.class_word(c, 2))?;
-        g.store(self.class_word(c, 2), free + 1)?;
+        g.store(self.class_word(c, 2), free.saturating_add(1))?;
         self.account_used(&mut g, class_size(c), false)?;
         g.commit();
         Ok(())
@@ -369,11 +418,13 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
     /// Payload size of the live block at `p` (its class size).
     pub(crate) fn block_size(&self, p: u64) -> Result<u64> {
         let g = self.lock()?;
-        match self.block_tag(&g, p)? {
+        let h = self.carved(&g)?;
+        match self.block_tag(&g, &h, p)? {
             Some(t)
                 if t >> 32 == TAG_MAGIC
                     && (t >> 16) & 0xffff == STATE_ALLOCATED
-                    && ((t & 0xffff) as usize) < NUM_CLASSES =>
+                    && ((t & 0xffff) as usize) < NUM_CLASSES
+                    && class_size((t & 0xffff) as usize) <= h.bump - p =>
             {
                 Ok(class_size((t & 0xffff) as usize))
             }
@@ -390,19 +441,21 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
     /// process vanished: no rollback, no unlock. For crash tests only.
     pub(crate) fn stall_mid_carve(&self, stores: usize, stall: impl FnOnce()) -> Result<()> {
         let mut g = self.lock()?;
-        let (_, end) = self.heap()?;
-        let bump = g.load(self.ctl + C_BUMP)?;
+        let Carved { end, bump, .. } = self.carved(&g)?;
         let payload = bump + BLOCK_HEADER;
-        let new_bump = payload + class_size(3);
-        if new_bump > end {
+        if class_size(3) + BLOCK_HEADER > end - bump {
             return Err(Error::OutOfMemory { requested: 64 });
         }
+        let new_bump = payload + class_size(3);
         let used = g.load(self.ctl + C_USED)?;
         let steps = [
             (payload - BLOCK_HEADER, tag(STATE_ALLOCATED, 3)),
             (payload - 8, 0),
             (self.ctl + C_BUMP, new_bump),
-            (self.ctl + C_USED, used + class_size(3) + BLOCK_HEADER),
+            (
+                self.ctl + C_USED,
+                used.saturating_add(class_size(3) + BLOCK_HEADER),
+            ),
         ];
         for (addr, v) in steps.into_iter().take(stores) {
             g.store(addr, v)?;
@@ -455,13 +508,8 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
     /// count, and `used` matches the live counts. Returns the statistics.
     pub(crate) fn check(&self) -> Result<ArenaStats> {
         let g = self.lock()?;
-        let (start, end) = self.heap()?;
-        let bump = g.load(self.ctl + C_BUMP)?;
-        if bump < start || bump > end {
-            return Err(Error::Corrupt {
-                what: "arena bump pointer",
-            });
-        }
+        let h = self.carved(&g)?;
+        let (start, bump) = (h.start, h.bump);
         let mut used = 0u64;
         for c in 0..NUM_CLASSES {
             let unit = class_size(c) + BLOCK_HEADER;
@@ -469,7 +517,7 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
             let mut n = 0u64;
             let mut cur = g.load(self.class_word(c, 0))?;
             while cur != 0 {
-                if n > max_blocks || self.block_tag(&g, cur)? != Some(tag(STATE_FREE, c)) {
+                if n > max_blocks || self.block_tag(&g, &h, cur)? != Some(tag(STATE_FREE, c)) {
                     return Err(Error::Corrupt {
                         what: "arena free list",
                     });
@@ -482,7 +530,13 @@ impl<'a, M: Mem, O: Owners> ArenaCore<'a, M, O> {
                     what: "arena free count",
                 });
             }
-            used += g.load(self.class_word(c, 1))? * unit;
+            used = g
+                .load(self.class_word(c, 1))?
+                .checked_mul(unit)
+                .and_then(|b| b.checked_add(used))
+                .ok_or(Error::Corrupt {
+                    what: "arena live count",
+                })?;
         }
         if used != g.load(self.ctl + C_USED)? {
             return Err(Error::Corrupt {

@@ -146,6 +146,10 @@ struct Geo {
 pub(crate) struct MapCore<'a, M: Mem, O: Owners> {
     pub(crate) mem: &'a M,
     pub(crate) hdr: u64,
+    /// End (exclusive) of the memory the map owns: its key area must end
+    /// at or before it (the end of its arena block; `u64::MAX` on heap
+    /// memory, where keys live in a separate byte area).
+    pub(crate) end: u64,
     pub(crate) owners: &'a O,
 }
 
@@ -199,12 +203,20 @@ impl<'a, M: Mem, O: Owners> MapCore<'a, M, O> {
             keys: self.h(H_KEYS)?.load(r),
             keys_cap: self.h(H_KEYS_CAP)?.load(r),
         };
+        // Slots right after the header, keys after the slots and inside
+        // the map's memory: the parts never overlap each other (raw key
+        // bytes never alias the atomic slot words) nor leave the map.
         let slot_bytes = g.cap.checked_mul(SLOT_BYTES);
+        let slots_end = slot_bytes.and_then(|b| g.slots.checked_add(b));
         let ok = g.cap.is_power_of_two()
             && g.cap <= MAX_CAPACITY
-            && slot_bytes.is_some_and(|b| {
-                self.mem.word(g.slots).is_some() && self.mem.word(g.slots + b - 8).is_some()
+            && Some(g.slots) == self.hdr.checked_add(HEADER_BYTES)
+            && slots_end.is_some_and(|e| {
+                self.mem.word(g.slots).is_some() && self.mem.word(e - 8).is_some() && g.keys >= e
             })
+            && g.keys
+                .checked_add(g.keys_cap)
+                .is_some_and(|e| e <= self.end)
             && self.mem.bytes(g.keys, g.keys_cap).is_some();
         if !ok {
             return Err(Error::Corrupt {
@@ -501,6 +513,8 @@ mod public {
     pub struct ByteMap<'s> {
         seg: &'s Segment,
         hdr: Offset<MapHeader>,
+        /// End of the map's arena block (see `MapCore::end`).
+        end: u64,
     }
 
     impl<'s> ByteMap<'s> {
@@ -524,9 +538,11 @@ mod public {
             let off = arena.alloc(total, 64)?;
             let seg = arena.segment();
             let base = off.get();
+            let end = base + total;
             let core = MapCore {
                 mem: seg,
                 hdr: base,
+                end,
                 owners: &OsOwners,
             };
             if let Err(e) = core.init(
@@ -541,15 +557,25 @@ mod public {
             Ok(ByteMap {
                 seg,
                 hdr: off.cast(),
+                end,
             })
         }
 
-        /// Attaches to the map at `off`, validating its header.
+        /// Attaches to the map at `off` (an offset returned by
+        /// [`ByteMap::offset`]), validating its header and that the map
+        /// lies inside its arena block.
         ///
-        /// Errors: [`Error::BadOffset`], [`Error::Corrupt`].
+        /// Errors: [`Error::BadOffset`] (also when `off` is not a live
+        /// arena block), [`Error::Corrupt`].
         pub fn attach(seg: &'s Segment, off: Offset<MapHeader>) -> Result<Self> {
             seg.resolve(off)?;
-            let m = ByteMap { seg, hdr: off };
+            let size = seg.arena().block_size(off)?;
+            let end = off.get().checked_add(size).ok_or(Error::BadOffset {
+                offset: off.get(),
+                len: size,
+                align: 64,
+            })?;
+            let m = ByteMap { seg, hdr: off, end };
             m.core().validate()?;
             Ok(m)
         }
@@ -558,6 +584,7 @@ mod public {
             MapCore {
                 mem: self.seg,
                 hdr: self.hdr.get(),
+                end: self.end,
                 owners: &OsOwners,
             }
         }
@@ -675,6 +702,7 @@ mod tests {
         MapCore {
             mem,
             hdr: 0,
+            end: u64::MAX,
             owners: &f,
         }
         .init(cap, 64, HeapMem::BYTES_BASE, keys)
@@ -689,6 +717,7 @@ mod tests {
         let m = MapCore {
             mem: &mem,
             hdr: 0,
+            end: u64::MAX,
             owners: &f,
         };
         assert_eq!(m.insert(b"a/b", 1).unwrap(), Insert::Inserted);
@@ -714,6 +743,7 @@ mod tests {
         let m = MapCore {
             mem: &mem,
             hdr: 0,
+            end: u64::MAX,
             owners: &f,
         };
         assert!(matches!(
@@ -741,6 +771,7 @@ mod tests {
         let m = MapCore {
             mem: &mem,
             hdr: 0,
+            end: u64::MAX,
             owners: &f,
         };
         // A writer with token 99 claimed key "k"'s home slot and died.
@@ -767,6 +798,7 @@ mod tests {
         let m = MapCore {
             mem: &mem,
             hdr: 0,
+            end: u64::MAX,
             owners: &f,
         };
         for i in 0..4 {

@@ -178,6 +178,8 @@ pub use segment::{
 
 mod arena;
 pub mod bytemap;
+#[cfg(all(test, not(loom)))]
+mod damage_tests;
 mod error;
 mod liveness;
 mod lock;

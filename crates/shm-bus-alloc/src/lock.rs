@@ -44,6 +44,16 @@
 //!
 //! A guard dropped without commit (an error or panic in our own process)
 //! rolls back the same way.
+//!
+//! # Damage
+//!
+//! Every word of the record is range-checked before it is used: a
+//! `log_len` above [`LOG_CAP`], or an undo entry whose address is not a
+//! word inside one of the lock's `targets` ranges (the metadata the lock
+//! protects) or lies inside the lock record itself, is
+//! [`Error::Corrupt`]`("lock undo log")` and nothing is restored. An owner
+//! word that is not a token any process writes counts as a dead holder
+//! (see `ProcessId::token_is_dead`).
 
 use crate::error::{Error, Result};
 use crate::liveness::Owners;
@@ -75,7 +85,13 @@ pub(crate) struct RobustLock<'a, M: Mem, O: Owners> {
     pub(crate) mem: &'a M,
     pub(crate) base: u64,
     pub(crate) owners: &'a O,
+    /// Address ranges (`start..end`, bytes) of the words critical sections
+    /// may journal. Undo entries pointing elsewhere are damage.
+    pub(crate) targets: Targets,
 }
+
+/// Where journaled words may live: up to three byte ranges.
+pub(crate) type Targets = [std::ops::Range<u64>; 3];
 
 /// Initialises a lock record (free, empty log) without relying on the
 /// memory's previous content.
@@ -104,7 +120,7 @@ impl<'a, M: Mem, O: Owners> RobustLock<'a, M, O> {
             // `Guard::drop`: we see everything the previous holder did.
             match owner.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => {
-                    let guard = Guard::new(self.mem, self.base)?;
+                    let guard = Guard::new(self.mem, self.base, &self.targets)?;
                     // A non-empty log here means a holder abandoned its
                     // section without commit and without dying (or memory
                     // was damaged); undo it like a crash.
@@ -125,7 +141,7 @@ impl<'a, M: Mem, O: Owners> RobustLock<'a, M, O> {
                             .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
                             .is_ok()
                         {
-                            let guard = Guard::new(self.mem, self.base)?;
+                            let guard = Guard::new(self.mem, self.base, &self.targets)?;
                             guard.rollback()?;
                             return Ok((guard, Acquired::Recovered));
                         }
@@ -143,6 +159,7 @@ impl<'a, M: Mem, O: Owners> RobustLock<'a, M, O> {
 pub(crate) struct Guard<'a, M: Mem> {
     mem: &'a M,
     base: u64,
+    targets: Targets,
     owner: &'a AtomicU64,
     log_len: &'a AtomicU64,
     len: u64,
@@ -158,10 +175,11 @@ thread_local! {
 }
 
 impl<'a, M: Mem> Guard<'a, M> {
-    fn new(mem: &'a M, base: u64) -> Result<Self> {
+    fn new(mem: &'a M, base: u64, targets: &Targets) -> Result<Self> {
         Ok(Guard {
             mem,
             base,
+            targets: targets.clone(),
             owner: word(mem, base + OWNER)?,
             log_len: word(mem, base + LOG_LEN)?,
             len: 0,
@@ -179,17 +197,41 @@ impl<'a, M: Mem> Guard<'a, M> {
         Ok(n)
     }
 
-    /// Restores every logged word, last first, then empties the log.
+    /// Whether `addr` may be journaled: a word inside one of the targets,
+    /// outside the lock record.
+    fn is_target(&self, addr: u64) -> bool {
+        let in_record = addr >= self.base && addr - self.base < LOCK_BYTES;
+        addr % 8 == 0
+            && !in_record
+            && self
+                .targets
+                .iter()
+                .any(|r| r.start <= addr && addr.checked_add(8).is_some_and(|e| e <= r.end))
+    }
+
+    /// Restores every logged word, last first, then empties the log. Every
+    /// entry is checked before any is restored: a damaged log restores
+    /// nothing and is reported.
     fn rollback(&self) -> Result<()> {
         let n = self.pending()?;
-        for i in (0..n).rev() {
+        let mut undo = [(0u64, 0u64); LOG_CAP as usize];
+        for (i, e) in undo.iter_mut().enumerate().take(n as usize) {
+            let i = i as u64;
             let addr = word(self.mem, self.base + entry(i))?.load(Ordering::Relaxed);
             let old = word(self.mem, self.base + entry(i) + 8)?.load(Ordering::Relaxed);
-            let target = self.mem.word(addr).ok_or(Error::Corrupt {
-                what: "lock undo log",
-            })?;
-            // Relaxed: ordered before the next holder by our Release unlock.
-            target.store(old, Ordering::Relaxed);
+            if !self.is_target(addr) || self.mem.word(addr).is_none() {
+                return Err(Error::Corrupt {
+                    what: "lock undo log",
+                });
+            }
+            *e = (addr, old);
+        }
+        for &(addr, old) in undo[..n as usize].iter().rev() {
+            if let Some(target) = self.mem.word(addr) {
+                // Relaxed: ordered before the next holder by our Release
+                // unlock.
+                target.store(old, Ordering::Relaxed);
+            }
         }
         // Release: the restores above happen-before anyone who sees the
         // empty log (pairs with the Acquire load in `pending`).
@@ -224,6 +266,14 @@ impl<'a, M: Mem> Guard<'a, M> {
         if self.len == LOG_CAP {
             return Err(Error::Corrupt {
                 what: "lock undo log overflow",
+            });
+        }
+        // The same check rollback applies, so nothing we journal is ever
+        // refused by a recoverer (and a damaged link never makes us write
+        // outside the metadata the lock protects).
+        if !self.is_target(addr) {
+            return Err(Error::Corrupt {
+                what: "arena metadata address",
             });
         }
         let target = self.mem.word(addr).ok_or(Error::Corrupt {

@@ -169,6 +169,7 @@ fn map_mem() -> HeapMem {
     MapCore {
         mem: &mem,
         hdr: 0,
+        end: u64::MAX,
         owners: &f,
     }
     .init(
@@ -197,6 +198,7 @@ fn miri_bytemap_insert_get_from_threads() {
                     let m = MapCore {
                         mem,
                         hdr: 0,
+                        end: u64::MAX,
                         owners: &f,
                     };
                     let mut vals = Vec::new();
@@ -224,6 +226,7 @@ fn miri_bytemap_insert_get_from_threads() {
     let m = MapCore {
         mem: &mem,
         hdr: 0,
+        end: u64::MAX,
         owners: &f,
     };
     let mut entries: Vec<(Vec<u8>, u64)> =
@@ -260,6 +263,7 @@ fn miri_bytemap_dead_writer_is_passed() {
                     let m = MapCore {
                         mem,
                         hdr: 0,
+                        end: u64::MAX,
                         owners: &f,
                     };
                     assert_eq!(m.get(b"k").unwrap(), None, "readers skip busy slots");
@@ -275,6 +279,7 @@ fn miri_bytemap_dead_writer_is_passed() {
     let m = MapCore {
         mem: &mem,
         hdr: 0,
+        end: u64::MAX,
         owners: &f,
     };
     assert_eq!(m.get(b"k").unwrap(), vals.first().copied());
@@ -290,6 +295,7 @@ fn miri_bytemap_damaged_fields_are_errors() {
     let m = MapCore {
         mem: &mem,
         hdr: 0,
+        end: u64::MAX,
         owners: &f,
     };
     m.insert(b"abc", 1).unwrap();

@@ -126,6 +126,7 @@ impl Model {
         f(&MapCore {
             mem: &self.mem,
             hdr: 0,
+            end: u64::MAX,
             owners: &owners,
         })
     }

@@ -107,6 +107,11 @@ pub mod layout {
     pub const CHECKSUM: usize = offset_of!(Header, checksum);
 }
 
+/// Where the arena heap starts: after the control block, 64-aligned.
+fn heap_start(arena_offset: u64) -> u64 {
+    arena_offset + arena::CONTROL_BYTES.next_multiple_of(64)
+}
+
 /// FNV-1a, 64 bit.
 pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>, seed: u64) -> u64 {
     let mut h = seed;
@@ -395,10 +400,7 @@ impl SegmentBuilder {
             roots: [0; ROOT_SLOTS],
             is_creator: true,
         };
-        seg.arena_core().init(
-            arena_offset + arena::CONTROL_BYTES.next_multiple_of(64),
-            size,
-        )?;
+        seg.arena_core().init(heap_start(arena_offset), size)?;
 
         let init = init
             .take()
@@ -748,7 +750,9 @@ impl Segment {
             roots,
             is_creator: false,
         };
-        seg.arena_core().validate()?;
+        let arena = seg.arena_core();
+        arena.validate()?;
+        arena.validate_heap(heap_start(arena_offset), size)?;
         Ok(seg)
     }
 
