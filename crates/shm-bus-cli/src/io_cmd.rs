@@ -465,8 +465,6 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
     let bus = common::attach(&a.bus)?;
     let mut sub = subscribe(&bus, &a.name, &a.patterns)?;
     common::catch_interrupts();
-    let overwrite = bus.config().policy == Policy::Overwrite;
-
     let mut tally = Tally::default();
     let mut producers = std::collections::HashSet::new();
     let mut received: u64 = 0;
@@ -476,7 +474,6 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
     let mut quiet_since = Instant::now();
-    let mut scratch = Vec::new();
     loop {
         if a.count.is_some_and(|n| received >= n) {
             break;
@@ -491,21 +488,10 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
         }
         match sub.recv_timeout((silence - quiet).min(WAIT_SLICE)) {
             Ok(sample) => {
-                if overwrite {
-                    // A producer that lapped us may rewrite the payload as
-                    // we read it: verify a copy, and only if it is intact.
-                    scratch.clear();
-                    scratch.extend_from_slice(sample.payload());
-                    if !sample.is_intact() {
-                        // Rewritten while read: the next receive reports
-                        // it in `Lagged(n)`.
-                        continue;
-                    }
-                    drop(sample);
-                    note(tally.add(&scratch), &mut producers);
-                } else {
-                    note(tally.add(sample.payload()), &mut producers);
-                }
+                // Under Overwrite the sample is a copy already validated
+                // against the producer (a record rewritten while it was
+                // copied is reported in `Lagged(n)` instead).
+                note(tally.add(sample.payload()), &mut producers);
                 received += 1;
                 let now = Instant::now();
                 first.get_or_insert(now);
@@ -611,14 +597,6 @@ pub(crate) fn tail(a: &TailArgs) -> Result<ExitCode> {
             Ok(sample) => {
                 line.clear();
                 format_event(&sample, a.format, &mut line);
-                if !sample.is_intact() {
-                    eprintln!(
-                        "shm-bus: tail: event {} of producer {} was overwritten while read",
-                        sample.sequence(),
-                        sample.producer()
-                    );
-                    continue;
-                }
                 // Release the ring space before a possibly slow write.
                 drop(sample);
                 line.push('\n');

@@ -15,7 +15,7 @@ use crate::layout::{
     BUS_MAGIC, BusHeader, ProducerSlot, ROOT_BUS, SLOT_ACTIVE, SLOT_FREE, SubscriberSlot,
     TopicRecord, load_name, slot_state, slot_token,
 };
-use crate::ring::{RingCtl, RingMem};
+use crate::ring::{self, RingCtl, RingMem};
 use crate::sync;
 use crate::topics::ShmTopicTable;
 
@@ -122,19 +122,25 @@ impl Shared {
 
     /// Block policy: the highest position producer `p` may write — the
     /// slowest active subscriber's cursor plus the ring — or `tail + cap`
-    /// when nobody subscribes.
+    /// when nobody subscribes (see `ring::limit`, which also holds the
+    /// producer's half of the join handshake).
     pub(crate) fn limit(&self, p: usize, tail: u64) -> u64 {
-        let mut min = u64::MAX;
-        for s in 0..self.config.max_subscribers as usize {
-            // SeqCst: ordered against the subscriber's SeqCst ACTIVE store
-            // and tail snapshot in the join protocol (`Bus::join`).
-            if slot_state(self.subscriber(s).state.load(Ordering::SeqCst)) == SLOT_ACTIVE {
-                // Acquire: pairs with the subscriber's Release cursor store;
-                // the bytes before the cursor have been read.
-                min = min.min(self.cursor(s, p).load(Ordering::Acquire));
-            }
-        }
-        if min == u64::MAX { tail } else { min.min(tail) }.saturating_add(self.config.ring_bytes)
+        let readers = (0..self.config.max_subscribers as usize)
+            .map(|s| (&self.subscriber(s).state, self.cursor(s, p)));
+        ring::limit(readers, tail, self.config.ring_bytes)
+    }
+
+    /// Bit `p` set for every producer slot that ever held a producer,
+    /// restricted to the bus's `max_producers` slots (the word lives in the
+    /// segment, and a damaged one must not name slots that do not exist).
+    #[inline]
+    pub(crate) fn producer_mask(&self) -> u64 {
+        let n = self.config.max_producers;
+        let valid = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        // Acquire: pairs with the Release `fetch_or` in
+        // `Bus::attach_publisher`; the new producer's published tail is
+        // visible to whoever then reads its ring.
+        self.header().producer_mask.load(Ordering::Acquire) & valid
     }
 
     /// Frees the slots of dead subscribers and producers. Returns
@@ -184,7 +190,12 @@ pub(crate) struct SegRing<'a> {
     _shared: std::marker::PhantomData<&'a Shared>,
 }
 
-impl RingMem for SegRing<'_> {
+// SAFETY: `base` is the start of producer `p`'s `cap` bytes inside the
+// rings region, which `Bus::from_segment` bounds-checked and found 4 KiB
+// aligned; the `'a` borrow of `Shared` keeps the mapping alive; `cap` is
+// the validated `ring_bytes` (a power of two, at least `MIN_RING_BYTES`);
+// and every process touches ring bytes only through the ring protocol.
+unsafe impl RingMem for SegRing<'_> {
     #[inline]
     fn capacity(&self) -> u64 {
         self.cap
@@ -192,34 +203,18 @@ impl RingMem for SegRing<'_> {
 
     #[inline]
     fn word(&self, slot: u64) -> &sync::AtomicU64 {
-        debug_assert!(slot % 8 == 0 && slot < self.cap);
-        // SAFETY: `slot & (cap - 1)` stays inside the ring (bounds-checked
-        // at open; callers pass masked, 8-aligned slots and the ring base is
-        // page aligned); AtomicU64 is valid for any bits.
+        debug_assert!(slot % 8 == 0);
+        // SAFETY: `slot & (cap - 1)` is inside the ring (see the impl's
+        // SAFETY), and 8-aligned since callers pass 8-aligned slots and the
+        // base is page aligned; AtomicU64 is valid for any bits, and shared
+        // words are only ever accessed atomically or under the protocol.
         unsafe { &*(self.base.add((slot & (self.cap - 1)) as usize) as *const sync::AtomicU64) }
     }
 
     #[inline]
-    unsafe fn write(&self, slot: u64, src: &[u8]) {
-        // SAFETY: the caller guarantees `slot + src.len() <= cap` and owns
-        // the range under the ring protocol.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(slot as usize), src.len())
-        }
-    }
-
-    #[inline]
-    unsafe fn read(&self, slot: u64, dst: &mut [u8]) {
-        // SAFETY: the caller guarantees `slot + dst.len() <= cap`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.base.add(slot as usize), dst.as_mut_ptr(), dst.len())
-        }
-    }
-}
-
-impl SegRing<'_> {
-    pub(crate) fn ptr(&self, slot: u64) -> *mut u8 {
-        // SAFETY: callers pass in-ring slots (masked); see `word`.
+    fn ptr(&self, slot: u64) -> *mut u8 {
+        // SAFETY: `slot & (cap - 1)` is inside the ring, so the offset stays
+        // inside the mapping (`add`'s in-bounds requirement).
         unsafe { self.base.add((slot & (self.cap - 1)) as usize) }
     }
 }
@@ -416,7 +411,7 @@ impl Bus {
     pub fn info(&self) -> BusInfo {
         let sh = &self.shared;
         let seg = &sh.seg;
-        let mask = sh.header().producer_mask.load(Ordering::Acquire);
+        let mask = sh.producer_mask();
         let producers: Vec<ProducerInfo> = (0..sh.config.max_producers as usize)
             .filter(|&p| {
                 mask & (1 << p) != 0 || sh.producer(p).state.load(Ordering::Acquire) != SLOT_FREE

@@ -79,6 +79,18 @@ pub enum BusError {
         /// `max_subscribers` of the bus.
         max: u32,
     },
+    /// A [`Borrowed`](crate::delivery::Borrowed) (zero-copy) subscriber was
+    /// asked of a bus whose policy lets producers rewrite records being
+    /// read. Nothing was attached; attach with the default delivery, or
+    /// [`Copied`](crate::delivery::Copied).
+    #[error(
+        "zero-copy (borrowed) delivery needs the block policy; this bus is {policy:?}: \
+         subscribe with copied delivery"
+    )]
+    BorrowNeedsBlock {
+        /// The bus's policy.
+        policy: crate::Policy,
+    },
 }
 
 /// Why a publish did not happen. The ring is unchanged in every case.

@@ -26,27 +26,9 @@ pub const NAME_BYTES: usize = 32;
 /// must find a record boundary after being lapped.
 pub(crate) const CHECKPOINTS: usize = 64;
 
-/// Slot states, in the top two bits of a slot's `state` word; the owner's
-/// token (`ProcessId::token`, below 2^62) is in the bits below.
-pub(crate) const SLOT_FREE: u64 = 0;
-pub(crate) const SLOT_CLAIMING: u64 = 1;
-pub(crate) const SLOT_ACTIVE: u64 = 2;
-const TOKEN_MASK: u64 = (1 << 62) - 1;
-
-/// The state word of a slot owned by `token` in `state`.
-pub(crate) fn slot_word(token: u64, state: u64) -> u64 {
-    (token & TOKEN_MASK) | (state << 62)
-}
-
-/// The state (`SLOT_*`) of a state word.
-pub(crate) fn slot_state(word: u64) -> u64 {
-    word >> 62
-}
-
-/// The owner token of a state word.
-pub(crate) fn slot_token(word: u64) -> u64 {
-    word & TOKEN_MASK
-}
+pub(crate) use crate::slots::{
+    SLOT_ACTIVE, SLOT_CLAIMING, SLOT_FREE, slot_state, slot_token, slot_word,
+};
 
 /// Topic record states (`0`, set at creation, is "empty").
 pub(crate) const TOPIC_READY: u64 = 0x70_91C0;

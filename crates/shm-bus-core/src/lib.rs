@@ -19,6 +19,8 @@
 //! Receivers spin for a tunable time, then sleep on a futex word in the
 //! segment; a publisher makes a wake syscall only when someone sleeps.
 #![warn(missing_docs)]
+// Under loom only the protocol (`ring`, `slots`, `sync`) is built.
+#![cfg_attr(loom, allow(dead_code))]
 
 mod sync;
 
@@ -28,6 +30,8 @@ mod bus;
 mod clock;
 #[cfg(not(loom))]
 mod config;
+#[cfg(not(loom))]
+pub mod delivery;
 #[cfg(not(loom))]
 pub mod engine;
 #[cfg(not(loom))]
@@ -40,7 +44,16 @@ mod futex;
 mod layout;
 #[cfg(not(loom))]
 mod publisher;
+// The ring protocol is internal; loom models (tests/loom_*.rs) reach it
+// under `--cfg loom`, where nothing else is built.
+#[cfg(loom)]
 pub mod ring;
+#[cfg(not(loom))]
+mod ring;
+#[cfg(loom)]
+pub mod slots;
+#[cfg(not(loom))]
+mod slots;
 #[cfg(not(loom))]
 mod subscriber;
 #[cfg(not(loom))]

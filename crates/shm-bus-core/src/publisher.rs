@@ -14,7 +14,7 @@ use crate::config::Policy;
 use crate::error::{BusError, PublishError};
 use crate::futex;
 use crate::layout::{SLOT_ACTIVE, SLOT_FREE, slot_word, store_name};
-use crate::ring::{Reservation, ReserveError, Writer};
+use crate::ring::{self, Line, Reservation, ReserveError, RingMem, Writer};
 
 /// Something a publisher can address: a topic literal, a parsed [`Topic`],
 /// or a [`TopicId`] obtained from [`Publisher::topic_id`].
@@ -85,6 +85,10 @@ pub struct Publisher {
     spin: Duration,
     /// Records published through this slot (all generations).
     published: u64,
+    /// Overwrite policy: where a [`Loan`] is filled before its commit
+    /// copies it into the ring with atomic word stores (a lapped reader
+    /// may be reading those bytes, so no `&mut` into them is handed out).
+    staging: Vec<Line>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -121,7 +125,7 @@ impl Bus {
                     .compare_exchange(SLOT_FREE, word, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Ok(self.attach_publisher(p, me, name));
+                    return self.attach_publisher(p, me, name);
                 }
             }
             if reaped || sh.reap().1 == 0 {
@@ -133,7 +137,7 @@ impl Bus {
         }
     }
 
-    fn attach_publisher(&self, p: usize, me: ProcessId, name: &str) -> Publisher {
+    fn attach_publisher(&self, p: usize, me: ProcessId, name: &str) -> Result<Publisher, BusError> {
         let sh: &Shared = &self.shared;
         let slot = sh.producer(p);
         slot.owner_pid.store(me.pid as u64, Ordering::Relaxed);
@@ -144,13 +148,20 @@ impl Bus {
             .store(clock::wall_ns(), Ordering::Relaxed);
         slot.space_waiters.store(0, Ordering::Relaxed);
         let overwrite = sh.config.policy == Policy::Overwrite;
-        let writer = Writer::attach(&sh.ring(p), &sh.ring_ctl(slot), overwrite);
+        let writer = match Writer::attach(&sh.ring(p), &sh.ring_ctl(slot), overwrite) {
+            Ok(writer) => writer,
+            Err(what) => {
+                // Release: pairs with the AcqRel CAS of the next claimer.
+                slot.state.store(SLOT_FREE, Ordering::Release);
+                return Err(BusError::Corrupt { what });
+            }
+        };
         // Release: pairs with the Acquire load in `Subscriber::poll`; the
         // ring's tail is published before readers look at this ring.
         sh.header()
             .producer_mask
             .fetch_or(1 << p, Ordering::Release);
-        Publisher {
+        Ok(Publisher {
             bus: self.clone(),
             slot: p,
             writer,
@@ -158,8 +169,10 @@ impl Bus {
             ids: FxHashMap::default(),
             known_ids: Vec::new(),
             spin: Duration::from_micros(50),
+            // Relaxed: our own slot's counter, ordered by the claim's CAS.
             published: slot.published.load(Ordering::Relaxed),
-        }
+            staging: Vec::new(),
+        })
     }
 }
 
@@ -299,6 +312,12 @@ impl Publisher {
     ) -> Result<Loan<'_>, PublishError> {
         let topic = topic.topic_id(self)?;
         let res = self.reserve(len, wait)?;
+        if self.policy == Policy::Overwrite {
+            let lines = len.div_ceil(ring::ALIGN as usize);
+            if self.staging.len() < lines {
+                self.staging.resize(lines, Line([0; 4]));
+            }
+        }
         Ok(Loan {
             publisher: self,
             res,
@@ -384,6 +403,14 @@ impl Publisher {
         payload: &[u8],
         wait: Wait,
     ) -> Result<u64, PublishError> {
+        if self.policy == Policy::Overwrite {
+            // Straight into the ring with atomic word stores (no staging).
+            let topic = topic.topic_id(self)?;
+            let res = self.reserve(payload.len(), wait)?;
+            let ring = self.bus.shared.ring(self.slot);
+            ring::copy_in(&ring, res.payload_slot(ring.capacity() - 1), payload);
+            return Ok(self.commit(res, topic));
+        }
         let mut loan = self.loan_with(topic, payload.len(), wait)?;
         loan.as_mut_slice().copy_from_slice(payload);
         Ok(loan.commit())
@@ -466,21 +493,28 @@ pub struct Loan<'a> {
 }
 
 impl Loan<'_> {
-    /// The loaned payload bytes, inside the shared ring. Their initial
-    /// content is unspecified (whatever the ring held).
+    /// The loaned payload bytes: inside the shared ring under Block policy
+    /// (zero copy), in the publisher's staging buffer under Overwrite
+    /// (copied into the ring with atomic word stores at commit, because a
+    /// lapped reader may be reading those ring bytes). Their initial
+    /// content is unspecified; they are 32-byte aligned.
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let sh = &*self.publisher.bus.shared;
-        let ring = sh.ring(self.publisher.slot);
-        let ptr = ring.ptr(self.res.payload_slot(self.publisher.writer.mask()));
-        // SAFETY: the reservation grants this publisher exclusive write
-        // access to `len` bytes at the payload slot (contiguous: a record
-        // never crosses the ring's end). Under Block policy no reader reads
-        // them before the commit; under Overwrite a lapped reader may read
-        // them concurrently, detects it through `head`, and discards what it
-        // read. The bytes are plain u8 (any value valid). The borrow of
-        // `self` keeps the slice from outliving the loan.
-        unsafe { std::slice::from_raw_parts_mut(ptr, self.res.len as usize) }
+        let len = self.res.len as usize;
+        let publisher = &mut *self.publisher;
+        if publisher.policy == Policy::Overwrite {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut publisher.staging);
+            return &mut bytes[..len];
+        }
+        let ring = publisher.bus.shared.ring(publisher.slot);
+        // SAFETY: Block policy; `res` is this publisher's current, not yet
+        // committed reservation (a loan is the only holder of it).
+        let ptr = unsafe { ring::payload_mut(&ring, &self.res) }.as_mut_ptr();
+        // SAFETY: the same `len` bytes, re-borrowed for as long as the
+        // loan: the mapping lives as long as the publisher's bus handle,
+        // which the loan borrows, and the slice borrows the loan, so it is
+        // gone before `commit` publishes the record.
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
     }
 
     /// The payload length.
@@ -501,6 +535,13 @@ impl Loan<'_> {
     /// Publishes the record. Returns its sequence number.
     #[inline]
     pub fn commit(self) -> u64 {
-        self.publisher.commit(self.res, self.topic)
+        let publisher = self.publisher;
+        if publisher.policy == Policy::Overwrite {
+            let ring = publisher.bus.shared.ring(publisher.slot);
+            let bytes: &[u8] = bytemuck::cast_slice(&publisher.staging);
+            let slot = self.res.payload_slot(ring.capacity() - 1);
+            ring::copy_in(&ring, slot, &bytes[..self.res.len as usize]);
+        }
+        publisher.commit(self.res, self.topic)
     }
 }

@@ -25,15 +25,28 @@
 //! never visible.
 //!
 //! **Block policy**: the producer never writes past `min(cursor) + cap`
-//! (including the next header it clears), so unread bytes are never reused.
+//! (including the next header it clears), so unread bytes are never reused
+//! and a reader may borrow a payload in place ([`payload_in_place`]) until
+//! it moves its cursor. A reader joining while the producer publishes
+//! follows the handshake of [`join_before`] / [`join_fence`] /
+//! [`join_after`], which pairs with the fence in [`limit`].
 //!
 //! **Overwrite policy**: before writing bytes up to position `end`, the
 //! producer stores `head = end` and issues a Release fence; a reader checks
 //! after reading (Acquire fence, then `head`) that `head <= cursor + cap`,
-//! i.e. that nothing it read was reused — the seqlock pattern. A reader that
-//! was lapped finds a record boundary again through `checkpoints`: the
+//! i.e. that nothing it read was reused — the seqlock pattern. Both sides
+//! touch payload bytes only with atomic word accesses ([`copy_in`],
+//! [`copy_out`]), never through references: a reference to bytes another
+//! thread may write is a data race whatever is checked afterwards. A reader
+//! that was lapped finds a record boundary again through `checkpoints`: the
 //! producer records where the first record starting in each 1/64th of the
 //! ring begins.
+//!
+//! **Damage**: every word read from the ring or the producer's controls is
+//! checked before it indexes or sizes anything ([`peek`],
+//! [`Writer::attach`]); positions and sequence numbers at or above
+//! [`MAX_POSITION`] are damage, which keeps all position arithmetic free of
+//! overflow.
 
 use crate::sync::{AtomicU64, Ordering, fence};
 
@@ -43,8 +56,18 @@ pub const HEADER: u64 = 32;
 pub const ALIGN: u64 = 32;
 /// `TopicId` value of padding records.
 pub const PADDING_TOPIC: u32 = u32::MAX;
-/// Number of checkpoints the bus keeps per ring (see the module docs).
-pub const CHECKPOINTS: u64 = 64;
+/// Positions (and sequence numbers) at or above this are damage: at
+/// 100 GB/s a ring reaches 2^62 bytes after 1.4 years of publishing, and
+/// every sum of a position with a ring size or record size stays far below
+/// `u64::MAX`, so no arithmetic on a checked position overflows.
+pub const MAX_POSITION: u64 = 1 << 62;
+
+/// One 32-byte line, aligned like a ring payload: private copies of
+/// payloads (a subscriber's copy, a publisher's staging buffer) are made
+/// of these, so a `Pod` view of a copy behaves as one in the ring.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(32))]
+pub struct Line(pub [u64; 4]);
 
 /// Largest payload for a ring of `cap` bytes: a record takes at most half
 /// the ring, so a record plus padding plus the next header always fit.
@@ -59,23 +82,99 @@ pub const fn record_size(len: u64) -> u64 {
 }
 
 /// Where a ring's bytes live: the shared segment, or heap memory in tests.
-pub trait RingMem {
+///
+/// # Safety
+/// Implementors promise that `word(slot)` for every 8-aligned
+/// `slot < capacity()` and `ptr(slot)` for every `slot < capacity()` point
+/// into one live allocation of `capacity()` bytes, 32-byte aligned at
+/// offset 0, that stays valid while `self` lives; that `capacity()` is a
+/// power of two of at least `8 * ALIGN`; and that the bytes are accessed
+/// by other threads or processes only through this protocol.
+pub unsafe trait RingMem {
     /// Capacity in bytes (a power of two, at least `8 * ALIGN`).
     fn capacity(&self) -> u64;
-    /// The 8-byte word at ring offset `slot` (8-aligned, `< capacity`).
+    /// The 8-byte word at ring offset `slot & (capacity - 1)` (`slot`
+    /// 8-aligned).
     fn word(&self, slot: u64) -> &AtomicU64;
-    /// Copies `src` into the ring at offset `slot`.
-    ///
-    /// # Safety
-    /// `slot + src.len() <= capacity`, and the protocol grants the caller
-    /// the range (the producer, inside its reservation).
-    unsafe fn write(&self, slot: u64, src: &[u8]);
-    /// Copies ring bytes at offset `slot` into `dst`.
-    ///
-    /// # Safety
-    /// `slot + dst.len() <= capacity`. In Overwrite policy the bytes may be
-    /// concurrently rewritten; the caller validates with [`intact`].
-    unsafe fn read(&self, slot: u64, dst: &mut [u8]);
+    /// A raw pointer to ring byte `slot & (capacity - 1)`.
+    fn ptr(&self, slot: u64) -> *mut u8;
+}
+
+/// Copies `dst.len()` words of ring bytes starting at ring offset `slot`
+/// (32-aligned, inside one record) with atomic word loads: the one way a
+/// reader copies a payload the producer may be rewriting (Overwrite
+/// policy). The copy means something only once validated with [`intact`].
+///
+/// Relaxed loads: ordering comes from the Acquire fence in [`intact`]
+/// (the seqlock's read side), which these loads precede.
+#[inline]
+pub fn copy_out<M: RingMem>(mem: &M, slot: u64, dst: &mut [u64]) {
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = mem.word(slot + 8 * i as u64).load(Ordering::Relaxed);
+    }
+}
+
+/// Copies `src` into the ring at ring offset `slot` (32-aligned, inside
+/// the caller's reservation) with atomic word stores, the last word padded
+/// with zeros: the one way a producer writes a payload a lapped reader may
+/// be reading (Overwrite policy).
+///
+/// Relaxed stores: they follow the Release fence in [`Writer::reserve`]
+/// (the seqlock's write side), and the record's commit stamp (Release)
+/// follows them.
+#[inline]
+pub fn copy_in<M: RingMem>(mem: &M, slot: u64, src: &[u8]) {
+    let mut chunks = src.chunks_exact(8);
+    let mut at = slot;
+    for chunk in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        mem.word(at).store(u64::from_ne_bytes(b), Ordering::Relaxed);
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        mem.word(at).store(u64::from_ne_bytes(b), Ordering::Relaxed);
+    }
+}
+
+/// Block policy: the payload of a committed record, in place.
+///
+/// # Safety
+/// The record at `view.pos` was committed (its stamp loaded with Acquire
+/// by [`peek`], which also checked that it lies inside the ring), the
+/// policy is Block, and the caller's cursor stays at or before `view.pos`
+/// (so the producer cannot reuse the bytes, see [`limit`]) for as long as
+/// the returned slice lives.
+#[inline]
+pub unsafe fn payload_in_place<'m, M: RingMem>(mem: &'m M, view: &RecordView) -> &'m [u8] {
+    let ptr = mem.ptr(view.payload_slot(mem.capacity() - 1));
+    // SAFETY: `peek` checked `slot + record_size(len) <= cap`, so the
+    // `len` bytes are inside the ring allocation (`RingMem` contract); they
+    // were written before the commit stamp the caller loaded with Acquire,
+    // and under Block nobody writes them again while the caller's cursor
+    // holds them (the caller's contract). u8 is valid for any bits.
+    unsafe { std::slice::from_raw_parts(ptr, view.len as usize) }
+}
+
+/// Block policy: the payload bytes of a reservation, for the producer to
+/// fill in place.
+///
+/// # Safety
+/// `res` is the producer's current reservation (from [`Writer::reserve`],
+/// not yet committed), the policy is Block, and the returned slice is gone
+/// before the record is committed.
+#[inline]
+pub unsafe fn payload_mut<'m, M: RingMem>(mem: &'m M, res: &Reservation) -> &'m mut [u8] {
+    let ptr = mem.ptr(res.payload_slot(mem.capacity() - 1));
+    // SAFETY: `reserve` made sure the record lies contiguously inside the
+    // ring (padding before it otherwise), so the `len` bytes are inside the
+    // allocation. Under Block no reader reads them before the commit stamp
+    // (Release) that follows the caller's writes, and the producer is the
+    // only writer: the range is exclusively ours until the commit.
+    unsafe { std::slice::from_raw_parts_mut(ptr, res.len as usize) }
 }
 
 /// The producer-owned words of a ring (in the producer slot). The number
@@ -138,14 +237,28 @@ impl Writer {
     /// stopped. Records committed after the published tail (the previous
     /// producer died between committing and publishing) are found by
     /// walking their stamps, so none is overwritten or torn.
-    pub fn attach<M: RingMem>(mem: &M, ctl: &RingCtl<'_>, overwrite: bool) -> Writer {
+    ///
+    /// # Errors
+    /// A tail, head or sequence number at or above [`MAX_POSITION`]: the
+    /// controls are damaged, and the ring cannot be continued.
+    pub fn attach<M: RingMem>(
+        mem: &M,
+        ctl: &RingCtl<'_>,
+        overwrite: bool,
+    ) -> Result<Writer, &'static str> {
         let cap = mem.capacity();
         let mask = cap - 1;
         // Acquire: pairs with the Release stores of `tail` / `next_seq` in
-        // `commit`, so the records before `tail` are complete.
+        // `publish_progress` (a previous owner's records before `tail` are
+        // complete; the slot claim's AcqRel CAS already orders them).
         let mut tail = ctl.tail.load(Ordering::Acquire);
         let mut seq = ctl.next_seq.load(Ordering::Acquire);
-        let head = ctl.head.load(Ordering::Acquire);
+        // Relaxed: only this producer writes `head`; the previous owner's
+        // last store is ordered before us by the slot claim's AcqRel CAS.
+        let head = ctl.head.load(Ordering::Relaxed);
+        if tail >= MAX_POSITION || seq >= MAX_POSITION || head >= MAX_POSITION {
+            return Err("producer position or sequence out of range");
+        }
         // Walk records committed but not yet published as the tail.
         for _ in 0..(cap / ALIGN) {
             let slot = tail & mask;
@@ -156,18 +269,27 @@ impl Writer {
             let w1 = mem.word(slot + 8).load(Ordering::Relaxed);
             let (len, topic) = (w1 & 0xffff_ffff, (w1 >> 32) as u32);
             let size = if topic == PADDING_TOPIC {
+                if slot == 0 {
+                    break; // damaged: a padding record never starts a lap
+                }
                 cap - slot
             } else {
-                seq = mem.word(slot + 16).load(Ordering::Relaxed) + 1;
+                let next = mem.word(slot + 16).load(Ordering::Relaxed);
+                if len > max_payload(cap) || next >= MAX_POSITION || slot + record_size(len) > cap {
+                    break; // damaged: stop here, the next write overwrites it
+                }
+                seq = next + 1;
                 record_size(len)
             };
-            if size > cap / 2 && topic != PADDING_TOPIC {
-                break; // damaged: stop here, the next write overwrites it
+            if tail + size >= MAX_POSITION {
+                break;
             }
             tail += size;
         }
         // The previous producer may have cleared or half-written the header
         // at the tail; make sure it does not carry this position's stamp.
+        // Relaxed: published by the Release stores of `publish_progress`
+        // below and of the next commit stamp.
         mem.word(tail & mask).store(0, Ordering::Relaxed);
         let writer = Writer {
             cap,
@@ -185,23 +307,21 @@ impl Writer {
         };
         if overwrite {
             // Readers must treat everything up to the old head as possibly
-            // rewritten; keep head monotonic.
+            // rewritten; keep head monotonic. Relaxed: the Release fence
+            // after the next `head` store in `reserve` orders it for readers.
             ctl.head.store(head.max(tail + HEADER), Ordering::Relaxed);
         }
         publish_progress(ctl, tail, seq);
-        writer
+        Ok(writer)
     }
 
-    /// The local tail (one past the last committed record).
-    pub fn tail(&self) -> u64 {
-        self.tail
-    }
-
+    #[cfg(loom)]
     /// Sequence number of the next record.
     pub fn next_seq(&self) -> u64 {
         self.seq
     }
 
+    #[cfg(loom)]
     /// Ring mask (`cap - 1`).
     pub fn mask(&self) -> u64 {
         self.mask
@@ -232,10 +352,11 @@ impl Writer {
         // The record, any padding before it, and the next header we clear.
         let end = self.tail + pad + size + HEADER;
         if self.overwrite {
-            ctl.head.store(end, Ordering::Relaxed);
-            // Release fence: any reader that sees a byte written after this
-            // point also sees `head` (pairs with the Acquire fence in
+            // Relaxed, then a Release fence: the seqlock's write side. Any
+            // reader whose (atomic) loads see a word written after the fence
+            // also sees this `head` (pairs with the Acquire fence in
             // `intact`).
+            ctl.head.store(end, Ordering::Relaxed);
             fence(Ordering::Release);
         } else if end > self.limit {
             self.limit = limit(self.tail);
@@ -245,6 +366,7 @@ impl Writer {
         }
         if pad > 0 {
             let pos = self.tail;
+            // Relaxed: published by the Release stamp store below.
             mem.word(slot + 8)
                 .store((PADDING_TOPIC as u64) << 32, Ordering::Relaxed);
             mem.word(slot + 16).store(0, Ordering::Relaxed);
@@ -278,6 +400,7 @@ impl Writer {
         let slot = res.pos & self.mask;
         let size = record_size(res.len);
         let seq = self.seq;
+        // Relaxed: published by the Release stamp store below.
         mem.word(slot + 8)
             .store(res.len | ((topic as u64) << 32), Ordering::Relaxed);
         mem.word(slot + 16).store(seq, Ordering::Relaxed);
@@ -393,21 +516,33 @@ impl RecordView {
 }
 
 /// Reads the header at `cursor`. `head` is `Some` in Overwrite policy.
+///
+/// Every word it returns has been checked: the length against the ring,
+/// the record against the ring's end, the cursor against
+/// [`MAX_POSITION`]. The topic id is not checked against the topic table
+/// (the caller does that).
 #[inline]
 pub fn peek<M: RingMem>(mem: &M, cursor: u64, head: Option<&AtomicU64>) -> Peek {
+    if cursor >= MAX_POSITION {
+        return Peek::Corrupt("ring position out of range");
+    }
     let cap = mem.capacity();
     let slot = cursor & (cap - 1);
     // Acquire: pairs with the stamp store in `commit` / `reserve`; the
     // header words and payload written before it are visible.
     let stamp = mem.word(slot).load(Ordering::Acquire);
-    if stamp != cursor.wrapping_add(1) {
+    if stamp != cursor + 1 {
         if let Some(head) = head {
-            if head.load(Ordering::Acquire) > cursor + cap {
+            // Relaxed: only a hint that we were lapped; `resync` and the
+            // `peek` it makes validate whatever it leads to.
+            if head.load(Ordering::Relaxed) > cursor + cap {
                 return Peek::Lagged;
             }
         }
         return Peek::Empty;
     }
+    // Relaxed: ordered after the stamp's Acquire load (Block), and
+    // validated by `intact` (Overwrite).
     let w1 = mem.word(slot + 8).load(Ordering::Relaxed);
     let seq = mem.word(slot + 16).load(Ordering::Relaxed);
     let timestamp = mem.word(slot + 24).load(Ordering::Relaxed);
@@ -432,6 +567,9 @@ pub fn peek<M: RingMem>(mem: &M, cursor: u64, head: Option<&AtomicU64>) -> Peek 
     if slot + size > cap {
         return Peek::Corrupt("record crosses the end of the ring");
     }
+    if seq >= MAX_POSITION {
+        return Peek::Corrupt("record sequence number out of range");
+    }
     Peek::Record(RecordView {
         pos: cursor,
         next: cursor + size,
@@ -442,15 +580,18 @@ pub fn peek<M: RingMem>(mem: &M, cursor: u64, head: Option<&AtomicU64>) -> Peek 
     })
 }
 
-/// Overwrite policy: whether bytes of the record at `pos` read so far are
-/// still the record's (no byte of it has been reused by the producer).
+/// Overwrite policy: whether bytes of the record at `pos` read so far (with
+/// atomic loads: [`copy_out`], the header words in [`peek`]) are still the
+/// record's — no byte of it has been reused by the producer.
 #[inline]
 pub fn intact(head: &AtomicU64, pos: u64, cap: u64) -> bool {
-    // Acquire fence: pairs with the Release fence in `reserve`; if any byte
-    // read before this fence was written after the producer's fence, the
-    // load below sees the `head` stored before that fence.
+    // Acquire fence: pairs with the Release fence in `reserve`. If any word
+    // loaded before this fence was stored after the producer's fence, the
+    // `head` the producer stored before its fence is visible to the load
+    // below (fence-to-fence synchronisation), so the check fails.
     fence(Ordering::Acquire);
-    head.load(Ordering::Relaxed) <= pos + cap
+    // Relaxed: ordered by the fence above.
+    head.load(Ordering::Relaxed) <= pos.saturating_add(cap)
 }
 
 /// Overwrite policy: a record boundary to continue at after being lapped —
@@ -459,8 +600,10 @@ pub fn intact(head: &AtomicU64, pos: u64, cap: u64) -> bool {
 pub fn resync<M: RingMem>(mem: &M, ctl: &RingCtl<'_>) -> u64 {
     let cap = mem.capacity();
     for _ in 0..8 {
-        let h = ctl.head.load(Ordering::Acquire);
-        let oldest = h.saturating_sub(cap) + cap / 4;
+        // Relaxed: a bound for choosing a candidate; the candidate is then
+        // validated by `peek` (stamp, then `intact`).
+        let h = ctl.head.load(Ordering::Relaxed);
+        let oldest = h.saturating_sub(cap).saturating_add(cap / 4);
         let candidate = ctl
             .checkpoints
             .iter()
@@ -474,6 +617,413 @@ pub fn resync<M: RingMem>(mem: &M, ctl: &RingCtl<'_>) -> u64 {
             }
         }
     }
-    // The tail is always a record boundary.
+    // The tail is always a record boundary. Acquire: pairs with the Release
+    // store in `publish_progress`.
     ctl.tail.load(Ordering::Acquire)
+}
+
+/// The slot-state word of a subscriber that the producer counts in
+/// [`limit`]: `SLOT_ACTIVE` in the top two bits (see `slots`).
+#[inline]
+fn counts(state: u64) -> bool {
+    crate::slots::slot_state(state) == crate::slots::SLOT_ACTIVE
+}
+
+/// Block policy: the highest position a producer whose tail is `tail` may
+/// write — the slowest active reader's cursor plus the ring — or
+/// `tail + cap` when no reader is active. `readers` yields each reader
+/// slot's `(state, cursor)` words.
+///
+/// A cursor outside `[tail - cap, tail]` cannot be a live reader's (the
+/// producer never gets more than a ring ahead of one, and a reader never
+/// passes the tail): it is clamped into that range, so a damaged word can
+/// make the producer wait (a live reader publishes its cursor again) but
+/// never lets it overwrite unread bytes of a reader it saw.
+pub fn limit<'a>(
+    readers: impl IntoIterator<Item = (&'a AtomicU64, &'a AtomicU64)>,
+    tail: u64,
+    cap: u64,
+) -> u64 {
+    // SeqCst fence: the producer side of the join handshake (a store-
+    // buffering pattern). Pairs with the SeqCst fence in `join`: either
+    // this producer's tail store (made before this fence, in
+    // `publish_progress`) is visible to the joiner's tail load after its
+    // fence, or the joiner's ACTIVE store is visible to the state loads
+    // below. Without both fences both loads may miss (x86 store buffers).
+    fence(Ordering::SeqCst);
+    let mut min = u64::MAX;
+    for (state, cursor) in readers {
+        // Acquire: pairs with the joiner's SeqCst (hence Release) ACTIVE
+        // store; the cursor it stored before is visible.
+        if counts(state.load(Ordering::Acquire)) {
+            // Acquire: pairs with the reader's Release cursor store (in
+            // `join` and `Subscriber::publish_cursor`): the bytes before the
+            // cursor have been read.
+            let c = cursor.load(Ordering::Acquire);
+            min = min.min(c.clamp(tail.saturating_sub(cap), tail));
+        }
+    }
+    if min == u64::MAX { tail } else { min }.saturating_add(cap)
+}
+
+/// The join handshake of a reader that starts at the producer's tail, for
+/// one ring: what to store as the cursor before going ACTIVE, and the
+/// position to start reading from after.
+///
+/// Protocol (the subscriber does steps 1 and 3 for every producer's ring,
+/// step 2 once):
+/// 1. `before`: snapshot `(tail, seq)` and store the tail as the cursor;
+/// 2. store ACTIVE (SeqCst) and issue [`join_fence`];
+/// 3. `after`: snapshot again and, if the tail moved, store it as the cursor.
+///
+/// A producer that computed its [`limit`] without seeing this reader ACTIVE
+/// did so with a tail the `after` snapshot sees (the fences' guarantee),
+/// so it never writes past `after`'s tail plus a ring: starting there is
+/// safe.
+pub fn join_before(ctl: &RingCtl<'_>, cursor: &AtomicU64) -> (u64, u64) {
+    let (tail, seq) = snapshot(ctl);
+    // Relaxed: published by the SeqCst ACTIVE store that follows.
+    cursor.store(tail, Ordering::Relaxed);
+    (tail, seq)
+}
+
+/// Step 2 of the join handshake, after the SeqCst ACTIVE store.
+#[inline]
+pub fn join_fence() {
+    // SeqCst fence: pairs with the SeqCst fence in `limit` (see there).
+    fence(Ordering::SeqCst);
+}
+
+/// Step 3 of the join handshake (see [`join_before`]): the `(tail, seq)`
+/// to start reading at.
+pub fn join_after(ctl: &RingCtl<'_>, cursor: &AtomicU64, before: (u64, u64)) -> (u64, u64) {
+    let now = snapshot(ctl);
+    if now.0 != before.0 {
+        // Release: pairs with the Acquire cursor load in `limit`.
+        cursor.store(now.0, Ordering::Release);
+    }
+    now
+}
+
+/// The protocol on heap memory with std threads: the same calls the bus
+/// makes, with the Block payload path touching plain memory through
+/// [`payload_mut`] / [`payload_in_place`] exactly as production does. Run
+/// under Miri (`cargo +nightly miri test -p shm-bus-core --lib miri_`),
+/// whose data-race detector checks that no plain access races; the loom
+/// models (`tests/loom_ring.rs`) explore the interleavings.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::thread;
+
+    /// 32-byte aligned atomic words, like a ring in the segment.
+    #[repr(C, align(32))]
+    struct AtomicLine([AtomicU64; 4]);
+
+    /// A ring on the heap, pre-filled with garbage.
+    struct HeapRing {
+        lines: Box<[AtomicLine]>,
+    }
+
+    impl HeapRing {
+        fn new(cap: u64) -> Self {
+            let word = |i: u64| AtomicU64::new(0xA5A5_A5A5_0000_0000 | i);
+            let lines: Box<[AtomicLine]> = (0..cap / 32)
+                .map(|l| {
+                    AtomicLine([
+                        word(4 * l),
+                        word(4 * l + 1),
+                        word(4 * l + 2),
+                        word(4 * l + 3),
+                    ])
+                })
+                .collect();
+            // As the bus initialises a ring: no stamp of position 0.
+            lines[0].0[0].store(0, Ordering::Relaxed);
+            HeapRing { lines }
+        }
+    }
+
+    // SAFETY: `lines` is one allocation of `capacity()` bytes (AtomicLine
+    // is 32 bytes, no padding), 32-byte aligned, alive as long as `self`;
+    // `word` and `ptr` mask their slot into it; capacity is a power of two
+    // of at least 256 in every test.
+    unsafe impl RingMem for HeapRing {
+        fn capacity(&self) -> u64 {
+            self.lines.len() as u64 * 32
+        }
+        fn word(&self, slot: u64) -> &AtomicU64 {
+            let slot = slot & (self.capacity() - 1);
+            &self.lines[(slot / 32) as usize].0[(slot % 32 / 8) as usize]
+        }
+        fn ptr(&self, slot: u64) -> *mut u8 {
+            let slot = slot & (self.capacity() - 1);
+            // In bounds of the allocation (masked); writes through it are
+            // allowed because the words are `UnsafeCell`s (atomics).
+            self.lines
+                .as_ptr()
+                .cast::<u8>()
+                .cast_mut()
+                .wrapping_add(slot as usize)
+        }
+    }
+
+    /// A producer slot's words.
+    #[derive(Default)]
+    struct Ctl {
+        tail: AtomicU64,
+        head: AtomicU64,
+        next_seq: AtomicU64,
+        progress: AtomicU64,
+        checkpoints: [AtomicU64; 4],
+    }
+
+    impl Ctl {
+        fn ctl(&self) -> RingCtl<'_> {
+            RingCtl {
+                tail: &self.tail,
+                head: &self.head,
+                next_seq: &self.next_seq,
+                progress: &self.progress,
+                checkpoints: &self.checkpoints,
+            }
+        }
+    }
+
+    /// A reader slot: state word and cursor in this producer's ring.
+    #[derive(Default)]
+    struct Reader {
+        state: AtomicU64,
+        cursor: AtomicU64,
+    }
+
+    const CAP: u64 = 512;
+    const ACTIVE: u64 = crate::slots::SLOT_ACTIVE << 62 | 7;
+
+    fn scale(n: u64) -> u64 {
+        if cfg!(miri) { n / 20 } else { n }
+    }
+
+    fn payload_of(seq: u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (seq as u8).wrapping_mul(31).wrapping_add(i as u8))
+            .collect()
+    }
+
+    /// Block policy, production's path: the producer fills its
+    /// reservation in place, the reader borrows committed payloads in
+    /// place; every record arrives once, in order, intact.
+    #[test]
+    fn miri_block_in_place_payloads_never_race() {
+        let n = scale(400);
+        let mem = Arc::new(HeapRing::new(CAP));
+        let ctl = Arc::new(Ctl::default());
+        let reader = Arc::new(Reader::default());
+        reader.state.store(ACTIVE, Ordering::Relaxed);
+        let producer = {
+            let (mem, ctl, reader) = (mem.clone(), ctl.clone(), reader.clone());
+            thread::spawn(move || {
+                let mut w = Writer::attach(&*mem, &ctl.ctl(), false).unwrap();
+                let mut seq = 0;
+                while seq < n {
+                    let len = 1 + (seq as usize * 7) % 90;
+                    let limit = |tail| limit([(&reader.state, &reader.cursor)], tail, CAP);
+                    match w.reserve(&*mem, &ctl.ctl(), len as u64, limit) {
+                        Ok(res) => {
+                            // SAFETY: Block; our reservation, not committed.
+                            let dst = unsafe { payload_mut(&*mem, &res) };
+                            dst.copy_from_slice(&payload_of(seq, len));
+                            assert_eq!(w.commit(&*mem, &ctl.ctl(), res, 3, 0), seq);
+                            seq += 1;
+                        }
+                        Err(ReserveError::Full) => thread::yield_now(),
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+            })
+        };
+        let mut cursor = 0;
+        let mut next = 0;
+        while next < n {
+            match peek(&*mem, cursor, None) {
+                Peek::Empty => thread::yield_now(),
+                Peek::Padding { next } => cursor = next,
+                Peek::Record(v) => {
+                    assert_eq!(v.seq, next, "in order, gap-free");
+                    // SAFETY: Block; committed; our cursor holds it.
+                    let got = unsafe { payload_in_place(&*mem, &v) };
+                    assert_eq!(got, payload_of(v.seq, got.len()), "never torn");
+                    next += 1;
+                    cursor = v.next;
+                    // Release: pairs with the Acquire load in `limit`.
+                    reader.cursor.store(cursor, Ordering::Release);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        producer.join().unwrap();
+    }
+
+    /// Overwrite policy, production's path: the producer laps the reader
+    /// freely writing with `copy_in`; the reader copies with `copy_out`
+    /// and keeps only what `intact` validates. Every kept copy is its
+    /// record's payload, and every sequence number is either kept or
+    /// counted as missed.
+    #[test]
+    fn miri_overwrite_copies_are_validated() {
+        let n = scale(2_000);
+        let mem = Arc::new(HeapRing::new(CAP));
+        let ctl = Arc::new(Ctl::default());
+        let producer = {
+            let (mem, ctl) = (mem.clone(), ctl.clone());
+            thread::spawn(move || {
+                let mut w = Writer::attach(&*mem, &ctl.ctl(), true).unwrap();
+                for seq in 0..n {
+                    let len = 8 + (seq as usize * 13) % 100;
+                    let res = w
+                        .reserve(&*mem, &ctl.ctl(), len as u64, |_| u64::MAX)
+                        .unwrap();
+                    copy_in(&*mem, res.payload_slot(CAP - 1), &payload_of(seq, len));
+                    w.commit(&*mem, &ctl.ctl(), res, 3, 0);
+                }
+            })
+        };
+        let (mut cursor, mut expected, mut kept, mut missed) = (0, 0, 0u64, 0u64);
+        let mut buf = vec![0u64; 16];
+        while expected < n {
+            match peek(&*mem, cursor, Some(&ctl.head)) {
+                Peek::Empty => {
+                    if producer.is_finished() && ctl.tail.load(Ordering::Acquire) == cursor {
+                        break;
+                    }
+                    thread::yield_now();
+                }
+                Peek::Padding { next } => cursor = next,
+                Peek::Lagged => cursor = resync(&*mem, &ctl.ctl()),
+                Peek::Record(v) => {
+                    if v.seq > expected {
+                        missed += v.seq - expected;
+                        expected = v.seq;
+                    }
+                    let words = v.len.div_ceil(8) as usize;
+                    copy_out(&*mem, v.payload_slot(CAP - 1), &mut buf[..words]);
+                    if intact(&ctl.head, v.pos, CAP) {
+                        let bytes: Vec<u8> =
+                            buf[..words].iter().flat_map(|w| w.to_ne_bytes()).collect();
+                        assert_eq!(&bytes[..v.len as usize], payload_of(v.seq, v.len as usize));
+                        kept += 1;
+                        expected += 1;
+                        cursor = v.next;
+                    } else {
+                        cursor = resync(&*mem, &ctl.ctl());
+                    }
+                }
+                Peek::Corrupt(what) => panic!("{what}"),
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(kept + missed, expected);
+    }
+
+    /// The join handshake racing a publishing producer (Block): the
+    /// joiner never finds a record it should read already overwritten.
+    #[test]
+    fn miri_join_racing_publish_never_loses_a_record() {
+        for round in 0..scale(40) {
+            let n = 24;
+            let mem = Arc::new(HeapRing::new(CAP));
+            let ctl = Arc::new(Ctl::default());
+            let reader = Arc::new(Reader::default());
+            reader.cursor.store(u64::MAX, Ordering::Relaxed); // garbage
+            let producer = {
+                let (mem, ctl, reader) = (mem.clone(), ctl.clone(), reader.clone());
+                thread::spawn(move || {
+                    let mut w = Writer::attach(&*mem, &ctl.ctl(), false).unwrap();
+                    let mut seq = 0;
+                    while seq < n {
+                        let limit = |tail| limit([(&reader.state, &reader.cursor)], tail, CAP);
+                        match w.reserve(&*mem, &ctl.ctl(), 64, limit) {
+                            Ok(res) => {
+                                // SAFETY: Block; our reservation.
+                                let dst = unsafe { payload_mut(&*mem, &res) };
+                                dst.copy_from_slice(&payload_of(seq, 64));
+                                w.commit(&*mem, &ctl.ctl(), res, 3, 0);
+                                seq += 1;
+                            }
+                            Err(_) => thread::yield_now(),
+                        }
+                    }
+                })
+            };
+            for _ in 0..round % 7 {
+                thread::yield_now();
+            }
+            let before = join_before(&ctl.ctl(), &reader.cursor);
+            reader.state.store(ACTIVE, Ordering::SeqCst);
+            join_fence();
+            let (mut cursor, mut next) = join_after(&ctl.ctl(), &reader.cursor, before);
+            let mut producer = Some(producer);
+            loop {
+                match peek(&*mem, cursor, None) {
+                    Peek::Record(v) => {
+                        assert_eq!(v.seq, next);
+                        // SAFETY: Block; committed; our cursor holds it.
+                        let got = unsafe { payload_in_place(&*mem, &v) };
+                        assert_eq!(got, payload_of(v.seq, 64), "round {round}");
+                        next += 1;
+                        cursor = v.next;
+                        reader.cursor.store(cursor, Ordering::Release);
+                    }
+                    Peek::Padding { next } => {
+                        cursor = next;
+                        reader.cursor.store(cursor, Ordering::Release);
+                    }
+                    Peek::Empty => match producer.take_if(|p| p.is_finished()) {
+                        // Joined: everything it did is visible now.
+                        Some(p) => p.join().unwrap(),
+                        None if producer.is_none() => {
+                            let (tail, seq) = snapshot(&ctl.ctl());
+                            assert_eq!(
+                                (cursor, next),
+                                (tail, seq),
+                                "round {round}: a record was lost"
+                            );
+                            break;
+                        }
+                        None => thread::yield_now(),
+                    },
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    /// A damaged cursor can only hold the producer back, never let it past
+    /// a reader it counts.
+    #[test]
+    fn limit_clamps_impossible_cursors() {
+        let r = Reader::default();
+        r.state.store(ACTIVE, Ordering::Relaxed);
+        for (cursor, want) in [(0, 10_000), (u64::MAX, 10_000 + CAP), (9_900, 9_900 + CAP)] {
+            r.cursor.store(cursor, Ordering::Relaxed);
+            assert_eq!(limit([(&r.state, &r.cursor)], 10_000, CAP), want);
+        }
+        r.state.store(u64::MAX, Ordering::Relaxed); // state 3: not counted
+        assert_eq!(limit([(&r.state, &r.cursor)], 10_000, CAP), 10_000 + CAP);
+    }
+
+    /// Damaged positions are refused before any arithmetic on them.
+    #[test]
+    fn damaged_positions_are_errors_not_overflows() {
+        let mem = HeapRing::new(CAP);
+        let ctl = Ctl::default();
+        ctl.tail.store(u64::MAX, Ordering::Relaxed);
+        assert!(Writer::attach(&mem, &ctl.ctl(), false).is_err());
+        for pos in [MAX_POSITION, u64::MAX, u64::MAX - 1] {
+            assert!(matches!(peek(&mem, pos, None), Peek::Corrupt(_)));
+        }
+        let head = AtomicU64::new(u64::MAX);
+        assert!(!intact(&head, 0, CAP), "a damaged mark fails every check");
+    }
 }

@@ -1,6 +1,7 @@
-//! [`Subscriber`] and [`Sample`]: receiving events, zero-copy.
+//! [`Subscriber`] and [`Sample`]: receiving events, zero-copy under Block
+//! policy, as validated copies under Overwrite (see [`crate::delivery`]).
 
-use std::sync::Arc;
+use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,11 @@ use shm_bus_topic::{SubscriptionIndex, Topic, TopicId};
 use crate::bus::{Bus, Shared};
 use crate::clock;
 use crate::config::Policy;
+use crate::delivery::{AnyPolicy, Delivery};
 use crate::error::{BusError, PayloadError, RecvError};
 use crate::futex;
 use crate::layout::{SLOT_ACTIVE, SLOT_CLAIMING, SLOT_FREE, slot_word, store_name};
-use crate::ring::{self, Peek, RecordView, RingMem};
+use crate::ring::{self, Line, Peek, RecordView, RingMem};
 
 const UNKNOWN: u8 = 0;
 const MATCH: u8 = 1;
@@ -38,14 +40,33 @@ fn naps_left_shift(nap: &mut Duration) -> Duration {
 /// Filtering reads only the record header's `TopicId` and a per-id cache,
 /// never the payload. Dropping the subscriber frees its slot.
 ///
+/// `M` says how payloads are handed out (see [`delivery`](crate::delivery)):
+/// borrowed in the ring, or as a validated copy. [`Bus::subscriber`] gives
+/// [`AnyPolicy`], which borrows under Block and copies under Overwrite;
+/// [`Bus::subscriber_as`] chooses.
+///
+/// ## Starting point
+///
+/// A subscriber receives what producers commit after it attached; records
+/// already in the rings are not delivered.
+///
 /// ## Lagging (Overwrite policy)
 ///
 /// A subscriber that falls more than a ring behind one producer gets
 /// [`RecvError::Lagged(n)`](RecvError::Lagged) with the exact number of
 /// that producer's records it missed, stays subscribed, and the next
-/// receive continues with the oldest record still retained.
-pub struct Subscriber {
+/// receive continues with the oldest record still retained. A record the
+/// producer rewrote while it was being copied is one of those `n`: it is
+/// never returned.
+pub struct Subscriber<M: Delivery = AnyPolicy> {
     bus: Bus,
+    st: State,
+    _delivery: PhantomData<M>,
+}
+
+/// Everything of a subscriber but its bus handle, so that receiving can
+/// borrow the bus's shared state and mutate this at once.
+struct State {
     slot: usize,
     index: SubscriptionIndex<u32>,
     patterns: Vec<Topic>,
@@ -65,16 +86,21 @@ pub struct Subscriber {
     lagged: u64,
     spin: Duration,
     overwrite: bool,
+    /// Whether samples are copies (`M::copies(policy)`).
+    copy: bool,
+    /// The copy of the last payload handed out (when `copy`).
+    scratch: Vec<Line>,
     empty_polls: u32,
     nap: Duration,
 }
 
-impl std::fmt::Debug for Subscriber {
+impl<M: Delivery> std::fmt::Debug for Subscriber<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
             .field("bus", &self.bus.name())
-            .field("id", &self.slot)
-            .field("patterns", &self.patterns)
+            .field("id", &self.st.slot)
+            .field("patterns", &self.st.patterns)
+            .field("copies", &self.st.copy)
             .finish_non_exhaustive()
     }
 }
@@ -83,18 +109,43 @@ impl Bus {
     /// Attaches a subscriber, claiming a free subscriber slot (reaping dead
     /// ones if none is free). It receives events committed from now on, on
     /// topics matching the patterns it [subscribes](Subscriber::subscribe)
-    /// to. `name` (up to 32 bytes) shows in `inspect`.
+    /// to. `name` (up to 32 bytes) shows in `inspect`. Its samples borrow
+    /// their payload under Block policy and hold a validated copy under
+    /// Overwrite ([`AnyPolicy`]).
     ///
     /// # Errors
     /// [`BusError::TooManySubscribers`] when every slot has a live owner.
     pub fn subscriber(&self, name: &str) -> Result<Subscriber, BusError> {
+        self.subscriber_as::<AnyPolicy>(name)
+    }
+
+    /// Like [`subscriber`](Self::subscriber), with the delivery chosen by
+    /// the type: [`Borrowed`](crate::delivery::Borrowed) (zero copy, Block
+    /// buses only), [`Copied`](crate::delivery::Copied) or [`AnyPolicy`].
+    ///
+    /// ```no_run
+    /// use shm_bus_core::{Bus, BusConfig, delivery::Borrowed};
+    ///
+    /// let bus = Bus::open_or_create("quotes", BusConfig::default())?;
+    /// // Fails with `BorrowNeedsBlock` on an Overwrite bus.
+    /// let mut sub = bus.subscriber_as::<Borrowed>("worker")?;
+    /// sub.subscribe("md.**")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`BusError::BorrowNeedsBlock`] for `Borrowed` on an Overwrite bus;
+    /// [`BusError::TooManySubscribers`].
+    pub fn subscriber_as<M: Delivery>(&self, name: &str) -> Result<Subscriber<M>, BusError> {
         let sh: &Shared = &self.shared;
+        let copy = M::copies(sh.config.policy)?;
         let me = ProcessId::current();
         let mut reaped = false;
         loop {
             for s in 0..sh.config.max_subscribers as usize {
                 let slot = sh.subscriber(s);
-                // AcqRel: pairs with the Release store that freed the slot.
+                // AcqRel: pairs with the Release store that freed the slot
+                // (`Drop for Subscriber`, `reap_slot`).
                 if slot
                     .state
                     .compare_exchange(
@@ -105,7 +156,11 @@ impl Bus {
                     )
                     .is_ok()
                 {
-                    return Ok(self.join(s, me, name));
+                    return Ok(Subscriber {
+                        bus: self.clone(),
+                        st: State::join(sh, s, me, name, copy),
+                        _delivery: PhantomData,
+                    });
                 }
             }
             if reaped || sh.reap().0 == 0 {
@@ -116,15 +171,25 @@ impl Bus {
             reaped = true;
         }
     }
+}
 
-    /// The join protocol: cursors at every ring's tail, then ACTIVE, then
-    /// the tails read again (a producer that did not yet see us ACTIVE
-    /// never writes past the tail it had then plus a ring, so starting from
-    /// a tail read after ACTIVE is safe).
-    fn join(&self, s: usize, me: ProcessId, name: &str) -> Subscriber {
-        let sh: &Shared = &self.shared;
+/// Where a received record is (no borrow, so `recv` can loop).
+#[derive(Clone, Copy)]
+struct Found {
+    producer: usize,
+    view: RecordView,
+}
+
+impl State {
+    /// The join protocol (see `ring::join_before`): cursors at every
+    /// ring's tail, then ACTIVE and a SeqCst fence, then the tails read
+    /// again. A producer that did not yet see us ACTIVE never writes past
+    /// the tail it had then plus a ring, and the second read sees at least
+    /// that tail, so starting there is safe.
+    fn join(sh: &Shared, s: usize, me: ProcessId, name: &str, copy: bool) -> State {
         let slot = sh.subscriber(s);
         let producers = sh.config.max_producers as usize;
+        // Relaxed: published by the SeqCst (hence Release) ACTIVE store.
         slot.owner_pid.store(me.pid as u64, Ordering::Relaxed);
         slot.owner_start.store(me.start_time, Ordering::Relaxed);
         store_name(&slot.name, name);
@@ -135,29 +200,18 @@ impl Bus {
         slot.received.store(0, Ordering::Relaxed);
         slot.lagged.store(0, Ordering::Relaxed);
         slot.sleeping.store(0, Ordering::Relaxed);
-        let mut cursors = vec![0; producers];
-        let mut expected = vec![0; producers];
-        for p in 0..producers {
-            let (tail, seq) = ring::snapshot(&sh.ring_ctl(sh.producer(p)));
-            cursors[p] = tail;
-            expected[p] = seq;
-            // Relaxed: published by the SeqCst ACTIVE store below.
-            sh.cursor(s, p).store(tail, Ordering::Relaxed);
-        }
-        // SeqCst: ordered against the SeqCst state loads in `Shared::limit`.
+        let before: Vec<(u64, u64)> = (0..producers)
+            .map(|p| ring::join_before(&sh.ring_ctl(sh.producer(p)), sh.cursor(s, p)))
+            .collect();
+        // SeqCst: the joiner's half of the store-buffering handshake with
+        // `ring::limit`, completed by the fence below.
         slot.state
             .store(slot_word(me.token(), SLOT_ACTIVE), Ordering::SeqCst);
-        for p in 0..producers {
-            let (tail, seq) = ring::snapshot(&sh.ring_ctl(sh.producer(p)));
-            if tail != cursors[p] {
-                cursors[p] = tail;
-                expected[p] = seq;
-                // SeqCst: see `Shared::limit`.
-                sh.cursor(s, p).swap(tail, Ordering::SeqCst);
-            }
-        }
-        Subscriber {
-            bus: self.clone(),
+        ring::join_fence();
+        let (cursors, expected): (Vec<u64>, Vec<u64>) = (0..producers)
+            .map(|p| ring::join_after(&sh.ring_ctl(sh.producer(p)), sh.cursor(s, p), before[p]))
+            .unzip();
+        State {
             slot: s,
             index: SubscriptionIndex::new(),
             patterns: Vec::new(),
@@ -173,89 +227,25 @@ impl Bus {
             lagged: 0,
             spin: Duration::from_micros(50),
             overwrite: sh.config.policy == Policy::Overwrite,
+            copy,
+            scratch: Vec::new(),
             empty_polls: 0,
             nap: FIRST_NAP,
         }
     }
-}
-
-/// Where a received record is (no borrow, so `recv` can loop).
-#[derive(Clone, Copy)]
-struct Found {
-    producer: usize,
-    view: RecordView,
-}
-
-impl Subscriber {
-    /// This subscriber's id (its slot).
-    pub fn id(&self) -> u32 {
-        self.slot as u32
-    }
-
-    /// The bus.
-    pub fn bus(&self) -> &Bus {
-        &self.bus
-    }
-
-    /// How long `recv` / `recv_timeout` spin before sleeping on a futex
-    /// (default 50 µs). Spinning catches events that arrive soon at the
-    /// cost of a busy core; waking a sleeping process costs ~20 µs on the
-    /// VMs this was measured on.
-    pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
-    }
-
-    /// Adds a pattern (any topic of the language: exact, wildcards,
-    /// ranges, regexes, `**`). Returns `false` if it was already there.
-    ///
-    /// # Errors
-    /// [`BusError::InvalidTopic`].
-    pub fn subscribe(&mut self, pattern: &str) -> Result<bool, BusError> {
-        let topic = Topic::parse(pattern)?;
-        if self.patterns.contains(&topic) {
-            return Ok(false);
-        }
-        self.index.insert(&topic, self.next_pattern);
-        self.next_pattern += 1;
-        self.patterns.push(topic);
-        self.cache.clear();
-        Ok(true)
-    }
-
-    /// Removes a pattern. Returns whether it was there.
-    ///
-    /// # Errors
-    /// [`BusError::InvalidTopic`].
-    pub fn unsubscribe(&mut self, pattern: &str) -> Result<bool, BusError> {
-        let topic = Topic::parse(pattern)?;
-        let Some(pos) = self.patterns.iter().position(|t| *t == topic) else {
-            return Ok(false);
-        };
-        self.patterns.remove(pos);
-        self.index = SubscriptionIndex::new();
-        for (i, t) in self.patterns.iter().enumerate() {
-            self.index.insert(t, i as u32);
-        }
-        self.next_pattern = self.patterns.len() as u32;
-        self.cache.clear();
-        Ok(true)
-    }
-
-    /// The patterns subscribed to.
-    pub fn patterns(&self) -> &[Topic] {
-        &self.patterns
-    }
 
     /// Whether records on `id` are delivered to this subscriber.
     #[inline]
-    fn wants(&mut self, id: u32) -> bool {
+    fn wants(&mut self, sh: &Shared, id: u32) -> bool {
         let i = id as usize;
         if let Some(&state) = self.cache.get(i) {
             if state != UNKNOWN {
                 return state == MATCH;
             }
         }
-        let Some(literal) = self.bus.shared.topic_literal(TopicId(id)) else {
+        // An id beyond the table (damage) has no literal: skipped, and
+        // never used to size the cache.
+        let Some(literal) = sh.topic_literal(TopicId(id)) else {
             return false; // not (yet) a ready topic: skip, do not cache
         };
         let state = match Topic::parse(literal) {
@@ -276,57 +266,37 @@ impl Subscriber {
     /// every record makes its cache line bounce between the two cores
     /// whenever the producer is checking for space.
     #[inline]
-    fn advance(&mut self, p: usize, next: u64, publish: bool) {
+    fn advance(&mut self, sh: &Shared, p: usize, next: u64, publish: bool) {
         self.cursors[p] = next;
         if publish
-            || next - self.shared_cursors[p] >= self.cursor_batch
+            || next.wrapping_sub(self.shared_cursors[p]) >= self.cursor_batch
             // Relaxed: a hint; see `publish_cursor`.
-            || self.shared().producer(p).space_waiters.load(Ordering::Relaxed) != 0
+            || sh.producer(p).space_waiters.load(Ordering::Relaxed) != 0
         {
-            self.publish_cursor(p);
+            self.publish_cursor(sh, p);
         }
     }
 
     /// Publishes producer `p`'s cursor and wakes the producer if it waits
     /// for space.
-    fn publish_cursor(&mut self, p: usize) {
+    fn publish_cursor(&mut self, sh: &Shared, p: usize) {
         let next = self.cursors[p];
         if self.shared_cursors[p] == next {
             return;
         }
         self.shared_cursors[p] = next;
-        let sh = self.shared();
-        // Release: pairs with the Acquire load in `Shared::limit`; the bytes
+        // Release: pairs with the Acquire load in `ring::limit`; the bytes
         // before `next` have been read. A plain store: the producer reads
         // this line only when it runs out of space.
         sh.cursor(self.slot, p).store(next, Ordering::Release);
         if !self.overwrite {
-            let slot = sh.producer(p);
-            // Relaxed: a producer that registers at this instant may be
-            // missed; it sleeps at most `SPACE_SLEEP` before re-checking.
-            if slot.space_waiters.load(Ordering::Relaxed) != 0 {
-                slot.space_futex.fetch_add(1, Ordering::Release);
-                futex::wake_all(&slot.space_futex);
-            }
+            wake_producer(sh, p);
         }
     }
 
-    /// The shared state, borrowed independently of `&mut self` (so the
-    /// receive loop can update cursors while holding it) without cloning
-    /// the `Arc` (two atomic read-modify-writes) on every poll.
     #[inline]
-    fn shared<'x>(&self) -> &'x Shared {
-        // SAFETY: `self.bus` holds an `Arc<Shared>` that is never replaced
-        // or dropped while `self` lives, and the callers use the reference
-        // only within a method of `self`, so the `Shared` outlives it.
-        unsafe { &*Arc::as_ptr(&self.bus.shared) }
-    }
-
-    #[inline]
-    fn poll(&mut self) -> Result<Found, RecvError> {
-        let sh = self.shared();
-        // Acquire: pairs with the Release `fetch_or` of a new producer.
-        let mask = sh.header().producer_mask.load(Ordering::Acquire) & !self.broken;
+    fn poll(&mut self, sh: &Shared) -> Result<Found, RecvError> {
+        let mask = sh.producer_mask() & !self.broken;
         if mask == 0 {
             return Err(RecvError::Empty);
         }
@@ -346,32 +316,45 @@ impl Subscriber {
                     Peek::Empty => {
                         // Caught up with this producer: let it reuse
                         // everything read so far.
-                        self.publish_cursor(p);
+                        self.publish_cursor(sh, p);
                         break;
                     }
-                    Peek::Padding { next } => self.advance(p, next, false),
+                    Peek::Padding { next } => self.advance(sh, p, next, false),
                     Peek::Lagged => {
                         let pos = ring::resync(&ring, &sh.ring_ctl(slot));
-                        self.advance(p, pos, true);
+                        if pos <= self.cursors[p] {
+                            // A lapped reader always finds a later record
+                            // boundary; none means the producer's words
+                            // are damaged (head beyond its tail).
+                            return Err(
+                                self.corrupt(p, "overwrite mark beyond the producer's tail")
+                            );
+                        }
+                        self.advance(sh, p, pos, true);
                     }
-                    Peek::Corrupt(what) => {
-                        self.broken |= 1 << p;
-                        tracing::error!(producer = p, what, "corrupt ring; skipping it");
-                        return Err(RecvError::Corrupt { what });
-                    }
+                    Peek::Corrupt(what) => return Err(self.corrupt(p, what)),
                     Peek::Record(view) => {
                         if self.overwrite && view.seq > self.expected[p] {
                             let missed = view.seq - self.expected[p];
                             self.expected[p] = view.seq;
-                            self.lagged += missed;
+                            self.lagged = self.lagged.saturating_add(missed);
+                            // Relaxed: statistics only.
                             sh.subscriber(self.slot)
                                 .lagged
                                 .store(self.lagged, Ordering::Relaxed);
                             return Err(RecvError::Lagged(missed));
                         }
-                        if !self.wants(view.topic) {
+                        if !self.wants(sh, view.topic) {
                             self.expected[p] = view.seq + 1;
-                            self.advance(p, view.next, false);
+                            self.advance(sh, p, view.next, false);
+                            continue;
+                        }
+                        if self.copy && !self.copy_payload(sh, p, &view) {
+                            // Rewritten while we copied it: not delivered.
+                            // `expected` stays at its sequence, so the next
+                            // record found reports it in `Lagged(n)`.
+                            let pos = ring::resync(&ring, &sh.ring_ctl(slot));
+                            self.advance(sh, p, pos, true);
                             continue;
                         }
                         self.next_producer = (p + 1) & 63;
@@ -383,16 +366,234 @@ impl Subscriber {
         Err(RecvError::Empty)
     }
 
+    /// Marks producer `p`'s ring as broken (skipped from now on).
+    #[cold]
+    fn corrupt(&mut self, p: usize, what: &'static str) -> RecvError {
+        self.broken |= 1 << p;
+        tracing::error!(producer = p, what, "corrupt ring; skipping it");
+        RecvError::Corrupt { what }
+    }
+
+    /// Copies the payload of `view` into `scratch`. Under Overwrite the
+    /// copy is made with atomic word loads and validated against the
+    /// producer's overwrite mark; returns whether it is the record's.
+    fn copy_payload(&mut self, sh: &Shared, p: usize, view: &RecordView) -> bool {
+        let lines = view.len.div_ceil(ring::ALIGN) as usize;
+        if self.scratch.len() < lines {
+            self.scratch.resize(lines, Line([0; 4]));
+        }
+        let ring = sh.ring(p);
+        let words: &mut [u64] = bytemuck::cast_slice_mut(&mut self.scratch[..lines]);
+        if self.overwrite {
+            let n = view.len.div_ceil(8) as usize;
+            // Inside the record: `peek` checked `slot + record_size(len) <=
+            // cap`, and the record is padded to whole lines.
+            ring::copy_out(
+                &ring,
+                view.payload_slot(ring.capacity() - 1),
+                &mut words[..n],
+            );
+            ring::intact(&sh.producer(p).head, view.pos, ring.capacity())
+        } else {
+            // SAFETY: Block policy; `peek` saw the record committed, and our
+            // cursor stays at `view.pos` until the copy is made.
+            let src = unsafe { ring::payload_in_place(&ring, view) };
+            let dst: &mut [u8] = bytemuck::cast_slice_mut(words);
+            dst[..src.len()].copy_from_slice(src);
+            true
+        }
+    }
+
+    /// Counts a delivered sample and moves past it (its `Drop`).
     #[inline]
-    fn sample(&mut self, found: Found) -> Sample<'_> {
-        let sh = &*self.bus.shared;
-        let ring = sh.ring(found.producer);
-        let ptr = ring.ptr(found.view.payload_slot(ring.capacity() - 1));
+    fn delivered(&mut self, sh: &Shared, found: Found) {
+        let Found { producer, view } = found;
+        self.expected[producer] = view.seq + 1;
+        self.received += 1;
+        // Relaxed: statistics only.
+        sh.subscriber(self.slot)
+            .received
+            .store(self.received, Ordering::Relaxed);
+        self.advance(sh, producer, view.next, false);
+    }
+
+    /// Records "last active" now and then while polling finds nothing
+    /// (a clock read costs more than an empty poll).
+    #[inline]
+    fn touch_if_idle(&mut self, sh: &Shared, r: &Result<Found, RecvError>) {
+        if matches!(r, Err(RecvError::Empty)) {
+            self.empty_polls = self.empty_polls.wrapping_add(1);
+            if self.empty_polls % 4096 == 1 {
+                // Relaxed: diagnostics only.
+                sh.subscriber(self.slot)
+                    .last_active_ns
+                    .store(clock::wall_ns(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn wait(&mut self, sh: &Shared, deadline: Option<Instant>) -> Result<Found, RecvError> {
+        self.nap = FIRST_NAP;
+        match self.poll(sh) {
+            Err(RecvError::Empty) => {}
+            other => return other,
+        }
+        let spin_until = Instant::now() + self.spin;
+        let backoff = Backoff::new();
+        loop {
+            match self.poll(sh) {
+                Err(RecvError::Empty) => {}
+                other => return other,
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                self.touch_if_idle(sh, &Err(RecvError::Empty));
+                return Err(RecvError::Timeout);
+            }
+            if now < spin_until {
+                backoff.snooze();
+                continue;
+            }
+            let header = sh.header();
+            let slot = sh.subscriber(self.slot);
+            // Relaxed: diagnostics only.
+            slot.last_active_ns
+                .store(clock::wall_ns(), Ordering::Relaxed);
+            // Acquire: pairs with the Release `fetch_add` of a waking
+            // publisher (`Publisher::commit`); if we read its bump, its
+            // record is visible to the re-poll below.
+            let seen = header.data_futex.load(Ordering::Acquire);
+            // Relaxed: ordered before the SeqCst `fetch_add` below, which
+            // a reaper's AcqRel swap of this flag synchronises with.
+            slot.sleeping.store(1, Ordering::Relaxed);
+            // SeqCst: a full barrier between counting ourselves asleep and
+            // the re-poll below. Publishers check the count without a fence
+            // (a fence would stall every publish), so one publishing at this
+            // very instant may miss us: the nap below starts at 1 ms and
+            // doubles while idle, bounding that delay.
+            header.data_sleepers.fetch_add(1, Ordering::SeqCst);
+            let again = self.poll(sh);
+            if !matches!(again, Err(RecvError::Empty)) {
+                self.stop_sleeping(sh);
+                return again;
+            }
+            let mut nap = naps_left_shift(&mut self.nap);
+            if let Some(d) = deadline {
+                nap = nap.min(d.saturating_duration_since(Instant::now()));
+            }
+            futex::wait(&header.data_futex, seen, nap);
+            self.stop_sleeping(sh);
+        }
+    }
+
+    fn stop_sleeping(&self, sh: &Shared) {
+        // AcqRel: a reaper that un-counts a dead sleeper swaps the same
+        // flag (`Shared::reap`), so exactly one of us decrements.
+        if sh.subscriber(self.slot).sleeping.swap(0, Ordering::AcqRel) == 1 {
+            // SeqCst: as the increment in `wait`.
+            sh.header().data_sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Wakes producer `p` if it sleeps waiting for space.
+fn wake_producer(sh: &Shared, p: usize) {
+    let slot = sh.producer(p);
+    // Relaxed: a producer that registers at this instant may be missed; it
+    // sleeps at most `SPACE_SLEEP` before re-checking.
+    if slot.space_waiters.load(Ordering::Relaxed) != 0 {
+        // Release: pairs with the producer's Acquire load of the futex word
+        // in `Publisher::reserve`; the cursor we published is visible
+        // once it sees the bump.
+        slot.space_futex.fetch_add(1, Ordering::Release);
+        futex::wake_all(&slot.space_futex);
+    }
+}
+
+impl<M: Delivery> Subscriber<M> {
+    /// This subscriber's id (its slot).
+    pub fn id(&self) -> u32 {
+        self.st.slot as u32
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Whether samples hold a validated copy of their payload (`true`) or
+    /// borrow it in the ring (`false`); see [`delivery`](crate::delivery).
+    pub fn copies(&self) -> bool {
+        self.st.copy
+    }
+
+    /// How long `recv` / `recv_timeout` spin before sleeping on a futex
+    /// (default 50 µs). Spinning catches events that arrive soon at the
+    /// cost of a busy core; waking a sleeping process costs ~20 µs on the
+    /// VMs this was measured on.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.st.spin = spin;
+    }
+
+    /// Adds a pattern (any topic of the language: exact, wildcards,
+    /// ranges, regexes, `**`). Returns `false` if it was already there.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidTopic`].
+    pub fn subscribe(&mut self, pattern: &str) -> Result<bool, BusError> {
+        let topic = Topic::parse(pattern)?;
+        let st = &mut self.st;
+        if st.patterns.contains(&topic) {
+            return Ok(false);
+        }
+        st.index.insert(&topic, st.next_pattern);
+        st.next_pattern += 1;
+        st.patterns.push(topic);
+        st.cache.clear();
+        Ok(true)
+    }
+
+    /// Removes a pattern. Returns whether it was there.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidTopic`].
+    pub fn unsubscribe(&mut self, pattern: &str) -> Result<bool, BusError> {
+        let topic = Topic::parse(pattern)?;
+        let st = &mut self.st;
+        let Some(pos) = st.patterns.iter().position(|t| *t == topic) else {
+            return Ok(false);
+        };
+        st.patterns.remove(pos);
+        st.index = SubscriptionIndex::new();
+        for (i, t) in st.patterns.iter().enumerate() {
+            st.index.insert(t, i as u32);
+        }
+        st.next_pattern = st.patterns.len() as u32;
+        st.cache.clear();
+        Ok(true)
+    }
+
+    /// The patterns subscribed to.
+    pub fn patterns(&self) -> &[Topic] {
+        &self.st.patterns
+    }
+
+    #[inline]
+    fn sample(&mut self, found: Found) -> Sample<'_, M> {
+        let ptr = if self.st.copy {
+            self.st.scratch.as_ptr().cast::<u8>()
+        } else {
+            let ring = self.bus.shared.ring(found.producer);
+            // SAFETY: Block policy (`copy` is false only then: see
+            // `Delivery::copies`); `peek` saw the record committed and
+            // inside the ring; our cursor stays at it until the sample,
+            // which borrows `self`, is dropped.
+            unsafe { ring::payload_in_place(&ring, &found.view) }.as_ptr()
+        };
         Sample {
             ptr,
             found,
             sub: self,
-            verdict: std::cell::Cell::new(None),
         }
     }
 
@@ -401,9 +602,10 @@ impl Subscriber {
     /// # Errors
     /// [`RecvError::Empty`], [`RecvError::Lagged`], [`RecvError::Corrupt`].
     #[inline]
-    pub fn try_recv(&mut self) -> Result<Sample<'_>, RecvError> {
-        let found = self.poll();
-        self.touch_if_idle(&found);
+    pub fn try_recv(&mut self) -> Result<Sample<'_, M>, RecvError> {
+        let sh = &*self.bus.shared;
+        let found = self.st.poll(sh);
+        self.st.touch_if_idle(sh, &found);
         let found = found?;
         Ok(self.sample(found))
     }
@@ -413,8 +615,8 @@ impl Subscriber {
     ///
     /// # Errors
     /// [`RecvError::Lagged`], [`RecvError::Corrupt`].
-    pub fn recv(&mut self) -> Result<Sample<'_>, RecvError> {
-        let found = self.wait(None)?;
+    pub fn recv(&mut self) -> Result<Sample<'_, M>, RecvError> {
+        let found = self.st.wait(&self.bus.shared, None)?;
         Ok(self.sample(found))
     }
 
@@ -422,132 +624,54 @@ impl Subscriber {
     ///
     /// # Errors
     /// [`RecvError::Timeout`], [`RecvError::Lagged`], [`RecvError::Corrupt`].
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<'_>, RecvError> {
-        let found = self.wait(Some(Instant::now() + timeout))?;
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<'_, M>, RecvError> {
+        let found = self
+            .st
+            .wait(&self.bus.shared, Some(Instant::now() + timeout))?;
         Ok(self.sample(found))
-    }
-
-    /// Records "last active" now and then while polling finds nothing
-    /// (a clock read costs more than an empty poll).
-    #[inline]
-    fn touch_if_idle(&mut self, r: &Result<Found, RecvError>) {
-        if matches!(r, Err(RecvError::Empty)) {
-            self.empty_polls = self.empty_polls.wrapping_add(1);
-            if self.empty_polls % 4096 == 1 {
-                let slot = self.bus.shared.subscriber(self.slot);
-                slot.last_active_ns
-                    .store(clock::wall_ns(), Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn wait(&mut self, deadline: Option<Instant>) -> Result<Found, RecvError> {
-        self.nap = FIRST_NAP;
-        match self.poll() {
-            Err(RecvError::Empty) => {}
-            other => return other,
-        }
-        let spin_until = Instant::now() + self.spin;
-        let backoff = Backoff::new();
-        loop {
-            match self.poll() {
-                Err(RecvError::Empty) => {}
-                other => return other,
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                self.touch_if_idle(&Err(RecvError::Empty));
-                return Err(RecvError::Timeout);
-            }
-            if now < spin_until {
-                backoff.snooze();
-                continue;
-            }
-            let sh = self.shared();
-            let header = sh.header();
-            let slot = sh.subscriber(self.slot);
-            slot.last_active_ns
-                .store(clock::wall_ns(), Ordering::Relaxed);
-            let seen = header.data_futex.load(Ordering::Acquire);
-            slot.sleeping.store(1, Ordering::Relaxed);
-            // SeqCst: a full barrier between counting ourselves asleep and
-            // the re-poll below. Publishers check the count without a fence
-            // (a fence would stall every publish), so one publishing at this
-            // very instant may miss us: the nap below starts at 1 ms and
-            // doubles while idle, bounding that delay.
-            header.data_sleepers.fetch_add(1, Ordering::SeqCst);
-            let again = self.poll();
-            if !matches!(again, Err(RecvError::Empty)) {
-                self.stop_sleeping();
-                return again;
-            }
-            let mut nap = naps_left_shift(&mut self.nap);
-            if let Some(d) = deadline {
-                nap = nap.min(d.saturating_duration_since(Instant::now()));
-            }
-            futex::wait(&header.data_futex, seen, nap);
-            self.stop_sleeping();
-        }
-    }
-
-    fn stop_sleeping(&self) {
-        let sh = &*self.bus.shared;
-        // AcqRel: a reaper that un-counts a dead sleeper swaps the same
-        // flag, so exactly one of us decrements.
-        if sh.subscriber(self.slot).sleeping.swap(0, Ordering::AcqRel) == 1 {
-            sh.header().data_sleepers.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 
     /// Samples received so far.
     pub fn received(&self) -> u64 {
-        self.received
+        self.st.received
     }
 
     /// Records missed through lag so far (Overwrite policy).
     pub fn lagged(&self) -> u64 {
-        self.lagged
+        self.st.lagged
     }
 }
 
-impl Drop for Subscriber {
+impl<M: Delivery> Drop for Subscriber<M> {
     fn drop(&mut self) {
-        self.stop_sleeping();
-        let slot = self.bus.shared.subscriber(self.slot);
+        let sh = &*self.bus.shared;
+        self.st.stop_sleeping(sh);
         // Release: pairs with the AcqRel CAS of the next claimer; producers
         // stop counting our cursors.
-        slot.state.store(SLOT_FREE, Ordering::Release);
+        sh.subscriber(self.st.slot)
+            .state
+            .store(SLOT_FREE, Ordering::Release);
         // Producers blocked on us may go on.
-        for p in 0..self.bus.shared.config.max_producers as usize {
-            let ps = self.bus.shared.producer(p);
-            if ps.space_waiters.load(Ordering::Relaxed) != 0 {
-                ps.space_futex.fetch_add(1, Ordering::Release);
-                futex::wake_all(&ps.space_futex);
-            }
+        for p in 0..sh.config.max_producers as usize {
+            wake_producer(sh, p);
         }
     }
 }
 
-/// A received event. Its payload is borrowed from the producer's ring (no
-/// copy); the ring space is released when the sample is dropped.
-///
-/// Under [`Policy::Overwrite`](crate::Policy::Overwrite) a producer that
-/// laps this subscriber may rewrite the payload while it is being read:
-/// call [`Sample::is_intact`] after reading to know whether what was read
-/// is the record's (the ring's seqlock). A sample that is no longer intact
-/// when dropped is not counted as received: the next receive reports it
-/// in [`RecvError::Lagged`]. Under
-/// [`Policy::Block`](crate::Policy::Block) the payload cannot change while
-/// the sample lives.
-pub struct Sample<'a> {
-    sub: &'a mut Subscriber,
+/// A received event. Its payload stays unchanged while the sample lives:
+/// borrowed in the producer's ring under Block policy (zero copy; the ring
+/// space is released when the sample is dropped), or a copy validated
+/// against the producer's overwrite mark under Overwrite (see
+/// [`delivery`](crate::delivery)). Which one is in the type `M`.
+pub struct Sample<'a, M: Delivery = AnyPolicy> {
+    sub: &'a mut Subscriber<M>,
     found: Found,
+    /// The payload: in the ring (borrowed delivery) or the subscriber's
+    /// copy buffer (copied delivery).
     ptr: *const u8,
-    /// The last `is_intact` answer (Overwrite policy), used by `drop`.
-    verdict: std::cell::Cell<Option<bool>>,
 }
 
-impl Sample<'_> {
+impl<M: Delivery> Sample<'_, M> {
     /// The topic's id.
     #[inline]
     pub fn topic_id(&self) -> TopicId {
@@ -587,15 +711,23 @@ impl Sample<'_> {
         self.found.view.timestamp
     }
 
-    /// The payload, borrowed from the ring.
+    /// Whether the payload is a private copy (`true`) or borrowed in the
+    /// ring (`false`).
+    pub fn is_copy(&self) -> bool {
+        self.sub.st.copy
+    }
+
+    /// The payload: in the ring, or the validated copy.
     #[inline]
     pub fn payload(&self) -> &[u8] {
-        // SAFETY: the record at this position is committed (its stamp was
-        // seen with Acquire) and lies contiguously in the ring (checked by
-        // `peek`). Under Block policy the producer cannot reuse it before
-        // this sample drops and advances the cursor; under Overwrite it may
-        // be rewritten concurrently — the bytes are plain u8 and the caller
-        // is told to check `is_intact`.
+        // SAFETY: `ptr` points at `len` readable bytes that nobody writes
+        // while this sample lives. Copied delivery: the subscriber's copy
+        // buffer, holding at least `len` bytes (`copy_payload`), changed
+        // or reallocated only by `poll`, which needs the `&mut Subscriber`
+        // this sample holds. Borrowed delivery (Block policy only): a
+        // committed record inside the ring (`peek`), which the producer
+        // cannot reuse before our cursor passes it, and the cursor moves
+        // only when this sample drops.
         unsafe { std::slice::from_raw_parts(self.ptr, self.found.view.len as usize) }
     }
 
@@ -609,8 +741,8 @@ impl Sample<'_> {
         self.found.view.len == 0
     }
 
-    /// Views the payload as a `T` in place (no copy). Payloads are aligned
-    /// to 32 bytes.
+    /// Views the payload as a `T` in place (no further copy). Payloads are
+    /// aligned to 32 bytes, in the ring and in a copy.
     ///
     /// # Errors
     /// [`PayloadError::Size`] or [`PayloadError::Align`].
@@ -619,70 +751,33 @@ impl Sample<'_> {
     }
 
     /// Decodes a value published with
-    /// [`Publisher::publish_serde`](crate::Publisher::publish_serde).
+    /// [`Publisher::publish_serde`](crate::Publisher::publish_serde). The
+    /// value may borrow from the payload (`&str`, `&[u8]` fields), which
+    /// stays unchanged while the sample lives.
     ///
     /// # Errors
     /// [`PayloadError::Decode`].
     pub fn decode<'de, T: serde::Deserialize<'de>>(&'de self) -> Result<T, PayloadError> {
         crate::error::decode(self.payload())
     }
-
-    /// Overwrite policy: whether the payload read so far is still the
-    /// record's (not rewritten by a producer that lapped us). Always true
-    /// under Block policy.
-    ///
-    /// The last answer is the sample's verdict: when dropped, a sample
-    /// judged intact counts as received, one judged rewritten is reported
-    /// in the next `Lagged(n)`. Without a call, the drop checks.
-    pub fn is_intact(&self) -> bool {
-        let intact = self.check_intact();
-        self.verdict.set(Some(intact));
-        intact
-    }
-
-    fn check_intact(&self) -> bool {
-        if !self.sub.overwrite {
-            return true;
-        }
-        let sh = &*self.sub.bus.shared;
-        let slot = sh.producer(self.found.producer);
-        ring::intact(&slot.head, self.found.view.pos, sh.config.ring_bytes)
-    }
 }
 
-impl std::fmt::Debug for Sample<'_> {
+impl<M: Delivery> std::fmt::Debug for Sample<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sample")
             .field("topic", &self.topic())
             .field("producer", &self.producer())
             .field("sequence", &self.sequence())
             .field("len", &self.len())
+            .field("copy", &self.is_copy())
             .finish()
     }
 }
 
-impl Drop for Sample<'_> {
+impl<M: Delivery> Drop for Sample<'_, M> {
     #[inline]
     fn drop(&mut self) {
-        let Found { producer, view } = self.found;
-        if !self.verdict.get().unwrap_or_else(|| self.check_intact()) {
-            // Overwrite policy: the producer rewrote this record while it
-            // was borrowed, so it was not good data. It is not counted as
-            // received; `expected` stays at its sequence, so the next
-            // receive reports it in `Lagged(n)`; and reading resumes at the
-            // oldest retained record (the bytes after it are rewritten too).
-            let sub = &mut *self.sub;
-            let sh = sub.shared();
-            let pos = ring::resync(&sh.ring(producer), &sh.ring_ctl(sh.producer(producer)));
-            sub.advance(producer, pos, true);
-            return;
-        }
         let sub = &mut *self.sub;
-        sub.expected[producer] = view.seq + 1;
-        sub.received += 1;
-        let slot = sub.bus.shared.subscriber(sub.slot);
-        // Relaxed: statistics only.
-        slot.received.store(sub.received, Ordering::Relaxed);
-        sub.advance(producer, view.next, false);
+        sub.st.delivered(&sub.bus.shared, self.found);
     }
 }

@@ -182,7 +182,7 @@ fn overwrite_policy_reports_exact_lag() {
         u64::from_le_bytes(s.payload().try_into().unwrap()),
         s.sequence()
     );
-    assert!(s.is_intact());
+    assert!(s.is_copy(), "under Overwrite a sample is a validated copy");
     let first = s.sequence();
     drop(s);
     let mut next = first + 1;
@@ -353,7 +353,7 @@ fn introspection_reports_producers_subscribers_and_lag() {
 }
 
 #[test]
-fn a_sample_overwritten_while_held_is_reported_as_lag_not_received() {
+fn a_sample_held_while_the_producer_laps_keeps_its_payload() {
     let (name, _c) = unique("held");
     let bus = Bus::create(
         &name,
@@ -369,28 +369,86 @@ fn a_sample_overwritten_while_held_is_reported_as_lag_not_received() {
     {
         let held = sub.try_recv().unwrap();
         assert_eq!(held.sequence(), 0);
-        assert!(held.is_intact());
-        // Lap the ring while the sample is borrowed.
+        // Lap the ring many times while the sample is held: its payload is
+        // a validated copy, which the producer cannot touch.
         for i in 1..200u64 {
             publ.try_publish("t", &i.to_le_bytes()).unwrap();
         }
-        assert!(!held.is_intact(), "the producer rewrote it");
+        assert_eq!(held.payload(), 0u64.to_le_bytes());
+        assert_eq!(held.as_pod::<u64>().unwrap(), &0);
     }
-    assert_eq!(sub.received(), 0, "a rewritten sample is not received");
+    assert_eq!(sub.received(), 1);
     let n = match sub.try_recv() {
         Err(RecvError::Lagged(n)) => n,
         other => panic!("expected Lagged, got {other:?}"),
     };
     let next = sub.try_recv().unwrap();
+    assert_eq!(next.sequence(), 1 + n, "the n records after 0 were missed");
     assert_eq!(
-        next.sequence(),
-        n,
-        "record 0 and the n - 1 after it were missed"
+        u64::from_le_bytes(next.payload().try_into().unwrap()),
+        1 + n
     );
-    assert_eq!(u64::from_le_bytes(next.payload().try_into().unwrap()), n);
     drop(next);
     assert_eq!(sub.lagged(), n);
-    assert_eq!(sub.received(), 1);
+    assert_eq!(sub.received(), 2);
+}
+
+#[test]
+fn delivery_is_in_the_type_borrowed_needs_block() {
+    use shm_bus_core::delivery::{Borrowed, Copied};
+    let (name, _c) = unique("deliv-o");
+    let lossy = Bus::create(
+        &name,
+        BusConfig::default()
+            .with_ring_bytes(4096)
+            .with_policy(Policy::Overwrite),
+    )
+    .unwrap();
+    match lossy.subscriber_as::<Borrowed>("b") {
+        Err(BusError::BorrowNeedsBlock { policy }) => assert_eq!(policy, Policy::Overwrite),
+        other => panic!("expected BorrowNeedsBlock, got {other:?}"),
+    }
+    assert_eq!(lossy.info().subscribers.len(), 0, "nothing was attached");
+    let (name, _c2) = unique("deliv-b");
+    let lossless = Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap();
+    let mut borrowed = lossless.subscriber_as::<Borrowed>("b").unwrap();
+    let mut copied = lossless.subscriber_as::<Copied>("c").unwrap();
+    assert!(!borrowed.copies() && copied.copies());
+    borrowed.subscribe("t").unwrap();
+    copied.subscribe("t").unwrap();
+    let mut publ = lossless.publisher("p").unwrap();
+    publ.try_publish("t", b"same bytes").unwrap();
+    let (b, c) = (borrowed.try_recv().unwrap(), copied.try_recv().unwrap());
+    assert!(!b.is_copy() && c.is_copy());
+    assert_eq!(b.payload(), b"same bytes");
+    assert_eq!(c.payload(), b"same bytes");
+}
+
+#[test]
+fn a_loan_under_overwrite_is_staged_and_committed_whole() {
+    let (name, _c) = unique("loan-o");
+    let bus = Bus::create(
+        &name,
+        BusConfig::default()
+            .with_ring_bytes(4096)
+            .with_policy(Policy::Overwrite),
+    )
+    .unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("t").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    for round in 0..100u8 {
+        let len = 1 + round as usize % 77;
+        let mut loan = publ.loan("t", len).unwrap();
+        assert_eq!(loan.as_mut_slice().as_ptr() as usize % 32, 0, "aligned");
+        loan.as_mut_slice().fill(round);
+        loan.commit();
+        let s = sub.try_recv().unwrap();
+        assert_eq!(s.payload(), vec![round; len], "round {round}");
+    }
+    // A loan dropped uncommitted publishes nothing.
+    drop(publ.loan("t", 8).unwrap());
+    assert!(matches!(sub.try_recv(), Err(RecvError::Empty)));
 }
 
 #[test]

@@ -81,7 +81,7 @@ use std::time::{Duration, Instant};
 use shm_bus_topic::{Topic, TopicError};
 
 use crate::bus::Bus;
-use crate::config::{BusConfig, Policy};
+use crate::config::BusConfig;
 use crate::error::{BusError, PublishError, RecvError};
 use crate::publisher::Publisher;
 use crate::subscriber::Subscriber;
@@ -246,7 +246,6 @@ struct BusTransport {
     publisher: Mutex<Publisher>,
     /// `None` for a publisher-only engine.
     subscriber: Option<Mutex<Subscriber>>,
-    overwrite: bool,
 }
 
 enum Transport {
@@ -393,7 +392,6 @@ impl EventEngine {
     fn over(bus: &Bus, publisher: Publisher, subscriber: Option<Subscriber>) -> EventEngine {
         EventEngine::from_transport(Transport::Bus(Box::new(BusTransport {
             bus: bus.clone(),
-            overwrite: bus.config().policy == Policy::Overwrite,
             publisher: Mutex::new(publisher),
             subscriber: subscriber.map(Mutex::new),
         })))
@@ -919,20 +917,16 @@ impl BusTransport {
             };
             match received {
                 Ok(sample) => {
-                    let owned = OwnedMessage {
+                    // Under Overwrite the sample is already a validated
+                    // copy (a rewritten record is reported as lag instead).
+                    return Ok(OwnedMessage {
                         topic: sample.topic().into(),
                         topic_id: sample.topic_id(),
                         payload: AlignedBytes::copy_from(sample.payload()),
                         producer: Some(sample.producer()),
                         sequence: sample.sequence(),
                         timestamp_ns: sample.timestamp_ns(),
-                    };
-                    // Overwrite policy: a copy made while the producer
-                    // rewrote the record is not returned; the next receive
-                    // reports it as lag.
-                    if sample.is_intact() {
-                        return Ok(owned);
-                    }
+                    });
                 }
                 Err(RecvError::Empty) if wait.block => std::hint::spin_loop(),
                 Err(RecvError::Empty | RecvError::Timeout) => return Err(GetError::Empty),
@@ -954,28 +948,20 @@ impl BusTransport {
         };
         match received {
             Ok(sample) => {
-                let mut message = Message {
+                // The payload is borrowed in the ring (Block) or a copy the
+                // subscriber validated (Overwrite): handlers never see a
+                // torn payload.
+                let message = Message {
                     topic: sample.topic(),
                     topic_id: sample.topic_id(),
                     captures: &[],
-                    payload: &[],
+                    payload: sample.payload(),
                     producer: Some(sample.producer()),
                     sequence: sample.sequence(),
                     timestamp: sample.stamp(),
                     clock: Some(&self.bus),
                 };
-                if self.overwrite {
-                    // Copy, then check: handlers never see a torn payload.
-                    let copy = AlignedBytes::copy_from(sample.payload());
-                    if !sample.is_intact() {
-                        return true;
-                    }
-                    message.payload = copy.as_slice();
-                    inner.fire(router, message);
-                } else {
-                    message.payload = sample.payload();
-                    inner.fire(router, message);
-                }
+                inner.fire(router, message);
                 true
             }
             Err(RecvError::Lagged(n)) => {
