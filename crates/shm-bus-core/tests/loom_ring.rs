@@ -1,14 +1,24 @@
-//! loom model of the ring protocol on heap memory: publish / commit / read
-//! under Block policy (with wrap-around and padding), lag detection under
-//! Overwrite policy, and the progress snapshot a joining reader takes.
+//! loom models of the ring protocol on heap memory, with the payload
+//! copies production makes (`ring::copy_in` / `ring::copy_out`, atomic
+//! word accesses): publish / commit / read under Block policy (with
+//! wrap-around and padding), lag detection under Overwrite policy, the
+//! progress snapshot a joining reader takes, and the join handshake
+//! racing a publishing producer.
+//!
+//! Block payloads are plain memory in production (`ring::payload_mut` /
+//! `payload_in_place`), which loom cannot see; the Relaxed atomic copies
+//! here check the same orderings (a load not ordered after the store it
+//! needs may read an older value, and loom explores that), and the Miri
+//! tests in `ring.rs` check the plain accesses themselves for races.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p shm-bus-core --release --test loom_ring`
 #![cfg(loom)]
 
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use loom::thread;
 use shm_bus_core::ring::{self, Peek, RingCtl, RingMem, Writer};
+use shm_bus_core::slots::{SLOT_ACTIVE, slot_word};
 
 /// A ring of `cap` bytes as loom atomics, pre-filled with garbage.
 struct HeapRing {
@@ -17,41 +27,32 @@ struct HeapRing {
 
 impl HeapRing {
     fn new(cap: u64) -> Self {
-        HeapRing {
+        let ring = HeapRing {
             words: (0..cap / 8)
                 .map(|i| AtomicU64::new(0xA5A5_A5A5_0000_0000 | i))
                 .collect(),
-        }
+        };
+        ring.word(0).store(0, Ordering::Relaxed); // as the bus initialises it
+        ring
     }
 }
 
-impl RingMem for HeapRing {
+// SAFETY: `word` indexes the vector with a masked slot (always in range);
+// `ptr` never returns a pointer (loom atomics are not plain bytes): these
+// models touch payloads only through `copy_in` / `copy_out`.
+unsafe impl RingMem for HeapRing {
     fn capacity(&self) -> u64 {
         self.words.len() as u64 * 8
     }
     fn word(&self, slot: u64) -> &AtomicU64 {
-        &self.words[(slot / 8) as usize]
+        &self.words[((slot & (self.capacity() - 1)) / 8) as usize]
     }
-    unsafe fn write(&self, slot: u64, src: &[u8]) {
-        for (i, chunk) in src.chunks(8).enumerate() {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.word(slot + 8 * i as u64)
-                .store(u64::from_le_bytes(b), Ordering::Relaxed);
-        }
-    }
-    unsafe fn read(&self, slot: u64, dst: &mut [u8]) {
-        for (i, chunk) in dst.chunks_mut(8).enumerate() {
-            let b = self
-                .word(slot + 8 * i as u64)
-                .load(Ordering::Relaxed)
-                .to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
-        }
+    fn ptr(&self, _: u64) -> *mut u8 {
+        panic!("loom models copy payloads with atomic words")
     }
 }
 
-/// The producer-slot words, garbage-free as the bus initialises them.
+/// The producer-slot words, as the bus initialises them.
 struct Ctl {
     tail: AtomicU64,
     head: AtomicU64,
@@ -91,13 +92,21 @@ fn payload_of(seq: u64) -> Vec<u8> {
         .collect()
 }
 
-fn publish(w: &mut Writer, mem: &HeapRing, ctl: &Ctl, limit: impl Fn() -> u64) -> bool {
+/// Reads a record's payload as production's copied delivery does.
+fn copy_payload(mem: &HeapRing, v: &ring::RecordView) -> Vec<u8> {
+    let mut words = vec![0u64; v.len.div_ceil(8) as usize];
+    ring::copy_out(mem, v.payload_slot(CAP - 1), &mut words);
+    let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    bytes.truncate(v.len as usize);
+    bytes
+}
+
+fn publish(w: &mut Writer, mem: &HeapRing, ctl: &Ctl, limit: impl FnOnce(u64) -> u64) -> bool {
     let c = ctl.ctl();
-    match w.reserve(mem, &c, LEN, |_| limit()) {
+    match w.reserve(mem, &c, LEN, limit) {
         Ok(res) => {
             let seq = w.next_seq();
-            // SAFETY: the reservation owns the payload range.
-            unsafe { mem.write(res.payload_slot(w.mask()), &payload_of(seq)) };
+            ring::copy_in(mem, res.payload_slot(w.mask()), &payload_of(seq));
             w.commit(mem, &c, res, 7, 0);
             true
         }
@@ -111,17 +120,17 @@ fn block_policy_reader_sees_every_record_intact_in_order() {
     builder.preemption_bound = Some(2);
     builder.check(|| {
         let mem = Arc::new(HeapRing::new(CAP));
-        mem.word(0).store(0, Ordering::Relaxed); // as the bus initialises it
         let ctl = Arc::new(Ctl::new());
+        let state = Arc::new(AtomicU64::new(slot_word(1, SLOT_ACTIVE)));
         let cursor = Arc::new(AtomicU64::new(0));
         let producer = {
-            let (mem, ctl, cursor) = (mem.clone(), ctl.clone(), cursor.clone());
+            let (mem, ctl, state, cursor) =
+                (mem.clone(), ctl.clone(), state.clone(), cursor.clone());
             thread::spawn(move || {
-                let mut w = Writer::attach(&*mem, &ctl.ctl(), false);
+                let mut w = Writer::attach(&*mem, &ctl.ctl(), false).unwrap();
                 let mut sent = 0;
                 while sent < 3 {
-                    // Acquire: pairs with the reader's Release cursor store.
-                    let limit = || cursor.load(Ordering::Acquire) + CAP;
+                    let limit = |tail| ring::limit([(&*state, &*cursor)], tail, CAP);
                     if publish(&mut w, &mem, &ctl, limit) {
                         sent += 1;
                     } else {
@@ -142,13 +151,10 @@ fn block_policy_reader_sees_every_record_intact_in_order() {
                 Peek::Record(v) => {
                     assert_eq!(v.seq, got, "in order, gap-free");
                     assert_eq!(v.topic, 7);
-                    let mut buf = vec![0; v.len as usize];
-                    // SAFETY: the record is committed and not reusable
-                    // before we advance the cursor.
-                    unsafe { mem.read(v.payload_slot(CAP - 1), &mut buf) };
-                    assert_eq!(buf, payload_of(v.seq), "never torn");
+                    assert_eq!(copy_payload(&mem, &v), payload_of(v.seq), "never torn");
                     got += 1;
                     pos = v.next;
+                    // Release: pairs with the Acquire load in `ring::limit`.
                     cursor.store(pos, Ordering::Release);
                 }
                 other => panic!("unexpected {other:?}"),
@@ -166,21 +172,20 @@ fn overwrite_policy_reader_never_accepts_a_rewritten_record() {
     builder.max_branches = 100_000;
     builder.check(|| {
         let mem = Arc::new(HeapRing::new(CAP));
-        mem.word(0).store(0, Ordering::Relaxed);
         let ctl = Arc::new(Ctl::new());
         let producer = {
             let (mem, ctl) = (mem.clone(), ctl.clone());
             thread::spawn(move || {
-                let mut w = Writer::attach(&*mem, &ctl.ctl(), true);
+                let mut w = Writer::attach(&*mem, &ctl.ctl(), true).unwrap();
                 // Three 96-byte records in 256 bytes: the third pads, wraps
                 // and overwrites the first.
                 for _ in 0..3 {
-                    assert!(publish(&mut w, &mem, &ctl, || u64::MAX));
+                    assert!(publish(&mut w, &mem, &ctl, |_| u64::MAX));
                 }
             })
         };
-        // Read with the seqlock check; account for every sequence number
-        // as either received or reported lagged.
+        // Read as the copied delivery does (copy, then validate); account
+        // for every sequence number as either received or reported lagged.
         let mut pos = 0;
         let mut expected = 0;
         let mut accounted = 0;
@@ -197,15 +202,15 @@ fn overwrite_policy_reader_never_accepts_a_rewritten_record() {
                         accounted += v.seq - expected; // Lagged(n)
                         expected = v.seq;
                     }
-                    let mut buf = vec![0; v.len as usize];
-                    // SAFETY: Overwrite policy: validated with `intact`.
-                    unsafe { mem.read(v.payload_slot(CAP - 1), &mut buf) };
+                    let copy = copy_payload(&mem, &v);
                     if ring::intact(&ctl.head, v.pos, CAP) {
                         assert_eq!(v.seq, expected);
-                        assert_eq!(buf, payload_of(v.seq), "an intact read is the record");
+                        assert_eq!(copy, payload_of(v.seq), "an intact copy is the record");
                         expected += 1;
                         accounted += 1;
                         pos = v.next;
+                    } else {
+                        pos = ring::resync(&*mem, &ctl.ctl());
                     }
                 }
                 Peek::Corrupt(what) => panic!("{what}"),
@@ -222,14 +227,13 @@ fn snapshot_gives_the_position_and_sequence_of_the_next_record() {
     builder.preemption_bound = Some(3);
     builder.check(|| {
         let mem = Arc::new(HeapRing::new(CAP));
-        mem.word(0).store(0, Ordering::Relaxed);
         let ctl = Arc::new(Ctl::new());
         let producer = {
             let (mem, ctl) = (mem.clone(), ctl.clone());
             thread::spawn(move || {
-                let mut w = Writer::attach(&*mem, &ctl.ctl(), false);
+                let mut w = Writer::attach(&*mem, &ctl.ctl(), false).unwrap();
                 for _ in 0..2 {
-                    assert!(publish(&mut w, &mem, &ctl, || u64::MAX));
+                    assert!(publish(&mut w, &mem, &ctl, |_| u64::MAX));
                 }
             })
         };
@@ -240,5 +244,86 @@ fn snapshot_gives_the_position_and_sequence_of_the_next_record() {
         if let Peek::Record(v) = ring::peek(&*mem, tail, None) {
             assert_eq!(v.seq, seq);
         }
+    });
+}
+
+/// The join handshake (a store-buffering pattern) racing a producer under
+/// Block policy: the producer publishes four 96-byte records into a
+/// 256-byte ring while a reader joins (`join_before`, SeqCst ACTIVE,
+/// `join_fence`, `join_after`) and then reads to the end. Whatever the
+/// interleaving, the reader finds every record from its start on, intact:
+/// a producer that computed its limit without seeing the reader never
+/// overwrote a record the reader starts before.
+#[test]
+fn join_racing_publish_never_lets_the_producer_overwrite_unread_records() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.max_branches = 100_000;
+    builder.check(|| {
+        let mem = Arc::new(HeapRing::new(CAP));
+        let ctl = Arc::new(Ctl::new());
+        let state = Arc::new(AtomicU64::new(0)); // SLOT_FREE
+        let cursor = Arc::new(AtomicU64::new(0xA5A5)); // garbage until joined
+        let done = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (mem, ctl, state, cursor, done) = (
+                mem.clone(),
+                ctl.clone(),
+                state.clone(),
+                cursor.clone(),
+                done.clone(),
+            );
+            thread::spawn(move || {
+                let mut w = Writer::attach(&*mem, &ctl.ctl(), false).unwrap();
+                let mut sent = 0;
+                while sent < 4 {
+                    let limit = |tail| ring::limit([(&*state, &*cursor)], tail, CAP);
+                    if publish(&mut w, &mem, &ctl, limit) {
+                        sent += 1;
+                    } else {
+                        thread::yield_now();
+                    }
+                }
+                // Release: pairs with the reader's Acquire load of `done`.
+                done.store(true, Ordering::Release);
+            })
+        };
+        let before = ring::join_before(&ctl.ctl(), &cursor);
+        state.store(slot_word(1, SLOT_ACTIVE), Ordering::SeqCst);
+        ring::join_fence();
+        let (mut pos, mut next) = ring::join_after(&ctl.ctl(), &cursor, before);
+        loop {
+            match ring::peek(&*mem, pos, None) {
+                Peek::Record(v) => {
+                    assert_eq!(v.seq, next, "in order from where it joined");
+                    assert_eq!(
+                        copy_payload(&mem, &v),
+                        payload_of(v.seq),
+                        "never overwritten"
+                    );
+                    next += 1;
+                    pos = v.next;
+                    cursor.store(pos, Ordering::Release);
+                }
+                Peek::Padding { next } => {
+                    pos = next;
+                    cursor.store(pos, Ordering::Release);
+                }
+                Peek::Empty => {
+                    if done.load(Ordering::Acquire) {
+                        // Everything is visible now: nothing may be left
+                        // between our cursor and the producer's tail.
+                        if let Peek::Empty = ring::peek(&*mem, pos, None) {
+                            assert_eq!(next, 4, "a record the reader should see was overwritten");
+                            break;
+                        }
+                    } else {
+                        thread::yield_now();
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        producer.join().unwrap();
     });
 }
