@@ -452,7 +452,7 @@ impl Publisher {
             .writer
             .commit(&sh.ring(self.slot), &sh.ring_ctl(slot), res, topic.0, now);
         // Relaxed, and a plain store (one writer): statistics only.
-        self.published += 1;
+        self.published = self.published.wrapping_add(1);
         slot.published.store(self.published, Ordering::Relaxed);
         slot.last_publish.store(now, Ordering::Relaxed);
         let header = sh.header();

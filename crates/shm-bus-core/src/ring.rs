@@ -259,6 +259,9 @@ impl Writer {
         if tail >= MAX_POSITION || seq >= MAX_POSITION || head >= MAX_POSITION {
             return Err("producer position or sequence out of range");
         }
+        if tail % ALIGN != 0 {
+            return Err("producer position not on a record boundary");
+        }
         // Walk records committed but not yet published as the tail.
         for _ in 0..(cap / ALIGN) {
             let slot = tail & mask;
@@ -446,7 +449,7 @@ fn publish_progress(ctl: &RingCtl<'_>, tail: u64, seq: u64) {
     ctl.tail.store(tail, Ordering::Release);
     ctl.next_seq.store(seq, Ordering::Release);
     // Release: pairs with the Acquire load of `progress` in `snapshot`.
-    ctl.progress.store((g | 1) + 1, Ordering::Release);
+    ctl.progress.store((g | 1).wrapping_add(1), Ordering::Release);
 }
 
 /// A consistent `(tail, next_seq)`: the position where the next record
@@ -525,6 +528,9 @@ impl RecordView {
 pub fn peek<M: RingMem>(mem: &M, cursor: u64, head: Option<&AtomicU64>) -> Peek {
     if cursor >= MAX_POSITION {
         return Peek::Corrupt("ring position out of range");
+    }
+    if cursor % ALIGN != 0 {
+        return Peek::Corrupt("ring position not on a record boundary");
     }
     let cap = mem.capacity();
     let slot = cursor & (cap - 1);

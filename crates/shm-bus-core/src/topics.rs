@@ -92,12 +92,19 @@ impl<'s> ShmTopicTable<'s> {
             .header
             .topic_pool_used
             .fetch_add(len, Ordering::Relaxed);
-        if at + len > pool_bytes {
-            record.state.store(TOPIC_DEAD, Ordering::Release);
+        // Checked: `at`, `pool_bytes` and `pool` are words of the segment.
+        if at.checked_add(len).is_none_or(|end| end > pool_bytes) {
+            record.state.store(TOPIC_DEAD, Ordering::Relaxed);
             return Err(full);
         }
         let pool = self.header.topic_pool.load(Ordering::Relaxed);
-        let bytes = self.seg.bytes(Offset::new(pool + at), len)?;
+        let Some(start) = pool.checked_add(at) else {
+            record.state.store(TOPIC_DEAD, Ordering::Relaxed);
+            return Err(BusError::Corrupt {
+                what: "topic pool offset",
+            });
+        };
+        let bytes = self.seg.bytes(Offset::new(start), len)?;
         // SAFETY: `[pool + at, pool + at + len)` was handed to this call
         // alone by the `fetch_add` above and lies inside the segment
         // (checked by `Segment::bytes`); nobody reads it before the record's
@@ -111,19 +118,22 @@ impl<'s> ShmTopicTable<'s> {
         match self.map.insert(key, id) {
             Ok(Insert::Inserted) => Ok(TopicId(id as u32)),
             Ok(Insert::Existing(winner)) => {
-                record.state.store(TOPIC_DEAD, Ordering::Release);
+                record.state.store(TOPIC_DEAD, Ordering::Relaxed);
                 self.checked_id(winner)
             }
             Err(shm_bus_alloc::Error::Full { .. }) => {
-                record.state.store(TOPIC_DEAD, Ordering::Release);
+                record.state.store(TOPIC_DEAD, Ordering::Relaxed);
                 Err(full)
             }
             Err(e) => {
-                record.state.store(TOPIC_DEAD, Ordering::Release);
+                record.state.store(TOPIC_DEAD, Ordering::Relaxed);
                 Err(e.into())
             }
         }
     }
+
+    // `TOPIC_DEAD` stores are Relaxed: a dead record publishes nothing, and
+    // readers only act on `TOPIC_READY` (loaded with Acquire).
 
     fn checked_id(&self, id: u64) -> Result<TopicId, BusError> {
         if id < self.records.len() as u64 {
@@ -145,7 +155,9 @@ impl<'s> ShmTopicTable<'s> {
         let count = self
             .header
             .topic_count
-            .load(Ordering::Acquire)
+            // Relaxed: only a bound; each record is published by its own
+            // state word (Acquire in `literal`).
+            .load(Ordering::Relaxed)
             .min(self.records.len() as u64);
         (0..count as u32)
             .filter_map(|i| {
