@@ -153,7 +153,11 @@ impl Shared {
             if reap_slot(&slot.state) {
                 // Un-count a subscriber that died asleep (exactly once:
                 // the live owner swaps the same flag in `stop_sleeping`).
+                // AcqRel: pairs with the owner's AcqRel swap of the same
+                // flag in `stop_sleeping`: only one of the two sees 1.
                 if slot.sleeping.swap(0, Ordering::AcqRel) == 1 {
+                    // SeqCst: as every update of the sleeper count (see
+                    // `Subscriber::wait`).
                     self.header().data_sleepers.fetch_sub(1, Ordering::SeqCst);
                 }
                 subs += 1;
@@ -173,6 +177,8 @@ impl Shared {
 
 /// Frees a slot whose owner is dead. Returns whether this call freed it.
 fn reap_slot(state: &AtomicU64) -> bool {
+    // Acquire: pairs with the Release/SeqCst stores that claim a slot
+    // (`attach_publisher`'s CAS, `State::join`'s ACTIVE store).
     let word = state.load(Ordering::Acquire);
     word != SLOT_FREE
         && ProcessId::token_is_dead(slot_token(word))
@@ -313,7 +319,9 @@ impl Bus {
         let corrupt = |what| BusError::Corrupt { what };
         let header_off: Offset<BusHeader> = seg.root(ROOT_BUS).ok_or(BusError::NotABus)?;
         let header = seg.resolve(header_off)?;
-        if header.magic.load(Ordering::Acquire) != BUS_MAGIC {
+        // Relaxed: the whole bus header was published by the segment's
+        // Ready state (Release), which `Segment::open` loaded with Acquire.
+        if header.magic.load(Ordering::Relaxed) != BUS_MAGIC {
             return Err(BusError::NotABus);
         }
         if header.ring_bytes.load(Ordering::Relaxed) != config.ring_bytes
@@ -412,6 +420,10 @@ impl Bus {
         let sh = &self.shared;
         let seg = &sh.seg;
         let mask = sh.producer_mask();
+        // The Acquire loads below pair with the Release stores they read:
+        // slot claims (CAS / ACTIVE store), `publish_progress` (tail,
+        // next_seq) and `publish_cursor`. A snapshot for people: words of
+        // different slots are not read at one instant.
         let producers: Vec<ProducerInfo> = (0..sh.config.max_producers as usize)
             .filter(|&p| {
                 mask & (1 << p) != 0 || sh.producer(p).state.load(Ordering::Acquire) != SLOT_FREE

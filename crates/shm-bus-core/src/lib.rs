@@ -3,8 +3,20 @@
 //! waiting and waking, liveness and reaping of dead peers.
 //!
 //! Built on `shm-bus-alloc` (the segment) and `shm-bus-topic` (the topic
-//! language). See [`Bus`] for an example, and the [`ring`] module for the
-//! protocol.
+//! language). See [`Bus`] for an example, and [`delivery`] for what a
+//! sample's payload is under each policy. The ring protocol itself is in
+//! `src/ring.rs` (crate-private; its module docs are the spec, and its
+//! loom and Miri models are in `tests/loom_ring.rs` and `ring::tests`).
+//!
+//! ## Damage
+//!
+//! Every word read from the segment is checked before it indexes, sizes
+//! or bounds a loop: a damaged bus answers a typed error
+//! ([`BusError::Corrupt`], [`RecvError::Corrupt`], …) or is treated as
+//! absent, never a panic or a hang (`tests/damage.rs` sweeps every
+//! management word). Processes are assumed to cooperate: a peer that
+//! scribbles over a ring while others read it can make them read wrong
+//! bytes, not crash.
 //!
 //! ## Crash safety
 //!

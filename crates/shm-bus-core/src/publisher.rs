@@ -205,8 +205,11 @@ impl Publisher {
     /// waits): what a blocking publish is measured against.
     pub fn backlog(&self) -> u64 {
         let sh = &*self.bus.shared;
-        let tail = sh.producer(self.slot).tail.load(Ordering::Acquire);
-        let free_from = sh.limit(self.slot, tail) - sh.config.ring_bytes;
+        // Relaxed: our own word (this publisher is its only writer).
+        let tail = sh.producer(self.slot).tail.load(Ordering::Relaxed);
+        let free_from = sh
+            .limit(self.slot, tail)
+            .saturating_sub(sh.config.ring_bytes);
         tail.saturating_sub(free_from)
     }
 
@@ -282,6 +285,9 @@ impl Publisher {
             // A dead subscriber must never stall us: reap, then sleep until
             // a subscriber frees space (or a short timeout, to re-check).
             sh.reap();
+            // Acquire: pairs with the Release `fetch_add` of a subscriber
+            // that published its cursor (`wake_producer`); if we read its
+            // bump, its cursor is visible to the re-check below.
             let seen = slot.space_futex.load(Ordering::Acquire);
             // SeqCst: a full barrier before re-checking the cursors below.
             // Subscribers check `space_waiters` without a fence, so a wake
@@ -462,6 +468,8 @@ impl Publisher {
         // growing timeout, so it notices the record within a millisecond
         // (see `Subscriber::wait`). A fence here would stall every publish.
         if header.data_sleepers.load(Ordering::Relaxed) != 0 {
+            // Release: pairs with the Acquire load of the futex word in
+            // `Subscriber::wait`.
             header.data_futex.fetch_add(1, Ordering::Release);
             futex::wake_all(&header.data_futex);
         }
@@ -507,14 +515,14 @@ impl Loan<'_> {
             return &mut bytes[..len];
         }
         let ring = publisher.bus.shared.ring(publisher.slot);
-        // SAFETY: Block policy; `res` is this publisher's current, not yet
-        // committed reservation (a loan is the only holder of it).
-        let ptr = unsafe { ring::payload_mut(&ring, &self.res) }.as_mut_ptr();
-        // SAFETY: the same `len` bytes, re-borrowed for as long as the
-        // loan: the mapping lives as long as the publisher's bus handle,
-        // which the loan borrows, and the slice borrows the loan, so it is
-        // gone before `commit` publishes the record.
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+        let raw = ring::payload_raw(&ring, &self.res);
+        // SAFETY: Block policy, and `res` is this publisher's current, not
+        // yet committed reservation (a loan is its only holder): the bytes
+        // are inside the mapping and ours alone until the commit (see
+        // `ring::payload_raw`). The mapping lives as long as the
+        // publisher's bus handle, which the loan borrows; the slice borrows
+        // the loan, so it is gone before `commit` publishes the record.
+        unsafe { &mut *raw }
     }
 
     /// The payload length.

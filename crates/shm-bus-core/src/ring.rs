@@ -26,7 +26,8 @@
 //!
 //! **Block policy**: the producer never writes past `min(cursor) + cap`
 //! (including the next header it clears), so unread bytes are never reused
-//! and a reader may borrow a payload in place ([`payload_in_place`]) until
+//! and a reader may borrow a payload in place ([`payload_in_place`]; the
+//! producer fills it in place through [`payload_raw`]) until
 //! it moves its cursor. A reader joining while the producer publishes
 //! follows the handshake of [`join_before`] / [`join_fence`] /
 //! [`join_after`], which pairs with the fence in [`limit`].
@@ -159,22 +160,16 @@ pub unsafe fn payload_in_place<'m, M: RingMem>(mem: &'m M, view: &RecordView) ->
     unsafe { std::slice::from_raw_parts(ptr, view.len as usize) }
 }
 
-/// Block policy: the payload bytes of a reservation, for the producer to
-/// fill in place.
-///
-/// # Safety
-/// `res` is the producer's current reservation (from [`Writer::reserve`],
-/// not yet committed), the policy is Block, and the returned slice is gone
-/// before the record is committed.
+/// Block policy: where the payload bytes of a reservation are, for the
+/// producer to fill in place. A raw pointer: turning it into `&mut [u8]`
+/// is sound only while `res` is the producer's current, uncommitted
+/// reservation on a Block ring — `reserve` made sure the record lies
+/// contiguously inside the ring, and no reader reads those bytes before
+/// the commit stamp (Release) that follows the producer's writes.
 #[inline]
-pub unsafe fn payload_mut<'m, M: RingMem>(mem: &'m M, res: &Reservation) -> &'m mut [u8] {
+pub fn payload_raw<M: RingMem>(mem: &M, res: &Reservation) -> *mut [u8] {
     let ptr = mem.ptr(res.payload_slot(mem.capacity() - 1));
-    // SAFETY: `reserve` made sure the record lies contiguously inside the
-    // ring (padding before it otherwise), so the `len` bytes are inside the
-    // allocation. Under Block no reader reads them before the commit stamp
-    // (Release) that follows the caller's writes, and the producer is the
-    // only writer: the range is exclusively ours until the commit.
-    unsafe { std::slice::from_raw_parts_mut(ptr, res.len as usize) }
+    std::ptr::slice_from_raw_parts_mut(ptr, res.len as usize)
 }
 
 /// The producer-owned words of a ring (in the producer slot). The number
@@ -449,7 +444,8 @@ fn publish_progress(ctl: &RingCtl<'_>, tail: u64, seq: u64) {
     ctl.tail.store(tail, Ordering::Release);
     ctl.next_seq.store(seq, Ordering::Release);
     // Release: pairs with the Acquire load of `progress` in `snapshot`.
-    ctl.progress.store((g | 1).wrapping_add(1), Ordering::Release);
+    ctl.progress
+        .store((g | 1).wrapping_add(1), Ordering::Release);
 }
 
 /// A consistent `(tail, next_seq)`: the position where the next record
@@ -713,7 +709,7 @@ pub fn join_after(ctl: &RingCtl<'_>, cursor: &AtomicU64, before: (u64, u64)) -> 
 
 /// The protocol on heap memory with std threads: the same calls the bus
 /// makes, with the Block payload path touching plain memory through
-/// [`payload_mut`] / [`payload_in_place`] exactly as production does. Run
+/// [`payload_raw`] / [`payload_in_place`] exactly as production does. Run
 /// under Miri (`cargo +nightly miri test -p shm-bus-core --lib miri_`),
 /// whose data-race detector checks that no plain access races; the loom
 /// models (`tests/loom_ring.rs`) explore the interleavings.
@@ -838,7 +834,7 @@ mod tests {
                     match w.reserve(&*mem, &ctl.ctl(), len as u64, limit) {
                         Ok(res) => {
                             // SAFETY: Block; our reservation, not committed.
-                            let dst = unsafe { payload_mut(&*mem, &res) };
+                            let dst = unsafe { &mut *payload_raw(&*mem, &res) };
                             dst.copy_from_slice(&payload_of(seq, len));
                             assert_eq!(w.commit(&*mem, &ctl.ctl(), res, 3, 0), seq);
                             seq += 1;
@@ -896,7 +892,7 @@ mod tests {
             })
         };
         let (mut cursor, mut expected, mut kept, mut missed) = (0, 0, 0u64, 0u64);
-        let mut buf = vec![0u64; 16];
+        let mut buf = [0u64; 16];
         while expected < n {
             match peek(&*mem, cursor, Some(&ctl.head)) {
                 Peek::Empty => {
@@ -952,7 +948,7 @@ mod tests {
                         match w.reserve(&*mem, &ctl.ctl(), 64, limit) {
                             Ok(res) => {
                                 // SAFETY: Block; our reservation.
-                                let dst = unsafe { payload_mut(&*mem, &res) };
+                                let dst = unsafe { &mut *payload_raw(&*mem, &res) };
                                 dst.copy_from_slice(&payload_of(seq, 64));
                                 w.commit(&*mem, &ctl.ctl(), res, 3, 0);
                                 seq += 1;

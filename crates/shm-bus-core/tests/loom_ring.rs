@@ -5,7 +5,7 @@
 //! progress snapshot a joining reader takes, and the join handshake
 //! racing a publishing producer.
 //!
-//! Block payloads are plain memory in production (`ring::payload_mut` /
+//! Block payloads are plain memory in production (`ring::payload_raw` /
 //! `payload_in_place`), which loom cannot see; the Relaxed atomic copies
 //! here check the same orderings (a load not ordered after the store it
 //! needs may read an older value, and loom explores that), and the Miri

@@ -268,7 +268,7 @@ impl<Id: Copy + Ord + Hash> SubscriptionIndex<Id> {
     /// reuse its allocation.
     ///
     /// An exact `topic` walks the trie. A topic with wildcards is matched
-    /// against every registered pattern with [`matches`] (the symmetric
+    /// against every registered pattern with [`matches()`] (the symmetric
     /// rule), which costs a scan; the bus only queries exact topics.
     pub fn query_into(&self, topic: &Topic, out: &mut Vec<Id>) {
         out.clear();

@@ -44,7 +44,7 @@
 //!
 //! # Matching
 //!
-//! [`matches`] / [`match_topics`] are symmetric: either side may be the
+//! [`matches()`] / [`match_topics`] are symmetric: either side may be the
 //! pattern. Equal literals match; otherwise parts are compared pairwise,
 //! at least one side of each pair must be exact (two non-exact parts never
 //! match each other), `**` on either side absorbs zero or more exact parts
@@ -93,7 +93,7 @@ pub use table::{InternError, LocalTopicTable, TopicId, TopicTable};
 pub use topic::Topic;
 
 impl Topic {
-    /// Whether `self` and `other` match (symmetric); see [`matches`].
+    /// Whether `self` and `other` match (symmetric); see [`matches()`].
     #[inline]
     pub fn matches(&self, other: &Topic) -> bool {
         matches(self, other)
