@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 use shm_bus_core::{
-    Bus, BusConfig, BusError, MAX_TOPIC_LEN, MAX_TOPICS, Policy, PublishError, Publisher,
-    RecvError, Sample, Subscriber, TopicId,
+    Bus, BusConfig, BusError, MAX_TOPIC_LEN, MAX_TOPICS, PublishError, Publisher, RecvError,
+    Sample, Subscriber, TopicId,
 };
 use shm_bus_topic::Topic;
 

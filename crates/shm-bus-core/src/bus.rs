@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     rings: NonNull<u8>,
     records: NonNull<TopicRecord>,
     n_records: usize,
+    /// Bit `p` set for each of the `max_producers` slots.
+    producer_bits: u64,
 }
 
 // SAFETY: the pointers point into `seg`'s mapping, which `Shared` owns and
@@ -135,12 +137,10 @@ impl Shared {
     /// segment, and a damaged one must not name slots that do not exist).
     #[inline]
     pub(crate) fn producer_mask(&self) -> u64 {
-        let n = self.config.max_producers;
-        let valid = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         // Acquire: pairs with the Release `fetch_or` in
         // `Bus::attach_publisher`; the new producer's published tail is
         // visible to whoever then reads its ring.
-        self.header().producer_mask.load(Ordering::Acquire) & valid
+        self.header().producer_mask.load(Ordering::Acquire) & self.producer_bits
     }
 
     /// Frees the slots of dead subscribers and producers. Returns
@@ -376,6 +376,10 @@ impl Bus {
             rings: NonNull::new(rings.as_ptr()).ok_or(corrupt("ring offset"))?,
             records: NonNull::from(&records[0]),
             n_records: records.len(),
+            producer_bits: match config.max_producers {
+                n @ 0..64 => (1u64 << n) - 1,
+                _ => u64::MAX,
+            },
             config,
             seg,
         };

@@ -319,16 +319,22 @@ impl Publisher {
         let topic = topic.topic_id(self)?;
         let res = self.reserve(len, wait)?;
         if self.policy == Policy::Overwrite {
-            let lines = len.div_ceil(ring::ALIGN as usize);
-            if self.staging.len() < lines {
-                self.staging.resize(lines, Line([0; 4]));
-            }
+            self.stage(len);
         }
         Ok(Loan {
             publisher: self,
             res,
             topic,
         })
+    }
+
+    /// Overwrite policy: makes the staging buffer hold `len` bytes.
+    #[inline(never)]
+    fn stage(&mut self, len: usize) {
+        let lines = len.div_ceil(ring::ALIGN as usize);
+        if self.staging.len() < lines {
+            self.staging.resize(lines, Line([0; 4]));
+        }
     }
 
     /// Loans `len` bytes inside the ring for a record on `topic`; fill
@@ -410,16 +416,34 @@ impl Publisher {
         wait: Wait,
     ) -> Result<u64, PublishError> {
         if self.policy == Policy::Overwrite {
-            // Straight into the ring with atomic word stores (no staging).
             let topic = topic.topic_id(self)?;
-            let res = self.reserve(payload.len(), wait)?;
-            let ring = self.bus.shared.ring(self.slot);
-            ring::copy_in(&ring, res.payload_slot(ring.capacity() - 1), payload);
-            return Ok(self.commit(res, topic));
+            return self.publish_copied(topic, payload, wait);
         }
-        let mut loan = self.loan_with(topic, payload.len(), wait)?;
-        loan.as_mut_slice().copy_from_slice(payload);
-        Ok(loan.commit())
+        let topic = topic.topic_id(self)?;
+        let res = self.reserve(payload.len(), wait)?;
+        let ring = self.bus.shared.ring(self.slot);
+        let raw = ring::payload_raw(&ring, &res);
+        // SAFETY: Block policy (checked above), and `res` is this
+        // publisher's current, uncommitted reservation: the bytes are inside
+        // the mapping and ours alone until the commit below (see
+        // `ring::payload_raw`); the slice is gone before it.
+        unsafe { &mut *raw }.copy_from_slice(payload);
+        Ok(self.commit(res, topic))
+    }
+
+    /// Overwrite policy: straight into the ring with atomic word stores
+    /// (no staging). Kept out of line so the Block path inlines as before.
+    #[inline(never)]
+    fn publish_copied(
+        &mut self,
+        topic: TopicId,
+        payload: &[u8],
+        wait: Wait,
+    ) -> Result<u64, PublishError> {
+        let res = self.reserve(payload.len(), wait)?;
+        let ring = self.bus.shared.ring(self.slot);
+        ring::copy_in(&ring, res.payload_slot(ring.capacity() - 1), payload);
+        Ok(self.commit(res, topic))
     }
 
     /// Publishes a plain-old-data value, viewable in place by subscribers
@@ -543,13 +567,20 @@ impl Loan<'_> {
     /// Publishes the record. Returns its sequence number.
     #[inline]
     pub fn commit(self) -> u64 {
-        let publisher = self.publisher;
-        if publisher.policy == Policy::Overwrite {
-            let ring = publisher.bus.shared.ring(publisher.slot);
-            let bytes: &[u8] = bytemuck::cast_slice(&publisher.staging);
-            let slot = self.res.payload_slot(ring.capacity() - 1);
-            ring::copy_in(&ring, slot, &bytes[..self.res.len as usize]);
+        if self.publisher.policy == Policy::Overwrite {
+            self.copy_staged();
         }
-        publisher.commit(self.res, self.topic)
+        self.publisher.commit(self.res, self.topic)
+    }
+
+    /// Overwrite policy: copies the staged payload into the ring with
+    /// atomic word stores.
+    #[inline(never)]
+    fn copy_staged(&self) {
+        let publisher = &*self.publisher;
+        let ring = publisher.bus.shared.ring(publisher.slot);
+        let bytes: &[u8] = bytemuck::cast_slice(&publisher.staging);
+        let slot = self.res.payload_slot(ring.capacity() - 1);
+        ring::copy_in(&ring, slot, &bytes[..self.res.len as usize]);
     }
 }

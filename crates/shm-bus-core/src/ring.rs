@@ -516,17 +516,17 @@ impl RecordView {
 
 /// Reads the header at `cursor`. `head` is `Some` in Overwrite policy.
 ///
-/// Every word it returns has been checked: the length against the ring,
-/// the record against the ring's end, the cursor against
-/// [`MAX_POSITION`]. The topic id is not checked against the topic table
-/// (the caller does that).
+/// Every word it returns that sizes or indexes has been checked: the
+/// length against the ring, the record against the ring's end, the cursor
+/// against [`MAX_POSITION`] and the record alignment. The topic id is not
+/// checked against the topic table (the caller does that), and the
+/// sequence number is any `u64` (callers do wrapping arithmetic on it).
 #[inline]
 pub fn peek<M: RingMem>(mem: &M, cursor: u64, head: Option<&AtomicU64>) -> Peek {
-    if cursor >= MAX_POSITION {
-        return Peek::Corrupt("ring position out of range");
-    }
-    if cursor % ALIGN != 0 {
-        return Peek::Corrupt("ring position not on a record boundary");
+    // One test for both kinds of damage: a position at or above
+    // `MAX_POSITION`, or off a record boundary.
+    if cursor & !(MAX_POSITION - ALIGN) != 0 {
+        return Peek::Corrupt("ring position out of range or off a record boundary");
     }
     let cap = mem.capacity();
     let slot = cursor & (cap - 1);
@@ -568,9 +568,6 @@ pub fn peek<M: RingMem>(mem: &M, cursor: u64, head: Option<&AtomicU64>) -> Peek 
     let size = record_size(len);
     if slot + size > cap {
         return Peek::Corrupt("record crosses the end of the ring");
-    }
-    if seq >= MAX_POSITION {
-        return Peek::Corrupt("record sequence number out of range");
     }
     Peek::Record(RecordView {
         pos: cursor,

@@ -345,7 +345,7 @@ impl State {
                             return Err(RecvError::Lagged(missed));
                         }
                         if !self.wants(sh, view.topic) {
-                            self.expected[p] = view.seq + 1;
+                            self.expected[p] = view.seq.wrapping_add(1);
                             self.advance(sh, p, view.next, false);
                             continue;
                         }
@@ -408,7 +408,8 @@ impl State {
     #[inline]
     fn delivered(&mut self, sh: &Shared, found: Found) {
         let Found { producer, view } = found;
-        self.expected[producer] = view.seq + 1;
+        // Wrapping: `seq` is a word of the segment (unchecked on this path).
+        self.expected[producer] = view.seq.wrapping_add(1);
         self.received += 1;
         // Relaxed: statistics only.
         sh.subscriber(self.slot)
