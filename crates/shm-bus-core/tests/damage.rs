@@ -96,6 +96,7 @@ impl BusName {
         let name = format!(
             "dmg-{}-{}",
             std::process::id(),
+            // Relaxed: only uniqueness matters (fetch_add is atomic).
             N.fetch_add(1, Ordering::Relaxed)
         );
         let _ = Bus::remove(&name);
@@ -272,7 +273,11 @@ fn install_recording_hook() {
 }
 
 /// The case being run, for the watchdog and the signal handler. Bytes in
-/// atomics so the signal handler may read them (async-signal-safe).
+/// atomics so the signal handler may read them (async-signal-safe). All
+/// accesses to these statics are Relaxed: they only feed a diagnostic
+/// message and a timeout, nothing is published through them, and a stale
+/// or torn value at worst prints a neighbouring case's text or delays the
+/// watchdog by one poll.
 static CASE_TEXT: [AtomicU8; 160] = [const { AtomicU8::new(0) }; 160];
 static CASE_LEN: AtomicUsize = AtomicUsize::new(0);
 /// Milliseconds since `EPOCH` when the current case started (0 = none).
@@ -475,7 +480,7 @@ fn every_damaged_management_word_gives_an_error_not_a_panic() {
 
     let mut found = Vec::new();
     let mut cases = 0usize;
-    let mut rng = 0x5EED_0F_DA_3A6E_u64;
+    let mut rng = 0x5EED_0FDA_3A6E_u64;
     let mut slowest = (Duration::ZERO, String::new());
     for region in &regions {
         for off in (region.start..region.start + region.len).step_by(8) {
