@@ -447,7 +447,9 @@ fn a_loan_under_overwrite_is_staged_and_committed_whole() {
         assert_eq!(s.payload(), vec![round; len], "round {round}");
     }
     // A loan dropped uncommitted publishes nothing.
-    drop(publ.loan("t", 8).unwrap());
+    {
+        let _uncommitted = publ.loan("t", 8).unwrap();
+    }
     assert!(matches!(sub.try_recv(), Err(RecvError::Empty)));
 }
 
