@@ -1,7 +1,5 @@
 //! What the commands share: exit codes, error classification, opening a
-//! bus, Ctrl-C.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! bus, durations from flags. (Ctrl-C is in [`crate::os`].)
 
 use shm_bus_core::{Bus, BusConfig, BusError, PublishError};
 
@@ -98,30 +96,6 @@ pub(crate) fn attach(name: &str) -> anyhow::Result<Bus> {
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!("cannot open bus `{name}`"))),
     }
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Installs SIGINT/SIGTERM/SIGHUP handlers (Ctrl-C, kill, a closed
-/// terminal) that set a flag (see [`interrupted`]),
-/// so long-running commands can clean up instead of dying.
-pub(crate) fn catch_interrupts() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: signal(2) with a handler that only stores to an atomic
-        // (async-signal-safe); no other state is touched.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
-/// Whether SIGINT/SIGTERM arrived since [`catch_interrupts`].
-pub(crate) fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// Seconds (from a flag) as a `Duration`, refusing negative or absurd

@@ -15,9 +15,9 @@ use shm_bus_core::{Bus, BusConfig, RecvError};
 use shm_bus_topic::Topic;
 
 use crate::BadInput;
-use crate::bench_cmd::Peer;
-use crate::common::{catch_interrupts, interrupted};
+use crate::os::{catch_interrupts, interrupted};
 use crate::payload::{self, Tally};
+use crate::peer::{Peer, Scratch};
 
 /// Options of `demo`.
 #[derive(clap::Args, Clone, Debug)]
@@ -70,14 +70,6 @@ fn pattern(i: u32) -> (&'static str, &'static str) {
     PATTERNS[i as usize % PATTERNS.len()]
 }
 
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Bus::remove(&self.0);
-    }
-}
-
 pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     if !(1..=16).contains(&a.workers) {
         return Err(BadInput(format!("--workers {}: use 1 to 16", a.workers)).into());
@@ -88,7 +80,7 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     catch_interrupts();
     let name = format!("demo-{}", std::process::id());
     let bus = Bus::create(&name, BusConfig::default()).context("creating the demo bus")?;
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = Scratch(name.clone());
     let topics = topics();
 
     // Workers first, so that they see every event.

@@ -1,0 +1,226 @@
+//! `shm-bus bench latency`: ping-pong over the bus against a cache-line
+//! ping-pong floor, alternating in rounds, and the echo child.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde_json::json;
+use shm_bus_core::{Bus, BusConfig, RecvError};
+
+use super::floor::Floor;
+use super::{check_size, print_result, ring_for};
+use crate::BadInput;
+use crate::peer::{Peer, unique};
+
+pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Result<ExitCode> {
+    check_size(size)?;
+    let config = BusConfig::default().with_ring_bytes(ring_for(size));
+    if size > config.max_payload() {
+        return Err(BadInput(format!("--size {size} is larger than the ring allows")).into());
+    }
+    let per_round = count.div_ceil(rounds as u64).max(1);
+    let warmup = (per_round / 10).max(100);
+    let bus_name = unique("lat");
+    let floor_name = unique("latfloor");
+    let bus = Bus::create(&bus_name.0, config)?;
+    let floor = Floor::create(&floor_name.0, 2, 0)?;
+    let total = rounds as u64 * (warmup + per_round);
+    let mut echo = Peer::spawn(
+        "bench-echo",
+        &[
+            bus_name.0.clone(),
+            floor_name.0.clone(),
+            size.to_string(),
+            total.to_string(),
+        ],
+    )?;
+    let mut publisher = bus.publisher("bench ping")?;
+    let mut subscriber = bus.subscriber("bench ping")?;
+    subscriber.subscribe("bench.pong")?;
+    let ping = publisher.topic_id("bench.ping")?;
+    if echo.line(Duration::from_secs(30))? != "READY" {
+        bail!("echo process did not start");
+    }
+    let mut bus_rtt = Vec::with_capacity((rounds as u64 * per_round) as usize);
+    let mut floor_rtt = Vec::with_capacity(bus_rtt.capacity());
+    let mut per_round_p50 = Vec::new();
+    let (ping_word, pong_word) = (floor.word(0), floor.word(1));
+    let mut floor_seq = 0u64;
+    for _ in 0..rounds {
+        // Bus round.
+        let mut round = Vec::with_capacity(per_round as usize);
+        for i in 0..warmup + per_round {
+            let t0 = Instant::now();
+            let mut loan = publisher.loan(&ping, size)?;
+            loan.as_mut_slice()[..8].copy_from_slice(&i.to_le_bytes());
+            loan.commit();
+            let mut spins = 0u64;
+            loop {
+                match subscriber.try_recv() {
+                    Ok(s) => {
+                        debug_assert_eq!(&s.payload()[..8], &i.to_le_bytes());
+                        break;
+                    }
+                    Err(RecvError::Empty) => {
+                        spins += 1;
+                        if spins % (1 << 24) == 0 {
+                            if crate::os::interrupted() {
+                                bail!("interrupted");
+                            }
+                            if echo.child.try_wait()?.is_some() {
+                                bail!("echo process died");
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let rtt = t0.elapsed().as_nanos() as u64;
+            if i >= warmup {
+                round.push(rtt);
+            }
+        }
+        round.sort_unstable();
+        let bus_p50 = percentile(&round, 0.5);
+        bus_rtt.extend_from_slice(&round);
+        // Floor round: a bare cache-line ping-pong.
+        let mut fround = Vec::with_capacity(per_round as usize);
+        for i in 0..warmup + per_round {
+            floor_seq += 1;
+            let t0 = Instant::now();
+            // Release: pairs with the echo's Acquire load.
+            ping_word.store(floor_seq, Ordering::Release);
+            // Acquire: pairs with the echo's Release store.
+            while pong_word.load(Ordering::Acquire) != floor_seq {
+                std::hint::spin_loop();
+            }
+            let rtt = t0.elapsed().as_nanos() as u64;
+            if i >= warmup {
+                fround.push(rtt);
+            }
+        }
+        fround.sort_unstable();
+        per_round_p50.push((bus_p50 / 2, percentile(&fround, 0.5) / 2));
+        floor_rtt.extend_from_slice(&fround);
+    }
+    // Tell the echo to stop.
+    ping_word.store(u64::MAX, Ordering::Release);
+    echo.wait(Duration::from_secs(30))?;
+    bus_rtt.sort_unstable();
+    floor_rtt.sort_unstable();
+    let half = |v: u64| v / 2;
+    let out = json!({
+        "size": size,
+        "count": bus_rtt.len(),
+        "p50_ns": half(percentile(&bus_rtt, 0.5)),
+        "p99_ns": half(percentile(&bus_rtt, 0.99)),
+        "p999_ns": half(percentile(&bus_rtt, 0.999)),
+        "max_ns": half(*bus_rtt.last().unwrap_or(&0)),
+        "floor_p50_ns": half(percentile(&floor_rtt, 0.5)),
+        "floor_p99_ns": half(percentile(&floor_rtt, 0.99)),
+        "rounds": per_round_p50.iter().map(|(b, f)| json!({"p50_ns": b, "floor_p50_ns": f})).collect::<Vec<_>>(),
+    });
+    print_result(&out, json, |o| {
+        format!(
+            "latency, {size} B, one-way (half round trip), {} samples in {} rounds\n  \
+             shm-bus  p50 {} ns  p99 {} ns  p99.9 {} ns  max {} ns\n  \
+             floor    p50 {} ns  p99 {} ns   (bare cache-line ping-pong, same processes)\n  \
+             ratio    p50 {:.2}x the floor\n",
+            o["count"],
+            rounds,
+            o["p50_ns"],
+            o["p99_ns"],
+            o["p999_ns"],
+            o["max_ns"],
+            o["floor_p50_ns"],
+            o["floor_p99_ns"],
+            o["p50_ns"].as_f64().unwrap_or(0.0)
+                / o["floor_p50_ns"].as_f64().unwrap_or(1.0).max(1.0),
+        )
+    })
+}
+
+/// The ping-pong partner: answers bus pings with pongs, then floor pings.
+pub(super) fn echo(args: &[String]) -> Result<ExitCode> {
+    let [bus_name, floor_name, size, total] = args else {
+        bail!(BadInput("bench-echo BUS FLOOR SIZE TOTAL".into()));
+    };
+    let size: usize = size.parse()?;
+    let total: u64 = total.parse()?;
+    let bus = Bus::open(bus_name)?;
+    let floor = Floor::open(floor_name, 2, 0)?;
+    let mut subscriber = bus.subscriber("bench echo")?;
+    subscriber.subscribe("bench.ping")?;
+    let mut publisher = bus.publisher("bench echo")?;
+    let pong = publisher.topic_id("bench.pong")?;
+    println!("READY");
+    std::io::stdout().flush()?;
+    let (ping_word, pong_word) = (floor.word(0), floor.word(1));
+    let mut answered = 0u64;
+    let mut floor_seen = 0u64;
+    let mut idle = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        match subscriber.try_recv() {
+            Ok(s) => {
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&s.payload()[..8]);
+                drop(s);
+                let mut loan = publisher.loan(&pong, size)?;
+                loan.as_mut_slice()[..8].copy_from_slice(&seq);
+                loan.commit();
+                answered += 1;
+                idle = Instant::now();
+                continue;
+            }
+            Err(RecvError::Empty) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Acquire: pairs with the pinger's Release store.
+        let p = ping_word.load(Ordering::Acquire);
+        if p == u64::MAX {
+            break;
+        }
+        if p != floor_seen {
+            floor_seen = p;
+            // Release: pairs with the pinger's Acquire load.
+            pong_word.store(p, Ordering::Release);
+            // Answer the floor round as tightly as the pinger asks.
+            loop {
+                let q = ping_word.load(Ordering::Acquire);
+                if q == u64::MAX {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if q != floor_seen {
+                    floor_seen = q;
+                    pong_word.store(q, Ordering::Release);
+                    continue;
+                }
+                spins += 1;
+                if spins % (1 << 20) == 0 {
+                    break; // go back to watching the bus too
+                }
+                std::hint::spin_loop();
+            }
+            idle = Instant::now();
+        }
+        spins = spins.wrapping_add(1);
+        if spins % (1 << 20) == 0 && idle.elapsed() > Duration::from_secs(20) {
+            bail!("no ping for 20 s (answered {answered} of {total}); giving up");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The value at fraction `p` (0..=1) of `sorted`, nearest rank; 0 when
+/// empty.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}

@@ -1,0 +1,134 @@
+//! `shm-bus bench latency | throughput`: measurements between real
+//! processes, each next to a bare shared-memory floor measured in the same
+//! run (these VMs move vCPUs between core pairs every few minutes, so only
+//! same-run comparisons mean anything).
+//!
+//! - **latency**: one-way time as half the round trip of a ping-pong. This
+//!   process publishes on `bench.ping`; a child subscribed to it answers on
+//!   `bench.pong`; both busy-poll. Payloads are loaned in the ring and only
+//!   their first 8 bytes (a sequence number) are written: zero copy, as
+//!   iceoryx2's benchmark loans uninitialised samples. The floor is a bare
+//!   cache-line ping-pong between the same two processes. Bus and floor
+//!   alternate in rounds and every round's medians are reported.
+//! - **throughput**: this process publishes `--count` messages (the whole
+//!   payload written, once, into the ring) to K subscriber processes that
+//!   read each message's sequence number; the rate is `count` over the time
+//!   from the first publish to the last subscriber's last receive. The
+//!   floor is a bare SPSC ring (fixed slots, cached indices) moving the same
+//!   messages, written and read the same way, between two processes.
+//!   Subscribers receive with `recv` (spin 50 µs, then sleep on the bus's
+//!   futex), as applications do; the floor's consumer only spins.//!
+//! [`latency`] and [`throughput`] hold the bus measurements and their
+//! child processes; [`floor`] the bare shared-memory floors they are
+//! compared against.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::BadInput;
+
+// The floor ring copies payloads through raw pointers (see its docs).
+#[allow(unsafe_code)]
+mod floor;
+mod latency;
+mod throughput;
+
+#[derive(Subcommand)]
+pub(crate) enum BenchCommand {
+    /// One-way latency between two processes (half a ping-pong round trip).
+    Latency {
+        /// Payload bytes (at least 8).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Round trips measured (after a warm-up of 10%).
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// Rounds, alternating bus and floor.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Messages per second from one producer to K subscriber processes.
+    Throughput {
+        /// Payload bytes (at least 8).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Messages (default: 1,000,000, fewer for large payloads so that
+        /// about 4 GiB move).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Subscriber processes.
+        #[arg(long, default_value_t = 1)]
+        subscribers: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(cmd: BenchCommand) -> Result<ExitCode> {
+    crate::os::catch_interrupts();
+    match cmd {
+        BenchCommand::Latency {
+            size,
+            count,
+            rounds,
+            json,
+        } => latency::latency(size, count, rounds.max(1), json),
+        BenchCommand::Throughput {
+            size,
+            count,
+            subscribers,
+            json,
+        } => {
+            let count = count.unwrap_or_else(|| {
+                (4u64 << 30)
+                    .div_ceil(size.max(1) as u64)
+                    .clamp(1000, 1_000_000)
+            });
+            throughput::throughput(size, count, subscribers, json)
+        }
+    }
+}
+
+pub(super) fn check_size(size: usize) -> Result<(), BadInput> {
+    if size < 8 {
+        return Err(BadInput(format!(
+            "--size {size}: at least 8 bytes (a sequence number)"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn ring_for(size: usize) -> u64 {
+    // Room for several records; at least 1 MiB.
+    ((size as u64 + 64) * 8).next_power_of_two().max(1 << 20)
+}
+
+pub(crate) fn child(role: &str, args: &[String]) -> Result<ExitCode> {
+    match role {
+        "bench-echo" => latency::echo(args),
+        "bench-sink" => throughput::sink(args),
+        "bench-floor-sink" => floor::floor_sink(args),
+        other => Err(BadInput(format!("unknown child role `{other}`")).into()),
+    }
+}
+
+pub(super) fn print_result(
+    out: &serde_json::Value,
+    json: bool,
+    human: impl FnOnce(&serde_json::Value) -> String,
+) -> Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(stdout, "{out}")?;
+    } else {
+        write!(stdout, "{}", human(out))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,172 @@
+//! `shm-bus gc`: reap dead slots, remove abandoned segments.
+//!
+//! ## What `gc` removes
+//!
+//! For every bus (or the one named) `gc` first reaps the slots of dead
+//! producers and subscribers, then removes the segment when
+//!
+//! - it cannot be opened because its creator died during initialisation,
+//!   or it is corrupt (a bad header, a bad bus structure, too small); or
+//! - no live process is attached to it any more and at least one attached
+//!   process died (a dead slot was found or reaped); or
+//! - with `--all-unused`: no live process is attached to it.
+//!
+//! "Attached" means holding a producer or subscriber slot; the process
+//! that created the bus also counts while it lives, since it may be about
+//! to attach. A bus still being created by a live process, one made by an
+//! incompatible build (version mismatch), a segment of another user of the
+//! allocator (not a bus) and one we may not open are left alone and listed
+//! under `skipped`. Just before removing, `gc` looks again for live
+//! processes and checks that the name still refers to the segment it
+//! examined; a process that attaches in the instant between that check
+//! and the unlink keeps working on the unlinked segment, invisible to
+//! others (as with any `remove`).
+
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use serde_json::{Value, json};
+use shm_bus_core::{Bus, BusError};
+
+use super::{bus_names, check_name, live_users, shm_path, usage};
+use crate::GcArgs;
+use crate::common;
+
+/// What `gc` did.
+#[derive(Default)]
+struct GcOutcome {
+    reaped_subscribers: u64,
+    reaped_producers: u64,
+    /// `(bus, why)`.
+    removed: Vec<(String, String)>,
+    /// `(bus, why not examined or removed)`.
+    skipped: Vec<(String, String)>,
+}
+
+pub(crate) fn gc(a: &GcArgs) -> Result<ExitCode> {
+    let names = match &a.bus {
+        Some(name) => {
+            check_name(name)?;
+            if identity(name).is_none() {
+                return Err(anyhow!("bus `{name}` does not exist (see `shm-bus list`)"));
+            }
+            vec![name.clone()]
+        }
+        None => bus_names()?,
+    };
+    let mut outcome = GcOutcome::default();
+    for name in &names {
+        gc_one(name, a.all_unused, &mut outcome)?;
+    }
+    let mut out = io::stdout().lock();
+    if a.json {
+        let removed: Vec<Value> = outcome
+            .removed
+            .iter()
+            .map(|(b, why)| json!({"bus": b, "reason": why}))
+            .collect();
+        let skipped: Vec<Value> = outcome
+            .skipped
+            .iter()
+            .map(|(b, why)| json!({"bus": b, "reason": why}))
+            .collect();
+        let v = json!({
+            "reaped_subscribers": outcome.reaped_subscribers,
+            "reaped_producers": outcome.reaped_producers,
+            "removed_segments": outcome.removed.iter().map(|(b, _)| b).collect::<Vec<_>>(),
+            "removed": removed,
+            "skipped": skipped,
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(
+            out,
+            "examined {} bus(es); reaped {} dead subscriber(s) and {} dead producer(s)",
+            names.len(),
+            outcome.reaped_subscribers,
+            outcome.reaped_producers
+        )?;
+        for (b, why) in &outcome.removed {
+            writeln!(out, "removed `{b}`: {why}")?;
+        }
+        for (b, why) in &outcome.skipped {
+            writeln!(out, "left `{b}`: {why}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The (device, inode) that `/dev/shm/shm-bus.NAME` refers to now.
+fn identity(name: &str) -> Option<(u64, u64)> {
+    std::fs::metadata(shm_path(name))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether a failed open means the segment is debris that nobody can use.
+fn is_debris(e: &BusError) -> bool {
+    use shm_bus_alloc::Error as E;
+    matches!(
+        e,
+        BusError::Segment(E::CreatorDied { .. } | E::Corrupt { .. } | E::TooSmall { .. })
+            | BusError::Corrupt { .. }
+    )
+}
+
+fn gc_one(name: &str, all_unused: bool, outcome: &mut GcOutcome) -> Result<()> {
+    let Some(id) = identity(name) else {
+        return Ok(()); // vanished
+    };
+    let bus = match Bus::open(name) {
+        Ok(bus) => bus,
+        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => return Ok(()),
+        Err(e) if is_debris(&e) => {
+            let why = common::one_line(&anyhow::Error::new(e));
+            return unlink_if_same(name, id, format!("unusable: {why}"), outcome);
+        }
+        Err(e) => {
+            let why = common::one_line(&anyhow::Error::new(e));
+            outcome.skipped.push((name.to_owned(), why));
+            return Ok(());
+        }
+    };
+    let before = usage(&bus.info());
+    let reaped = bus.reap();
+    outcome.reaped_subscribers += u64::from(reaped.subscribers);
+    outcome.reaped_producers += u64::from(reaped.producers);
+    let someone_died = before.dead > 0 || reaped.subscribers + reaped.producers > 0;
+    if !(someone_died || all_unused) {
+        return Ok(());
+    }
+    // Looked at after reaping, right before unlinking.
+    if live_users(&bus.info()) > 0 {
+        return Ok(());
+    }
+    let why = if someone_died {
+        "every attached process died"
+    } else {
+        "no live process attached (--all-unused)"
+    };
+    drop(bus);
+    unlink_if_same(name, id, why.to_owned(), outcome)
+}
+
+/// Unlinks `name` if it still refers to the segment `id` examined.
+fn unlink_if_same(name: &str, id: (u64, u64), why: String, outcome: &mut GcOutcome) -> Result<()> {
+    if identity(name) != Some(id) {
+        return Ok(()); // removed, or replaced by a new bus meanwhile
+    }
+    match Bus::remove(name) {
+        Ok(()) => outcome.removed.push((name.to_owned(), why)),
+        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => {}
+        Err(e) => {
+            let why = common::one_line(&anyhow::Error::new(e));
+            outcome
+                .skipped
+                .push((name.to_owned(), format!("cannot remove: {why}")));
+        }
+    }
+    Ok(())
+}

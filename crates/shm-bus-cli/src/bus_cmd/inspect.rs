@@ -1,0 +1,274 @@
+//! `shm-bus inspect`: everything about one bus, as a report or JSON.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use shm_bus_core::{Bus, BusInfo};
+
+use super::{check_name, open_error, shm_path, usage};
+use crate::format::{Left, Right, Table, human_bytes, percent};
+use crate::time::{ago, now_ns, ns_since_epoch, rfc3339, secs_ago};
+
+pub(crate) fn inspect(name: &str, json_out: bool) -> Result<ExitCode> {
+    check_name(name)?;
+    let bus = Bus::open(name).map_err(|e| open_error(name, e))?;
+    let info = bus.info();
+    let mut out = io::stdout().lock();
+    if json_out {
+        writeln!(out, "{}", info_json(&info))?;
+    } else {
+        write!(out, "{}", info_human(&info))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_json(info: &BusInfo) -> Value {
+    let now = now_ns();
+    let c = &info.config;
+    let arena = match &info.arena {
+        Some(a) => json!({
+            "capacity": a.capacity,
+            "used": a.used,
+            "free": a.free,
+            "high_water": a.high_water,
+            "uncarved": a.uncarved,
+            "wasted": a.wasted,
+            "recoveries": a.recoveries,
+        }),
+        None => Value::Null,
+    };
+    let topics: Vec<Value> = info
+        .topics
+        .iter()
+        .map(|(id, t)| json!({"id": id.0, "topic": t}))
+        .collect();
+    let producers: Vec<Value> = info
+        .producers
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "pid": p.pid,
+                "name": p.name,
+                "attached": p.attached,
+                "alive": p.alive,
+                "published": p.published,
+                "tail": p.tail,
+                "next_seq": p.next_seq,
+                "full_waits": p.full_waits,
+                "generation": p.generation,
+                "last_publish_ns": p.last_publish_ns,
+                "last_publish_secs_ago": secs_ago(now, p.last_publish_ns),
+            })
+        })
+        .collect();
+    let subscribers: Vec<Value> = info
+        .subscribers
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "pid": s.pid,
+                "name": s.name,
+                "alive": s.alive,
+                "received": s.received,
+                "lagged": s.lagged,
+                "lag_bytes": s.lag_bytes,
+                "last_active_ns": s.last_active_ns,
+                "last_active_secs_ago": secs_ago(now, s.last_active_ns),
+            })
+        })
+        .collect();
+    json!({
+        "bus": info.name,
+        "layout_version": info.layout_version,
+        "segment_bytes": info.segment_bytes,
+        "created_by_pid": info.created_by.pid,
+        "created_by_alive": info.created_by.is_alive(),
+        "created_at": rfc3339(info.created_at),
+        "created_at_ns": ns_since_epoch(info.created_at),
+        "max_payload": info.max_payload,
+        "config": {
+            "ring_bytes": c.ring_bytes,
+            "max_subscribers": c.max_subscribers,
+            "max_producers": c.max_producers,
+            "max_topics": c.max_topics,
+            "policy": c.policy.as_str(),
+            "mode": format!("{:o}", c.mode),
+        },
+        "arena": arena,
+        "topics": topics,
+        "producers": producers,
+        "subscribers": subscribers,
+    })
+}
+
+/// Most topics the human report lists (all are in `--json`).
+const TOPICS_SHOWN: usize = 50;
+
+fn info_human(info: &BusInfo) -> String {
+    let now = now_ns();
+    let c = &info.config;
+    let mut s = String::new();
+    let creator = if info.created_by.is_alive() {
+        "running"
+    } else {
+        "exited"
+    };
+    let _ = writeln!(
+        s,
+        "bus `{}`  ({})",
+        info.name,
+        shm_path(&info.name).display()
+    );
+    let mut head = Table::new(&[("", Left), ("", Left)]);
+    head.row(vec![
+        "segment".into(),
+        format!(
+            "{}, layout version {}",
+            human_bytes(info.segment_bytes),
+            info.layout_version
+        ),
+    ]);
+    head.row(vec![
+        "created".into(),
+        format!(
+            "{} by pid {} ({creator})",
+            rfc3339(info.created_at),
+            info.created_by.pid
+        ),
+    ]);
+    head.row(vec![
+        "config".into(),
+        format!(
+            "ring {} per producer, policy {}, mode {:o}",
+            human_bytes(c.ring_bytes),
+            c.policy,
+            c.mode
+        ),
+    ]);
+    head.row(vec![
+        "capacity".into(),
+        format!(
+            "{} producers, {} subscribers, {} topics; payloads up to {}",
+            c.max_producers,
+            c.max_subscribers,
+            c.max_topics,
+            human_bytes(info.max_payload as u64)
+        ),
+    ]);
+    head.row(vec![
+        "arena".into(),
+        match &info.arena {
+            Some(a) => format!(
+                "{} used of {} ({:.0}%), {} free, high water {}",
+                human_bytes(a.used),
+                human_bytes(a.capacity),
+                percent(a.used, a.capacity),
+                human_bytes(a.free),
+                human_bytes(a.high_water)
+            ),
+            None => "statistics unreadable".into(),
+        },
+    ]);
+    s += &head.render_bare("  ");
+
+    let _ = writeln!(s, "\ntopics: {} of {}", info.topics.len(), c.max_topics);
+    if !info.topics.is_empty() {
+        let mut t = Table::new(&[("ID", Right), ("TOPIC", Left)]);
+        for (id, topic) in info.topics.iter().take(TOPICS_SHOWN) {
+            t.row(vec![id.0.to_string(), topic.clone()]);
+        }
+        s += &t.render("  ");
+        if info.topics.len() > TOPICS_SHOWN {
+            let _ = writeln!(
+                s,
+                "  … and {} more (all in `--json`)",
+                info.topics.len() - TOPICS_SHOWN
+            );
+        }
+    }
+
+    let attached = info.producers.iter().filter(|p| p.attached).count();
+    let _ = writeln!(
+        s,
+        "\nproducers: {attached} attached of {} slots",
+        c.max_producers
+    );
+    if !info.producers.is_empty() {
+        let mut t = Table::new(&[
+            ("ID", Right),
+            ("PID", Right),
+            ("NAME", Left),
+            ("STATE", Left),
+            ("PUBLISHED", Right),
+            ("NEXT SEQ", Right),
+            ("TAIL", Right),
+            ("FULL WAITS", Right),
+            ("LAST PUBLISH", Left),
+        ]);
+        for p in &info.producers {
+            let state = match (p.attached, p.alive) {
+                (true, true) => "alive",
+                (true, false) => "DEAD",
+                (false, _) => "detached",
+            };
+            t.row(vec![
+                p.id.to_string(),
+                p.pid.to_string(),
+                p.name.clone(),
+                state.into(),
+                p.published.to_string(),
+                p.next_seq.to_string(),
+                p.tail.to_string(),
+                p.full_waits.to_string(),
+                ago(now, p.last_publish_ns),
+            ]);
+        }
+        s += &t.render("  ");
+    }
+
+    let _ = writeln!(
+        s,
+        "\nsubscribers: {} of {} slots",
+        info.subscribers.len(),
+        c.max_subscribers
+    );
+    if !info.subscribers.is_empty() {
+        let mut t = Table::new(&[
+            ("ID", Right),
+            ("PID", Right),
+            ("NAME", Left),
+            ("STATE", Left),
+            ("RECEIVED", Right),
+            ("LAGGED", Right),
+            ("LAG", Right),
+            ("LAST ACTIVE", Left),
+        ]);
+        for sub in &info.subscribers {
+            t.row(vec![
+                sub.id.to_string(),
+                sub.pid.to_string(),
+                sub.name.clone(),
+                if sub.alive { "alive" } else { "DEAD" }.into(),
+                sub.received.to_string(),
+                sub.lagged.to_string(),
+                human_bytes(sub.lag_bytes),
+                ago(now, sub.last_active_ns),
+            ]);
+        }
+        s += &t.render("  ");
+    }
+    let dead = usage(info).dead;
+    if dead > 0 {
+        let _ = writeln!(
+            s,
+            "\n{dead} slot(s) held by dead processes: `shm-bus gc {}` frees them",
+            info.name
+        );
+    }
+    s
+}

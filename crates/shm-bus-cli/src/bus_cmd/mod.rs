@@ -1,0 +1,127 @@
+//! `shm-bus create | remove | list | inspect | gc`: the buses of a host.
+//!
+//! A bus `BUS` is the shared-memory object `/shm-bus.BUS`, which Linux
+//! shows as the file `/dev/shm/shm-bus.BUS`; `list` and `gc` find buses by
+//! listing that directory.
+//!//! One file per command: [`create`] (also `remove`), [`list`],
+//! [`inspect`], [`gc`]; this file holds what they share (finding buses,
+//! names, slot counts).
+
+use std::io;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use shm_bus_core::{BusError, BusInfo};
+
+use crate::common::BadInput;
+
+mod create;
+mod gc;
+mod inspect;
+mod list;
+
+pub(crate) use create::{create, remove};
+pub(crate) use gc::gc;
+pub(crate) use inspect::inspect;
+pub(crate) use list::list;
+
+/// Where POSIX shared-memory objects appear on Linux.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+/// Prefix of a bus's object name in [`SHM_DIR`].
+const PREFIX: &str = "shm-bus.";
+
+/// The file that backs bus `name`.
+pub(crate) fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("{SHM_DIR}/{PREFIX}{name}"))
+}
+
+/// Refuses a bus name the OS cannot use (the segment layer's rule).
+pub(crate) fn check_name(name: &str) -> Result<(), BadInput> {
+    shm_bus_alloc::validate_name(name).map_err(|_| {
+        BadInput(format!(
+            "`{name}` is not a valid bus name: use 1 to 200 bytes without `/` (e.g. `quotes`)"
+        ))
+    })
+}
+
+/// The error of a failed `Bus::open`, with the bus named and a hint where
+/// one helps.
+fn open_error(name: &str, e: BusError) -> anyhow::Error {
+    match e {
+        BusError::Segment(shm_bus_alloc::Error::NotFound { .. }) => {
+            anyhow!("bus `{name}` does not exist (see `shm-bus list`)")
+        }
+        e => anyhow::Error::new(e).context(format!("cannot open bus `{name}`")),
+    }
+}
+
+/// Names of the buses on this host, sorted.
+fn bus_names() -> Result<Vec<String>> {
+    let dir = match std::fs::read_dir(SHM_DIR) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {SHM_DIR}")),
+    };
+    let mut names = Vec::new();
+    for entry in dir {
+        let entry = entry.with_context(|| format!("cannot list {SHM_DIR}"))?;
+        if let Some(name) = entry
+            .file_name()
+            .to_str()
+            .and_then(|f| f.strip_prefix(PREFIX))
+        {
+            if !name.is_empty() {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Counts of one bus's slots.
+struct Usage {
+    /// Producer slots held (by live or dead processes).
+    producers: usize,
+    /// Subscriber slots held (by live or dead processes).
+    subscribers: usize,
+    /// Of those, held by dead processes (not reaped yet).
+    dead: usize,
+}
+
+fn usage(info: &BusInfo) -> Usage {
+    let producers = info.producers.iter().filter(|p| p.attached).count();
+    let subscribers = info.subscribers.len();
+    let dead = info
+        .producers
+        .iter()
+        .filter(|p| p.attached && !p.alive)
+        .count()
+        + info.subscribers.iter().filter(|s| !s.alive).count();
+    Usage {
+        producers,
+        subscribers,
+        dead,
+    }
+}
+
+/// Live processes attached to the bus (plus its creator, if alive).
+fn live_users(info: &BusInfo) -> usize {
+    info.producers.iter().filter(|p| p.alive).count()
+        + info.subscribers.iter().filter(|s| s.alive).count()
+        + usize::from(info.created_by.is_alive())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_names_are_checked_like_the_segment_layer() {
+        assert!(check_name("quotes").is_ok());
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name(&"x".repeat(201)).is_err());
+    }
+}

@@ -1,0 +1,381 @@
+//! `shm-bus publish`: generated, fixed or line-by-line payloads, at a
+//! rate, waiting out a full ring in slices so Ctrl-C is noticed.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::json;
+use shm_bus_core::{BusError, MAX_TOPIC_LEN, MAX_TOPICS, PublishError, Publisher, TopicId};
+use shm_bus_topic::Topic;
+
+use super::{WAIT_SLICE, attach_checked, per_sec, secs};
+use crate::PublishArgs;
+use crate::bus_cmd::check_name;
+use crate::common::{self, BadInput};
+use crate::os::{catch_interrupts, interrupted, readable};
+use crate::payload::{self, MIN_SIZE};
+
+/// Where `publish` gets its payloads.
+enum Source {
+    /// Generated, verifiable payloads of this size.
+    Generated(usize),
+    /// The same bytes every time.
+    Data(Vec<u8>),
+    /// One message per line of standard input.
+    Stdin(BufReader<File>),
+}
+
+/// What `publish` did.
+#[derive(Default)]
+struct Published {
+    published: u64,
+    bytes: u64,
+    full_waits: u64,
+    interrupted: bool,
+}
+
+/// Why a publish did not happen.
+enum SendError {
+    /// `--timeout` ran out with the ring still full.
+    Full(Duration),
+    /// Ctrl-C while waiting for space.
+    Interrupted,
+    /// Anything else.
+    Other(PublishError),
+}
+
+pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
+    // Everything about the arguments is checked before the bus is touched.
+    check_name(&a.bus)?;
+    if a.topics == 0 || a.topics > u64::from(MAX_TOPICS) {
+        return Err(BadInput(format!(
+            "--topics must be 1..={MAX_TOPICS}, not {}",
+            a.topics
+        ))
+        .into());
+    }
+    if a.topics > 1 && !a.topic.contains("{i}") {
+        return Err(BadInput(format!(
+            "--topics {} needs `{{i}}` in TOPIC (e.g. `sensor.{{i}}.temp`)",
+            a.topics
+        ))
+        .into());
+    }
+    let topics: Vec<String> = (0..a.topics)
+        .map(|k| a.topic.replace("{i}", &k.to_string()))
+        .collect();
+    for t in &topics {
+        let parsed = Topic::parse(t).map_err(|e| BadInput(format!("invalid topic `{t}`: {e}")))?;
+        if !parsed.is_exact() {
+            return Err(BadInput(format!(
+                "`{t}` is a pattern: publish needs an exact topic (wildcards, ranges, \
+                 regexes and `**` are for subscribers)"
+            ))
+            .into());
+        }
+        if parsed.as_str().len() > MAX_TOPIC_LEN {
+            return Err(BadInput(format!(
+                "topic `{t}` is {} bytes long; at most {MAX_TOPIC_LEN} are allowed",
+                parsed.as_str().len()
+            ))
+            .into());
+        }
+    }
+    let mut source = match (&a.data, a.stdin) {
+        (Some(d), _) => Source::Data(d.as_bytes().to_vec()),
+        (None, true) => {
+            let fd = io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .context("cannot use standard input")?;
+            Source::Stdin(BufReader::new(File::from(fd)))
+        }
+        (None, false) => {
+            if a.size < MIN_SIZE {
+                return Err(BadInput(format!(
+                    "--size {} is too small: generated payloads carry a {MIN_SIZE}-byte \
+                     header (use --size {MIN_SIZE} or more, or --data)",
+                    a.size
+                ))
+                .into());
+            }
+            Source::Generated(a.size)
+        }
+    };
+    let fixed_len = match &source {
+        Source::Generated(n) => Some(*n),
+        Source::Data(d) => Some(d.len()),
+        Source::Stdin(_) => None,
+    };
+    if let Some(rate) = a.rate {
+        if !(rate > 0.0 && rate.is_finite()) {
+            return Err(BadInput(format!("--rate {rate} must be a positive number")).into());
+        }
+    }
+    let timeout = a
+        .timeout
+        .map(|t| common::seconds("timeout", t))
+        .transpose()?;
+    let k = a.topics;
+    let bus = attach_checked(&a.bus, |c| {
+        if let Some(len) = fixed_len.filter(|&n| n > c.max_payload()) {
+            return Err(BadInput(format!(
+                "payload of {len} bytes exceeds the maximum of {} for bus `{}` (ring {} bytes)",
+                c.max_payload(),
+                a.bus,
+                c.ring_bytes
+            )));
+        }
+        if k > u64::from(c.max_topics) {
+            return Err(BadInput(format!(
+                "--topics {k} exceeds the {} topics bus `{}` can hold",
+                c.max_topics, a.bus
+            )));
+        }
+        Ok(())
+    })?;
+    let mut publisher = bus
+        .publisher(&a.name)
+        .with_context(|| format!("cannot attach a publisher to bus `{}`", a.bus))?;
+    let ids: Vec<TopicId> = topics
+        .iter()
+        .map(|t| publisher.topic_id(t))
+        .collect::<Result<_, BusError>>()
+        .with_context(|| format!("cannot intern the topics on bus `{}`", a.bus))?;
+    catch_interrupts();
+
+    let producer = publisher.id();
+    // Generated payloads carry the record's own sequence number (the
+    // slot's next one plus the index: this publisher owns the slot), so a
+    // consumer sees one gap-free stream per producer id even across
+    // successive `publish` runs that reuse the slot.
+    let first_seq = bus
+        .info()
+        .producers
+        .iter()
+        .find(|p| p.id == producer)
+        .map_or(0, |p| p.next_seq);
+    let mut done = Published::default();
+    let mut line = Vec::new();
+    let mut failure: Option<anyhow::Error> = None;
+    let start = Instant::now();
+    let mut i: u64 = 0;
+    loop {
+        if interrupted() {
+            done.interrupted = true;
+            break;
+        }
+        if let Source::Stdin(input) = &mut source {
+            match read_line(input, &mut line) {
+                Ok(LineRead::Line) => {}
+                Ok(LineRead::End) => break,
+                Ok(LineRead::Interrupted) => {
+                    done.interrupted = true;
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(anyhow::Error::new(e).context("cannot read standard input"));
+                    break;
+                }
+            }
+        } else if i >= a.count {
+            break;
+        }
+        if let Some(rate) = a.rate {
+            // Absolute deadlines: late messages go out at once, so the
+            // average rate holds.
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            if !sleep_until(due) {
+                done.interrupted = true;
+                break;
+            }
+        }
+        let topic = ids[(i % k) as usize];
+        let (len, result) = match &source {
+            Source::Generated(size) => (
+                *size,
+                send(&mut publisher, topic, *size, timeout, &mut done, |buf| {
+                    payload::fill(buf, producer, first_seq + i)
+                }),
+            ),
+            Source::Data(d) => (
+                d.len(),
+                send(&mut publisher, topic, d.len(), timeout, &mut done, |buf| {
+                    buf.copy_from_slice(d)
+                }),
+            ),
+            Source::Stdin(_) => (
+                line.len(),
+                send(
+                    &mut publisher,
+                    topic,
+                    line.len(),
+                    timeout,
+                    &mut done,
+                    |buf| buf.copy_from_slice(&line),
+                ),
+            ),
+        };
+        match result {
+            Ok(()) => {
+                done.published += 1;
+                done.bytes += len as u64;
+            }
+            Err(SendError::Interrupted) => {
+                done.interrupted = true;
+                break;
+            }
+            Err(SendError::Full(t)) => {
+                failure = Some(anyhow!(
+                    "ring full for {} s: a subscriber is not keeping up; see `shm-bus inspect {}`",
+                    t.as_secs_f64(),
+                    a.bus
+                ));
+                break;
+            }
+            Err(SendError::Other(e)) => {
+                failure = Some(anyhow::Error::new(e).context(format!("message {i} not published")));
+                break;
+            }
+        }
+        i += 1;
+    }
+    let elapsed = start.elapsed();
+    drop(publisher);
+
+    let mut out = io::stdout().lock();
+    if a.json {
+        let v = json!({
+            "published": done.published,
+            "bytes": done.bytes,
+            "seconds": secs(elapsed),
+            "rate": per_sec(done.published, elapsed),
+            "full_waits": done.full_waits,
+            "producer": producer,
+            "topics": k,
+            "interrupted": done.interrupted,
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(
+            out,
+            "published {} message(s), {} bytes, in {:.3} s ({} msg/s); ring full {} time(s){}",
+            done.published,
+            done.bytes,
+            elapsed.as_secs_f64(),
+            per_sec(done.published, elapsed),
+            done.full_waits,
+            if done.interrupted {
+                "; interrupted"
+            } else {
+                ""
+            }
+        )?;
+    }
+    out.flush()?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// What [`read_line`] got.
+enum LineRead {
+    /// A line, without its `\n` or `\r\n`.
+    Line,
+    /// End of input.
+    End,
+    /// Ctrl-C while waiting for input.
+    Interrupted,
+}
+
+/// Reads one line of `input` into `line`, waiting for input in slices so
+/// that Ctrl-C is noticed while standard input is idle (a terminal).
+fn read_line(input: &mut BufReader<File>, line: &mut Vec<u8>) -> io::Result<LineRead> {
+    line.clear();
+    while input.buffer().is_empty() && !readable(input.get_ref().as_raw_fd(), WAIT_SLICE)? {
+        if interrupted() {
+            return Ok(LineRead::Interrupted);
+        }
+    }
+    loop {
+        match input.read_until(b'\n', line) {
+            Ok(0) => return Ok(LineRead::End),
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    Ok(LineRead::Line)
+}
+
+/// Sleeps until `due` in slices, so Ctrl-C is noticed at a slow rate.
+/// Returns `false` if interrupted.
+fn sleep_until(due: Instant) -> bool {
+    loop {
+        if interrupted() {
+            return false;
+        }
+        let left = due.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(WAIT_SLICE));
+    }
+}
+
+/// Publishes one record of `len` bytes on `topic`, written in place in the
+/// ring by `fill` (zero copy). When the ring is full, waits for space —
+/// at most `timeout` — in slices short enough to notice Ctrl-C; that slow
+/// path fills a local buffer and lets the publisher copy it in.
+fn send(
+    publisher: &mut Publisher,
+    topic: TopicId,
+    len: usize,
+    timeout: Option<Duration>,
+    done: &mut Published,
+    fill: impl FnOnce(&mut [u8]),
+) -> Result<(), SendError> {
+    match publisher.try_loan(&topic, len) {
+        Ok(mut loan) => {
+            fill(loan.as_mut_slice());
+            loan.commit();
+            return Ok(());
+        }
+        Err(PublishError::Full) => {}
+        Err(e) => return Err(SendError::Other(e)),
+    }
+    done.full_waits += 1;
+    let mut buf = vec![0; len];
+    fill(&mut buf);
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
+            None => WAIT_SLICE,
+        };
+        match publisher.publish_timeout(&topic, &buf, slice) {
+            Ok(_) => return Ok(()),
+            Err(PublishError::Full) => {}
+            Err(e) => return Err(SendError::Other(e)),
+        }
+        if interrupted() {
+            return Err(SendError::Interrupted);
+        }
+        if let (Some(d), Some(t)) = (deadline, timeout) {
+            if Instant::now() >= d {
+                return Err(SendError::Full(t));
+            }
+        }
+    }
+}
