@@ -1,5 +1,24 @@
 //! The shm-bus topic language.
 //!
+//! **What this crate is:** topics and patterns as plain values — parse
+//! ([`Topic::parse`]), match with captures ([`matches()`],
+//! [`match_topics`]), format ([`Topic::format`]), route many patterns at
+//! once ([`SubscriptionIndex`]), and the [`TopicTable`] interface for
+//! interning exact topics to dense [`TopicId`]s (with an in-process
+//! [`LocalTopicTable`]).
+//!
+//! **What it is not:** it knows nothing of shared memory, segments,
+//! buses, rings, processes or delivery. Every type here lives on the
+//! ordinary heap of one process; the bus's shared-memory topic table is an
+//! implementation of [`TopicTable`] in `shm-bus-core`, built on
+//! `shm-bus-alloc`'s map. The crate has no `unsafe` code.
+//!
+//! **Where to start reading:** `topic.rs` ([`Topic`]: parsing, the
+//! literal, formatting), then `part.rs` ([`Part`] and the tokenizer),
+//! `matching.rs` (the matching rules and the search behind
+//! [`match_topics`]), `index.rs` (the trie of [`SubscriptionIndex`]),
+//! `table.rs` (interning) and `error.rs`.
+//!
 //! Messages on a bus are addressed by **topics**; subscribers select them
 //! with **patterns**. Both are written in one language, compatible with
 //! PyEventEngine's topics wherever that library's behaviour is well defined.
@@ -77,6 +96,7 @@
 //! answers which of them match an exact topic with a walk of a trie over
 //! parts, so its cost does not grow with patterns that cannot match.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod error;
 mod index;
