@@ -4,6 +4,21 @@
 //! processes at once, and [`ByteMap`], the open-addressing hash map that
 //! interns topics.
 //!
+//! **What this crate is not:** it knows nothing of topics, rings,
+//! publishers, subscribers or delivery; those are `shm-bus-core`'s, built
+//! on the roots, blocks and maps this crate hands out. [`ByteMap`] maps
+//! byte strings to integers without knowing they are topics. The crate
+//! also makes no claim about what lives in the blocks beyond [`ShmSafe`].
+//!
+//! **Where to start reading:** `segment/mod.rs` ([`Segment`], and the list
+//! of its files: header format, names, the create/open race, resolving
+//! offsets, the [`Arena`] handle), then `offset.rs` ([`Offset`],
+//! [`ShmSafe`]), `arena.rs` (the allocator algorithm), `lock.rs` (the
+//! robust lock and undo log), `bytemap.rs`, and `liveness.rs` (telling a
+//! dead process from a live one). `os.rs` holds every OS call; `mem.rs`
+//! and `sync.rs` are what lets loom and Miri run the algorithms on heap
+//! memory.
+//!
 //! # Quick start
 //!
 //! ```no_run

@@ -32,16 +32,21 @@ fn actor(me: u64, dead: u64) -> FakeOwners {
 const CTL: u64 = 64;
 const ARENA_WORDS: usize = 2048; // 16 KiB: control block + ~12 KiB heap
 
+/// The arena at [`CTL`] in `mem`, acting as `owners`.
+fn arena<'a>(mem: &'a HeapMem, owners: &'a FakeOwners) -> ArenaCore<'a, HeapMem, FakeOwners> {
+    ArenaCore {
+        mem,
+        ctl: CTL,
+        owners,
+    }
+}
+
 fn arena_mem() -> HeapMem {
     let mem = HeapMem::new(ARENA_WORDS, 0, 0xA5A5_A5A5_A5A5_A5A5);
     let f = actor(1, 0);
-    ArenaCore {
-        mem: &mem,
-        ctl: CTL,
-        owners: &f,
-    }
-    .init(CTL + CONTROL_BYTES, ARENA_WORDS as u64 * 8)
-    .unwrap();
+    arena(&mem, &f)
+        .init(CTL + CONTROL_BYTES, ARENA_WORDS as u64 * 8)
+        .unwrap();
     mem
 }
 
@@ -59,11 +64,7 @@ fn miri_arena_alloc_free_from_threads() {
             let mem = &mem;
             s.spawn(move || {
                 let f = actor(t, 0);
-                let a = ArenaCore {
-                    mem,
-                    ctl: CTL,
-                    owners: &f,
-                };
+                let a = arena(mem, &f);
                 let mut live = Vec::new();
                 for r in 0..rounds {
                     let size = [24u64, 40, 100][(r % 3) as usize];
@@ -91,11 +92,7 @@ fn miri_arena_alloc_free_from_threads() {
         }
     });
     let f = actor(9, 0);
-    let a = ArenaCore {
-        mem: &mem,
-        ctl: CTL,
-        owners: &f,
-    };
+    let a = arena(&mem, &f);
     let s = a.check().unwrap();
     assert_eq!(s.used, 0);
     assert_eq!(s.recoveries, 0);
@@ -117,11 +114,7 @@ fn miri_lock_broken_after_holder_dies() {
     let mem = arena_mem();
     let before = {
         let f = actor(1, 0);
-        let a = ArenaCore {
-            mem: &mem,
-            ctl: CTL,
-            owners: &f,
-        };
+        let a = arena(&mem, &f);
         let before = a.check().unwrap();
         // Actor 1 takes the lock, makes 3 of its 4 stores and "dies".
         a.stall_mid_carve(3, || {}).unwrap();
@@ -133,11 +126,7 @@ fn miri_lock_broken_after_holder_dies() {
                 let mem = &mem;
                 s.spawn(move || {
                     let f = actor(t, 1);
-                    let a = ArenaCore {
-                        mem,
-                        ctl: CTL,
-                        owners: &f,
-                    };
+                    let a = arena(mem, &f);
                     a.alloc(40, 8).unwrap()
                 })
             })
@@ -146,11 +135,7 @@ fn miri_lock_broken_after_holder_dies() {
     });
     assert_ne!(got[0], got[1], "one block handed out twice");
     let f = actor(9, 1);
-    let a = ArenaCore {
-        mem: &mem,
-        ctl: CTL,
-        owners: &f,
-    };
+    let a = arena(&mem, &f);
     let after = a.check().unwrap();
     assert_eq!(after.recoveries, 1);
     assert_eq!(after.used, before.used + 2 * (48 + 16));

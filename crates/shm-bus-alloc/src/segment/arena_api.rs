@@ -7,7 +7,7 @@ use crate::arena::ArenaStats;
 use crate::error::{Error, Result};
 use crate::offset::{Offset, ShmSafe};
 
-/// Given to the init closure of [`SegmentBuilder::create`]: the arena of the
+/// Given to the init closure of [`SegmentBuilder::create`](crate::SegmentBuilder::create): the arena of the
 /// segment under construction and its root slots.
 pub struct Initializer<'s> {
     pub(super) seg: &'s Segment,
