@@ -1,5 +1,24 @@
 //! `shm-bus`: see inside a live bus and drive it by hand.
 //!
+//! **What this crate is:** the command-line tool (documented for users in
+//! `docs/CLI.md`): manage the buses of a host (`create`, `remove`, `list`,
+//! `inspect`, `gc`), move events by hand (`publish`, `consume`, `tail`),
+//! work with topics (`topic`), measure (`bench`) and show (`demo`).
+//!
+//! **What it is not:** a library, nor a second implementation of the bus:
+//! every bus operation goes through `shm-bus-core`'s public API (and
+//! `shm-bus-alloc`/`shm-bus-topic` for names and topics). Its output and
+//! JSON are an interface that its tests pin down.
+//!
+//! **Where to start reading:** this file (the flags of every command and
+//! the dispatch), then one directory per command group: `bus_cmd/`,
+//! `io_cmd/`, `bench_cmd/`, and `topic_cmd.rs`, `demo_cmd.rs`. Shared
+//! pieces: `common.rs` (exit codes, errors, attaching to a bus),
+//! `format.rs` (tables, byte counts), `time.rs` (clock, dates),
+//! `payload.rs` (generated, verifiable payloads), `peer.rs` (child
+//! processes, scratch bus names), `os.rs` (signals, poll: one of the two
+//! places with `unsafe`, the other being the benchmark floor ring).
+//!
 //! Exit codes: 0 success; 1 runtime failure (bus missing, timeout, I/O);
 //! 2 bad usage or bad input. Every failure prints one line on stderr
 //! saying what was wrong.

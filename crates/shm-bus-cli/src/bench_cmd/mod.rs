@@ -17,7 +17,8 @@
 //!   floor is a bare SPSC ring (fixed slots, cached indices) moving the same
 //!   messages, written and read the same way, between two processes.
 //!   Subscribers receive with `recv` (spin 50 µs, then sleep on the bus's
-//!   futex), as applications do; the floor's consumer only spins.//!
+//!   futex), as applications do; the floor's consumer only spins.
+//!
 //! [`latency`] and [`throughput`] hold the bus measurements and their
 //! child processes; [`floor`] the bare shared-memory floors they are
 //! compared against.

@@ -3,7 +3,8 @@
 //! A bus `BUS` is the shared-memory object `/shm-bus.BUS`, which Linux
 //! shows as the file `/dev/shm/shm-bus.BUS`; `list` and `gc` find buses by
 //! listing that directory.
-//!//! One file per command: [`create`] (also `remove`), [`list`],
+//!
+//! One file per command: [`create`] (also `remove`), [`list`],
 //! [`inspect`], [`gc`]; this file holds what they share (finding buses,
 //! names, slot counts).
 

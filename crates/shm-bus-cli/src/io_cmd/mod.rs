@@ -6,7 +6,8 @@
 //!
 //! Ctrl-C (or SIGTERM) ends each of them cleanly: what was done so far is
 //! reported as usual and the exit code is 0 (`"interrupted": true` in the
-//! JSON of `publish` and `consume`).//!
+//! JSON of `publish` and `consume`).
+//!
 //! One file per command: [`publish`], [`consume`], [`tail`]; this file
 //! holds what they share (attaching, checking patterns, subscribing).
 
