@@ -40,6 +40,7 @@ pub use shm_bus_core::{
     Bus, BusConfig, BusError, Loan, PayloadError, Policy, PublishError, Publisher, RecvError,
     Sample, Subscriber,
 };
-pub use shm_bus_core::{engine, events};
+pub use shm_bus_engine as engine;
+pub use shm_bus_engine::events;
 pub use shm_bus_topic as topic;
 pub use shm_bus_topic::{MatchResult, SubscriptionIndex, Topic, TopicError, TopicId};

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use shm_bus_core::Bus;
-use shm_bus_core::engine::{EventEngine, Handler, Message};
+use shm_bus_engine::{EventEngine, Handler, Message};
 use shm_bus_topic::{SubscriptionIndex, Topic, matches};
 
 use crate::proc::{self, Spec, Waiter};

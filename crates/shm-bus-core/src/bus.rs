@@ -53,6 +53,8 @@ impl Shared {
     /// Converts a record timestamp (`clock::ticks`) to ns since the epoch.
     pub(crate) fn wall_ns(&self, ticks: u64) -> u64 {
         let h = self.header();
+        // Relaxed: written once at creation, published by the segment's
+        // Ready state.
         clock::to_wall_ns(
             ticks,
             h.clock_ticks.load(Ordering::Relaxed),
@@ -391,6 +393,13 @@ impl Bus {
     /// The bus's name (without the `/shm-bus.` prefix).
     pub fn name(&self) -> &str {
         self.shared.seg.name()
+    }
+
+    /// Converts a record stamp ([`Sample::stamp`](crate::Sample::stamp),
+    /// [`clock::ticks`]) to nanoseconds since the Unix epoch, against the
+    /// clock readings the bus took at creation (see [`clock`]).
+    pub fn stamp_to_wall_ns(&self, stamp: u64) -> u64 {
+        self.shared.wall_ns(stamp)
     }
 
     /// The bus's configuration.

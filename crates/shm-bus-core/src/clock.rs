@@ -1,4 +1,5 @@
-//! Record timestamps.
+//! Clocks: record timestamps (the cheap clock and its conversion), wall
+//! time and monotonic time, for the bus and the layers above it.
 //!
 //! Publishing stamps every record, so the clock must be cheap. On x86_64
 //! the record carries raw TSC ticks (`rdtsc`, ~10 ns here, against ~34 ns
@@ -12,9 +13,11 @@
 //! so recent records convert almost exactly. Elsewhere the record carries
 //! nanoseconds directly.
 
-/// The cheap clock: TSC ticks on x86_64, ns since the epoch elsewhere.
+/// The cheap clock records are stamped with: TSC ticks on x86_64, ns since
+/// the epoch elsewhere. Convert a stamp with
+/// [`Bus::stamp_to_wall_ns`](crate::Bus::stamp_to_wall_ns).
 #[inline]
-pub(crate) fn ticks() -> u64 {
+pub fn ticks() -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: `rdtsc` has no preconditions on x86_64 (it only reads the
@@ -28,8 +31,8 @@ pub(crate) fn ticks() -> u64 {
     }
 }
 
-/// Wall-clock time in nanoseconds since the Unix epoch.
-pub(crate) fn wall_ns() -> u64 {
+/// Wall-clock time in nanoseconds since the Unix epoch (0 before 1970).
+pub fn wall_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -59,4 +62,22 @@ pub(crate) fn to_wall_ns(t: u64, anchor_ticks: u64, anchor_ns: u64) -> u64 {
         let _ = (anchor_ticks, anchor_ns);
         t
     }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes of one
+/// host (events carry it so that another process can time a span).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes one timespec through the valid,
+    // exclusive pointer; CLOCK_MONOTONIC is always supported on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }

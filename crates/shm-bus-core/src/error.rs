@@ -164,23 +164,3 @@ pub enum PayloadError {
     #[error("decoding the payload failed: {0}")]
     Decode(#[from] postcard::Error),
 }
-
-/// Views `bytes` as a `T` in place: the shared rule of
-/// [`Sample::as_pod`](crate::Sample::as_pod) and
-/// [`Message::as_pod`](crate::engine::Message::as_pod).
-pub(crate) fn view_pod<T: bytemuck::Pod>(bytes: &[u8]) -> Result<&T, PayloadError> {
-    if bytes.len() != size_of::<T>() {
-        return Err(PayloadError::Size {
-            len: bytes.len(),
-            size: size_of::<T>(),
-        });
-    }
-    bytemuck::try_from_bytes(bytes).map_err(|_| PayloadError::Align {
-        align: align_of::<T>(),
-    })
-}
-
-/// Decodes a postcard-encoded value (what `publish_serde` wrote).
-pub(crate) fn decode<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, PayloadError> {
-    Ok(postcard::from_bytes(bytes)?)
-}

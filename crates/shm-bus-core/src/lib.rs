@@ -39,21 +39,21 @@ mod sync;
 #[cfg(not(loom))]
 mod bus;
 #[cfg(not(loom))]
-mod clock;
+pub mod clock;
 #[cfg(not(loom))]
 mod config;
 #[cfg(not(loom))]
 pub mod delivery;
 #[cfg(not(loom))]
-pub mod engine;
-#[cfg(not(loom))]
 mod error;
-#[cfg(not(loom))]
-pub mod events;
 #[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
 mod layout;
+#[cfg(not(loom))]
+mod members;
+#[cfg(not(loom))]
+pub mod payload;
 #[cfg(not(loom))]
 mod publisher;
 // The ring protocol is internal; loom models (tests/loom_*.rs) reach it
@@ -82,6 +82,8 @@ pub use config::{
 pub use error::{BusError, PayloadError, PublishError, RecvError};
 #[cfg(not(loom))]
 pub use layout::NAME_BYTES;
+#[cfg(not(loom))]
+pub use members::{Member, Members, SlotState};
 #[cfg(not(loom))]
 pub use publisher::{AsTopic, Loan, Publisher};
 #[cfg(not(loom))]

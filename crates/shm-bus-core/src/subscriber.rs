@@ -706,9 +706,11 @@ impl<M: Delivery> Sample<'_, M> {
         self.sub.bus.shared.wall_ns(self.found.view.timestamp)
     }
 
-    /// The raw stamp of the record (cheap-clock ticks; see `clock`).
+    /// The raw stamp of the record: [`clock::ticks`] when it was
+    /// committed. Cheaper to keep than [`timestamp_ns`](Self::timestamp_ns);
+    /// convert it later with [`Bus::stamp_to_wall_ns`].
     #[inline]
-    pub(crate) fn stamp(&self) -> u64 {
+    pub fn stamp(&self) -> u64 {
         self.found.view.timestamp
     }
 
@@ -748,7 +750,7 @@ impl<M: Delivery> Sample<'_, M> {
     /// # Errors
     /// [`PayloadError::Size`] or [`PayloadError::Align`].
     pub fn as_pod<T: bytemuck::Pod>(&self) -> Result<&T, PayloadError> {
-        crate::error::view_pod(self.payload())
+        crate::payload::view_pod(self.payload())
     }
 
     /// Decodes a value published with
@@ -759,7 +761,7 @@ impl<M: Delivery> Sample<'_, M> {
     /// # Errors
     /// [`PayloadError::Decode`].
     pub fn decode<'de, T: serde::Deserialize<'de>>(&'de self) -> Result<T, PayloadError> {
-        crate::error::decode(self.payload())
+        crate::payload::decode(self.payload())
     }
 }
 

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use shm_bus_core::{Bus, BusConfig, Policy, RecvError};
 use shm_bus_topic::Topic;
 
-mod support;
-use support::{Proc, arg, arg_u64, spawn, unique};
+use shm_bus_testkit::{Proc, arg, arg_u64, spawn, unique};
 
 // ----------------------------------------------------- payload format
 

@@ -4,25 +4,7 @@
 use std::time::Duration;
 
 use shm_bus_core::{Bus, BusConfig, BusError, Policy, PublishError, RecvError};
-
-struct Cleanup(String);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Bus::remove(&self.0);
-    }
-}
-
-fn unique(tag: &str) -> (String, Cleanup) {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "t-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let _ = Bus::remove(&name);
-    (name.clone(), Cleanup(name))
-}
+use shm_bus_testkit::unique;
 
 #[test]
 fn publish_and_receive_in_one_process() {

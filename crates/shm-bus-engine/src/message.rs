@@ -3,7 +3,8 @@
 
 use shm_bus_topic::TopicId;
 
-use crate::error::{self, PayloadError};
+use shm_bus_core::PayloadError;
+use shm_bus_core::payload;
 
 /// One event as a handler sees it: the topic (literal and id), the
 /// captures of the pattern that matched, and the payload, borrowed (from
@@ -18,7 +19,7 @@ pub struct Message<'a> {
     pub(crate) sequence: u64,
     /// ns since the epoch, or the record's raw stamp when `clock` is set.
     pub(crate) timestamp: u64,
-    pub(crate) clock: Option<&'a crate::Bus>,
+    pub(crate) clock: Option<&'a shm_bus_core::Bus>,
 }
 
 impl<'a> Message<'a> {
@@ -78,7 +79,7 @@ impl<'a> Message<'a> {
     /// # Errors
     /// [`PayloadError::Size`] or [`PayloadError::Align`].
     pub fn as_pod<T: bytemuck::Pod>(&self) -> Result<&'a T, PayloadError> {
-        error::view_pod(self.payload)
+        payload::view_pod(self.payload)
     }
 
     /// Decodes a serde value (what
@@ -87,7 +88,7 @@ impl<'a> Message<'a> {
     /// # Errors
     /// [`PayloadError::Decode`].
     pub fn decode<T: serde::Deserialize<'a>>(&self) -> Result<T, PayloadError> {
-        error::decode(self.payload)
+        payload::decode(self.payload)
     }
 
     /// The producer (publisher slot) that sent it on a bus; `None`
@@ -105,7 +106,7 @@ impl<'a> Message<'a> {
     /// ring's cheap clock on first ask, so unused timestamps cost nothing).
     pub fn timestamp_ns(&self) -> u64 {
         match self.clock {
-            Some(bus) => bus.shared.wall_ns(self.timestamp),
+            Some(bus) => bus.stamp_to_wall_ns(self.timestamp),
             None => self.timestamp,
         }
     }
@@ -191,7 +192,7 @@ impl OwnedMessage {
     /// # Errors
     /// [`PayloadError::Size`] or [`PayloadError::Align`].
     pub fn as_pod<T: bytemuck::Pod>(&self) -> Result<&T, PayloadError> {
-        error::view_pod(self.payload())
+        payload::view_pod(self.payload())
     }
 
     /// Decodes a serde value.
@@ -199,7 +200,7 @@ impl OwnedMessage {
     /// # Errors
     /// [`PayloadError::Decode`].
     pub fn decode<'de, T: serde::Deserialize<'de>>(&'de self) -> Result<T, PayloadError> {
-        error::decode(self.payload())
+        payload::decode(self.payload())
     }
 
     /// The producer that sent it on a bus; `None` in-process.

@@ -10,7 +10,7 @@
 //! when the block panics.
 //!
 //! ```
-//! use shm_bus_core::events::{self, TimingListener};
+//! use shm_bus_engine::events::{self, TimingListener};
 //! use std::sync::Arc;
 //!
 //! let timer = Arc::new(TimingListener::new());
@@ -20,7 +20,7 @@
 //!     std::thread::sleep(std::time::Duration::from_millis(2));
 //! } // END emitted, then the listener uninstalled
 //! assert!(timer.duration().unwrap() >= std::time::Duration::from_millis(2));
-//! # Ok::<(), shm_bus_core::events::EventError>(())
+//! # Ok::<(), shm_bus_engine::events::EventError>(())
 //! ```
 //!
 //! ## Across processes
@@ -60,8 +60,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use serde::{Deserialize, Serialize};
 use shm_bus_topic::Topic;
 
-use crate::engine::dispatch_lock as lock;
-use crate::error::BusError;
+use shm_bus_core::BusError;
+
+use crate::lock;
 
 /// Subscribers attaching (START) and detaching or dying (END).
 pub const SUBSCRIBER_KIND: &str = "shm-bus:subscriber";
@@ -115,8 +116,8 @@ impl Event {
             data,
             failure: None,
             pid: std::process::id(),
-            wall_ns: crate::clock::wall_ns(),
-            monotonic_ns: monotonic_ns(),
+            wall_ns: shm_bus_core::clock::wall_ns(),
+            monotonic_ns: shm_bus_core::clock::monotonic_ns(),
         }
     }
 
@@ -271,21 +272,6 @@ pub fn validate_kind(kind: &str) -> Result<(), EventError> {
     }
 }
 
-/// `CLOCK_MONOTONIC` in ns.
-pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime(2) writes one timespec through the valid,
-    // exclusive pointer; CLOCK_MONOTONIC is always supported on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Told of the events of the kinds it is registered for (numba's
 /// `Listener`). Called from whichever thread broadcasts (or a bridge's
 /// thread for events from other processes), so it must be `Send + Sync`.
@@ -427,7 +413,7 @@ impl Listeners {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| l.notify(event))) {
                 tracing::error!(
                     kind = event.kind(),
-                    panic = crate::engine::panic_text(&*panic),
+                    panic = crate::panic_text(&*panic),
                     "event listener panicked"
                 );
             }

@@ -1,284 +1,59 @@
-//! [`EventEngine`]: PyEventEngine's engine, across processes.
-//!
-//! An engine receives events, and fires the handlers registered on their
-//! topics. It runs over a bus (events from every process attached to it;
-//! handlers in one process fire for events put in another), or in-process
-//! with no segment at all (the same API, over a bounded queue).
-//!
-//! ```
-//! use shm_bus_core::engine::{EventEngine, Handler, Wait};
-//! use std::sync::atomic::{AtomicU64, Ordering};
-//! use std::sync::Arc;
-//!
-//! let engine = EventEngine::new(1024); // in-process; EventEngine::with_bus for a bus
-//! let seen = Arc::new(AtomicU64::new(0));
-//! let counter = seen.clone();
-//! engine.register_handler(
-//!     "md.{venue}.AAPL.(trade|quote)",
-//!     Handler::new(move |m| {
-//!         assert_eq!(m.capture("venue"), Some("XNAS"));
-//!         counter.fetch_add(m.payload().len() as u64, Ordering::Relaxed);
-//!     }),
-//!     false,
-//! )?;
-//! engine.put("md.XNAS.AAPL.trade", b"189.98", Wait::default())?;
-//! engine.dispatch_pending()?; // or engine.start() for a dispatch thread
-//! assert_eq!(seen.load(Ordering::Relaxed), 6);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! ## Hooks
-//!
-//! Handlers live in hooks, one per topic or pattern. An event fires its
-//! *exact hook* (the hook on its literal topic) first, then every
-//! *generic hook* (a pattern) that matches it, in the order the hooks were
-//! registered; within a hook, handlers run in registration order. A
-//! handler on a pattern receives the pattern's captures.
-//!
-//! ## Dispatch cost
-//!
-//! The engine keeps, per topic id, the handlers an event on that topic
-//! fires: the hooks are consulted (through a trie, not a scan) once per
-//! topic id after each registration change, and after that dispatch is an
-//! array index, however many patterns are registered.
-//!
-//! ## Failures
-//!
-//! A handler that panics is caught, logged (`tracing`) and counted in its
-//! statistics and the engine's; dispatch goes on. Registration changes
-//! made while an event is being dispatched (from a handler or another
-//! thread) apply from the next event on.
-//!
-//! ## Over a bus
-//!
-//! The engine attaches one publisher (for `put`) and one subscriber that
-//! receives every event on the bus, as PyEventEngine's queue receives every
-//! put: `get` returns any event, and events with no matching hook are
-//! dropped by dispatch. Payloads are handed to handlers in place, borrowed
-//! from the ring (under the Overwrite policy they are copied first and
-//! checked, so a handler never sees a torn payload). A `put` from inside a
-//! handler never blocks on the engine's own dispatch: where it would have
-//! to wait, it answers [`PublishError::Full`] at once.
-
-mod dispatch;
-mod hook;
-mod message;
-mod queue;
-mod timer;
-
-pub(crate) use dispatch::lock as dispatch_lock;
-pub(crate) use hook::panic_text;
-pub use hook::{EventHook, Handler, HandlerFn, HandlerStats};
-pub use message::{Message, OwnedMessage};
-pub use timer::{MINUTE_TIMER_TOPIC, SECOND_TIMER_TOPIC, TIMER_TOPIC_PREFIX, TimerTick};
+//! [`EventEngine`]: the public API (hooks, running, put/get, timers).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use shm_bus_topic::{Topic, TopicError};
+use shm_bus_core::{Bus, BusConfig, PublishError, Publisher, Subscriber};
+use shm_bus_topic::Topic;
 
-use crate::bus::Bus;
-use crate::config::BusConfig;
-use crate::error::{BusError, PublishError, RecvError};
-use crate::publisher::Publisher;
-use crate::subscriber::Subscriber;
-use dispatch::{Registry, Router, lock};
-use message::AlignedBytes;
-use queue::{LocalQueue, PopError};
-
-/// How long the dispatch loop waits for an event before re-checking
-/// whether it was deactivated.
-const DISPATCH_SLICE: Duration = Duration::from_millis(50);
-
-/// How `put` waits for room and `get` for an event (PyEventEngine's
-/// `block`, `max_spin` and `timeout`).
-///
-/// - `block: false`: answer at once (`Full` / `Empty`).
-/// - `block: true`: try `max_spin` more times, spinning, then sleep until
-///   it can proceed or `timeout` (`None`: for ever) runs out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wait {
-    /// Whether to wait at all.
-    pub block: bool,
-    /// Retries (spinning) before sleeping.
-    pub max_spin: u32,
-    /// Longest wait; `None` waits for ever.
-    pub timeout: Option<Duration>,
-}
-
-impl Wait {
-    /// The default number of spinning retries.
-    pub const DEFAULT_MAX_SPIN: u32 = 1000;
-
-    /// Block for ever (after spinning). The default.
-    pub const fn blocking() -> Wait {
-        Wait {
-            block: true,
-            max_spin: Wait::DEFAULT_MAX_SPIN,
-            timeout: None,
-        }
-    }
-
-    /// Answer at once.
-    pub const fn non_blocking() -> Wait {
-        Wait {
-            block: false,
-            max_spin: 0,
-            timeout: None,
-        }
-    }
-
-    /// Block at most `timeout` (after spinning).
-    pub const fn timeout(timeout: Duration) -> Wait {
-        Wait {
-            block: true,
-            max_spin: Wait::DEFAULT_MAX_SPIN,
-            timeout: Some(timeout),
-        }
-    }
-
-    /// The same, with `max_spin` retries before sleeping.
-    pub const fn with_max_spin(self, max_spin: u32) -> Wait {
-        Wait { max_spin, ..self }
-    }
-}
-
-impl Default for Wait {
-    fn default() -> Wait {
-        Wait::blocking()
-    }
-}
-
-/// Why an engine operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EngineError {
-    /// A topic or pattern does not parse.
-    #[error(transparent)]
-    InvalidTopic(#[from] TopicError),
-    /// `register_hook`: the topic already has a hook (nothing changed).
-    #[error("a hook is already registered on `{topic}`")]
-    HookExists {
-        /// The topic.
-        topic: String,
-    },
-    /// `unregister_hook`: no hook on that topic.
-    #[error("no hook is registered on `{topic}`")]
-    NoHook {
-        /// The topic.
-        topic: String,
-    },
-    /// `start`, `run` or `dispatch_pending` while the engine is already
-    /// dispatching (in a thread or a `run`).
-    #[error("the engine is already dispatching")]
-    AlreadyRunning,
-    /// `run` on an engine that is not active (call `activate`, or use
-    /// `start`).
-    #[error("the engine is not active: call activate() before run(), or use start()")]
-    NotActive,
-    /// `start`, `run` or `dispatch_pending` on an engine made with
-    /// [`EventEngine::publisher_only`].
-    #[error("this engine only sends (EventEngine::publisher_only): it has nothing to dispatch")]
-    SendOnly,
-    /// Attaching to the bus failed.
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    /// The dispatch or timer thread could not be spawned.
-    #[error("could not spawn a thread: {0}")]
-    Spawn(#[source] std::io::Error),
-}
-
-/// Why `get` returned no event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum GetError {
-    /// Nothing arrived within the wait.
-    #[error("no event available")]
-    Empty,
-    /// Overwrite policy: `n` events were overwritten before they were
-    /// read; the next `get` continues with the oldest retained event.
-    #[error("lagged: {0} events were overwritten before they were read")]
-    Lagged(u64),
-    /// A producer's ring is damaged; it is skipped from now on.
-    #[error("corrupt ring: {what}")]
-    Corrupt {
-        /// What was wrong.
-        what: &'static str,
-    },
-    /// The engine is dispatching (its dispatch loop owns the queue).
-    #[error("the engine is dispatching: get() is for engines that are not running")]
-    Dispatching,
-    /// The engine only sends ([`EventEngine::publisher_only`]).
-    #[error("this engine only sends (EventEngine::publisher_only): it receives nothing")]
-    SendOnly,
-}
-
-/// Engine-wide counters ([`EventEngine::stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EngineStats {
-    /// Events dispatched (whether or not a hook matched).
-    pub dispatched: u64,
-    /// Of which no handler matched.
-    pub unhandled: u64,
-    /// Handler calls.
-    pub handler_calls: u64,
-    /// Handler calls that panicked.
-    pub handler_failures: u64,
-    /// Events missed through lag (Overwrite policy).
-    pub lagged: u64,
-}
+use crate::dispatch::{Registry, Router, lock};
+use crate::error::{EngineError, EngineStats, GetError};
+use crate::hook::{EventHook, Handler};
+use crate::message::OwnedMessage;
+use crate::queue::LocalQueue;
+use crate::run::Claim;
+use crate::timer;
+use crate::transport::{BusTransport, Transport};
+use crate::wait::Wait;
 
 #[derive(Default)]
-struct Counters {
-    dispatched: AtomicU64,
-    unhandled: AtomicU64,
-    handler_calls: AtomicU64,
-    handler_failures: AtomicU64,
-    lagged: AtomicU64,
-}
-
-/// The bus side of an engine.
-struct BusTransport {
-    bus: Bus,
-    publisher: Mutex<Publisher>,
-    /// `None` for a publisher-only engine.
-    subscriber: Option<Mutex<Subscriber>>,
-}
-
-enum Transport {
-    Local(LocalQueue),
-    Bus(Box<BusTransport>),
+pub(crate) struct Counters {
+    pub(crate) dispatched: AtomicU64,
+    pub(crate) unhandled: AtomicU64,
+    pub(crate) handler_calls: AtomicU64,
+    pub(crate) handler_failures: AtomicU64,
+    pub(crate) lagged: AtomicU64,
 }
 
 pub(crate) struct Inner {
-    transport: Transport,
-    registry: Mutex<Registry>,
+    pub(crate) transport: Transport,
+    pub(crate) registry: Mutex<Registry>,
     /// Bumped (Release) after every registration change.
-    generation: AtomicU64,
-    router: Mutex<Router>,
+    pub(crate) generation: AtomicU64,
+    pub(crate) router: Mutex<Router>,
     /// Whether dispatch loops and timers run. A plain flag that publishes
     /// no data: every access is SeqCst (stores in `activate`/`deactivate`,
     /// loads in the dispatch loop, `is_active` and the timers), so all
     /// threads see one order of switches; it is read once per dispatch
     /// slice and per tick, so the strength costs nothing measurable.
-    active: AtomicBool,
+    pub(crate) active: AtomicBool,
     /// Someone (a `run`, the thread, a `dispatch_pending`) is dispatching.
     /// SeqCst like `active`: the CAS in `Claim::take` pairs with the store
     /// in `Claim::drop`; the data the dispatcher uses is behind mutexes.
-    dispatching: AtomicBool,
-    counters: Counters,
-    timers: timer::Timers,
+    pub(crate) dispatching: AtomicBool,
+    pub(crate) counters: Counters,
+    pub(crate) timers: timer::Timers,
     /// The dispatch thread `start` spawned (if any).
-    thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 thread_local! {
     /// The engine this thread is dispatching for (its `Inner` address), so
     /// a `put` from a handler knows it must not wait on its own dispatch.
-    static DISPATCHING_FOR: Cell<usize> = const { Cell::new(0) };
+    pub(crate) static DISPATCHING_FOR: Cell<usize> = const { Cell::new(0) };
 }
 
 /// PyEventEngine's `EventEngine`, over a bus or in-process. See the
@@ -777,202 +552,6 @@ impl Drop for EventEngine {
         if self.owner {
             self.stop();
             self.inner.timers.stop_all();
-        }
-    }
-}
-
-/// The right to dispatch, held by whoever runs the dispatch loop.
-struct Claim(Arc<Inner>);
-
-impl Claim {
-    fn take(inner: &Arc<Inner>) -> Result<Claim, EngineError> {
-        inner
-            .dispatching
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-            .map_err(|_| EngineError::AlreadyRunning)?;
-        Ok(Claim(inner.clone()))
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.0.dispatching.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Inner {
-    fn dispatching_here(&self) -> bool {
-        DISPATCHING_FOR.with(|d| d.get() == self as *const Inner as usize)
-    }
-
-    fn run_loop(&self) {
-        while self.active.load(Ordering::SeqCst) {
-            self.dispatch_one(Wait::timeout(DISPATCH_SLICE).with_max_spin(0));
-        }
-    }
-
-    /// Receives one event (waiting as `wait` says) and dispatches it.
-    /// Returns whether an event was received.
-    fn dispatch_one(&self, wait: Wait) -> bool {
-        let previous = DISPATCHING_FOR.with(|d| d.replace(self as *const Inner as usize));
-        let mut router = lock(&self.router);
-        let got = match &self.transport {
-            Transport::Local(q) => match q.pop(wait, || self.active.load(Ordering::SeqCst)) {
-                Ok(m) => {
-                    self.fire(&mut router, m.as_message());
-                    true
-                }
-                Err(PopError::Empty | PopError::Woken) => false,
-            },
-            Transport::Bus(b) => b.dispatch_one(self, &mut router, wait),
-        };
-        DISPATCHING_FOR.with(|d| d.set(previous));
-        got
-    }
-
-    #[inline]
-    fn fire(&self, router: &mut Router, message: Message<'_>) {
-        let outcome = router.dispatch(&self.registry, &self.generation, message);
-        let c = &self.counters;
-        // Relaxed: statistics only.
-        c.dispatched.fetch_add(1, Ordering::Relaxed);
-        if outcome.calls == 0 {
-            c.unhandled.fetch_add(1, Ordering::Relaxed);
-        } else {
-            c.handler_calls
-                .fetch_add(u64::from(outcome.calls), Ordering::Relaxed);
-            if outcome.failures != 0 {
-                c.handler_failures
-                    .fetch_add(u64::from(outcome.failures), Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn lagged(&self, n: u64) {
-        // Relaxed: statistics only.
-        self.counters.lagged.fetch_add(n, Ordering::Relaxed);
-        tracing::warn!(missed = n, "event engine lagged behind the bus");
-    }
-
-    /// Puts an event from a timer thread (never waits long: a tick that
-    /// finds no room within `wait` is dropped and logged).
-    fn put_tick(&self, topic: &str, tick: &TimerTick, wait: Wait) {
-        let bytes = bytemuck::bytes_of(tick);
-        let r = match &self.transport {
-            Transport::Local(q) => q.push(topic, bytes, wait, true),
-            Transport::Bus(b) => b.put(topic, bytes, wait, true),
-        };
-        if let Err(e) = r {
-            tracing::warn!(topic, error = %e, "timer tick dropped");
-        }
-    }
-}
-
-impl BusTransport {
-    fn put(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        wait: Wait,
-        may_block: bool,
-    ) -> Result<u64, PublishError> {
-        let mut publisher = lock(&self.publisher);
-        let mut spins = 0;
-        loop {
-            match publisher.try_publish(topic, payload) {
-                Err(PublishError::Full) => {}
-                other => return other,
-            }
-            if !wait.block || !may_block {
-                return Err(PublishError::Full);
-            }
-            if spins >= wait.max_spin {
-                break;
-            }
-            spins += 1;
-            std::hint::spin_loop();
-        }
-        match wait.timeout {
-            None => publisher.publish(topic, payload),
-            Some(t) => publisher.publish_timeout(topic, payload, t),
-        }
-    }
-
-    fn get(&self, wait: Wait) -> Result<OwnedMessage, GetError> {
-        let Some(sub) = &self.subscriber else {
-            return Err(GetError::SendOnly);
-        };
-        let mut sub = lock(sub);
-        let deadline = wait.timeout.map(|t| Instant::now() + t);
-        let mut spins = 0;
-        loop {
-            let received = if !wait.block || spins < wait.max_spin {
-                spins += 1;
-                sub.try_recv()
-            } else {
-                match deadline {
-                    None => sub.recv(),
-                    Some(d) => sub.recv_timeout(d.saturating_duration_since(Instant::now())),
-                }
-            };
-            match received {
-                Ok(sample) => {
-                    // Under Overwrite the sample is already a validated
-                    // copy (a rewritten record is reported as lag instead).
-                    return Ok(OwnedMessage {
-                        topic: sample.topic().into(),
-                        topic_id: sample.topic_id(),
-                        payload: AlignedBytes::copy_from(sample.payload()),
-                        producer: Some(sample.producer()),
-                        sequence: sample.sequence(),
-                        timestamp_ns: sample.timestamp_ns(),
-                    });
-                }
-                Err(RecvError::Empty) if wait.block => std::hint::spin_loop(),
-                Err(RecvError::Empty | RecvError::Timeout) => return Err(GetError::Empty),
-                Err(RecvError::Lagged(n)) => return Err(GetError::Lagged(n)),
-                Err(RecvError::Corrupt { what }) => return Err(GetError::Corrupt { what }),
-            }
-        }
-    }
-
-    fn dispatch_one(&self, inner: &Inner, router: &mut Router, wait: Wait) -> bool {
-        let Some(sub) = &self.subscriber else {
-            return false;
-        };
-        let mut sub = lock(sub);
-        let received = if !wait.block {
-            sub.try_recv()
-        } else {
-            sub.recv_timeout(wait.timeout.unwrap_or(DISPATCH_SLICE))
-        };
-        match received {
-            Ok(sample) => {
-                // The payload is borrowed in the ring (Block) or a copy the
-                // subscriber validated (Overwrite): handlers never see a
-                // torn payload.
-                let message = Message {
-                    topic: sample.topic(),
-                    topic_id: sample.topic_id(),
-                    captures: &[],
-                    payload: sample.payload(),
-                    producer: Some(sample.producer()),
-                    sequence: sample.sequence(),
-                    timestamp: sample.stamp(),
-                    clock: Some(&self.bus),
-                };
-                inner.fire(router, message);
-                true
-            }
-            Err(RecvError::Lagged(n)) => {
-                inner.lagged(n);
-                true
-            }
-            Err(RecvError::Corrupt { what }) => {
-                tracing::error!(what, "event engine: corrupt ring skipped");
-                true
-            }
-            Err(_) => false,
         }
     }
 }

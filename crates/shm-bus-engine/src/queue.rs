@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use shm_bus_topic::{InternError, LocalTopicTable, Topic, TopicTable};
 
-use super::Wait;
-use super::dispatch::lock;
-use super::message::{AlignedBytes, OwnedMessage};
-use crate::clock;
-use crate::error::{BusError, PublishError};
+use shm_bus_core::{BusError, PublishError, clock};
+
+use crate::dispatch::lock;
+use crate::message::{AlignedBytes, OwnedMessage};
+use crate::wait::{Spin, Wait};
 
 /// A bounded multi-producer queue of owned messages, with a topic table
 /// of its own for topic ids.
@@ -109,7 +109,7 @@ impl LocalQueue {
         let (topic, topic_id) = self.topic_id(topic)?;
         let payload = AlignedBytes::copy_from(payload);
         let deadline = wait.timeout.map(|t| Instant::now() + t);
-        let mut spins = 0;
+        let mut spin = Spin::new(wait);
         let mut queue = lock(&self.queue);
         while queue.items.len() >= self.capacity {
             if !wait.block || !may_block {
@@ -120,8 +120,7 @@ impl LocalQueue {
                     queue,
                     &self.not_full,
                     |s| &mut s.pushers,
-                    &mut spins,
-                    wait,
+                    &mut spin,
                     deadline,
                 )
                 .ok_or(PublishError::Full)?;
@@ -153,7 +152,7 @@ impl LocalQueue {
         keep_waiting: impl Fn() -> bool,
     ) -> Result<OwnedMessage, PopError> {
         let deadline = wait.timeout.map(|t| Instant::now() + t);
-        let mut spins = 0;
+        let mut spin = Spin::new(wait);
         let mut queue = lock(&self.queue);
         loop {
             if let Some(m) = queue.items.pop_front() {
@@ -175,16 +174,15 @@ impl LocalQueue {
                     queue,
                     &self.not_empty,
                     |s| &mut s.poppers,
-                    &mut spins,
-                    wait,
+                    &mut spin,
                     deadline,
                 )
                 .ok_or(PopError::Empty)?;
         }
     }
 
-    /// One round of waiting (for room, or for a message): while `spins`
-    /// is below `wait.max_spin`, release the lock and spin once; then
+    /// One round of waiting (for room, or for a message): while `spin`
+    /// allows another retry, release the lock and spin once; then
     /// sleep on `cv` until notified or `deadline`, counted in `sleepers`
     /// so that the other side notifies (only counted sleepers are).
     /// Returns the lock again, or `None` once `deadline` has passed.
@@ -193,14 +191,12 @@ impl LocalQueue {
         mut queue: MutexGuard<'a, State>,
         cv: &Condvar,
         sleepers: fn(&mut State) -> &mut u32,
-        spins: &mut u32,
-        wait: Wait,
+        spin: &mut Spin,
         deadline: Option<Instant>,
     ) -> Option<MutexGuard<'a, State>> {
-        if *spins < wait.max_spin {
-            *spins += 1;
+        if spin.again() {
+            // Let the thread that would make progress take the lock.
             drop(queue);
-            std::hint::spin_loop();
             std::thread::yield_now();
             return Some(lock(&self.queue));
         }

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shm_bus_core::events::{
+use shm_bus_core::{Bus, BusConfig, Policy, RecvError};
+use shm_bus_engine::events::{
     self, Event, EventBridge, EventError, EventStatus, LAG_KIND, Listener, Listeners,
     PRODUCER_KIND, RecordingListener, Role, SUBSCRIBER_KIND, TimingListener,
 };
-use shm_bus_core::{Bus, BusConfig, Policy, RecvError};
 
-mod support;
-use support::{arg, spawn, unique};
+use shm_bus_testkit::{arg, spawn, unique};
 
 /// Waits (with a watchdog) until `recorder` holds an event `pred` accepts.
 fn wait_for(recorder: &RecordingListener, what: &str, pred: impl Fn(&Event) -> bool) -> Event {

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{Event, Listener};
-use crate::engine::dispatch_lock as lock;
+use crate::lock;
 
 /// Keeps every event it is told of, with the time it was told (ns since
 /// the Unix epoch), in order (numba's `RecordingListener`).
@@ -46,7 +46,7 @@ impl RecordingListener {
     }
 
     fn record(&self, event: &Event) {
-        lock(&self.buffer).push((crate::clock::wall_ns(), event.clone()));
+        lock(&self.buffer).push((shm_bus_core::clock::wall_ns(), event.clone()));
     }
 }
 

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use shm_bus_core::engine::{EventEngine, Handler, Message, Wait};
 use shm_bus_core::{Bus, BusConfig};
+use shm_bus_engine::{EventEngine, Handler, Message, Wait};
 use shm_bus_topic::{Topic, matches};
 
 const SIZES: [usize; 3] = [1, 1_000, 10_000];

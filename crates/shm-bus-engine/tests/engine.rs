@@ -6,14 +6,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use shm_bus_core::engine::{
+use shm_bus_core::{Bus, BusConfig, PublishError};
+use shm_bus_engine::{
     EngineError, EventEngine, EventHook, GetError, Handler, Message, SECOND_TIMER_TOPIC, TimerTick,
     Wait,
 };
-use shm_bus_core::{Bus, BusConfig, PublishError};
 
-mod support;
-use support::{BusGuard, arg, arg_u64, spawn, unique};
+use shm_bus_testkit::{BusGuard, arg, arg_u64, spawn, unique};
 
 /// Runs `case` on an in-process engine and on one over a fresh bus.
 fn each_engine(tag: &str, capacity: usize, case: impl Fn(&str, &EventEngine)) {

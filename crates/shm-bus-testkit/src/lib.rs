@@ -3,7 +3,10 @@
 //! given by `SHM_BUS_ROLE`, its arguments in `SHM_BUS_ARG_*`) with a
 //! watchdog. Each test binary that uses it has a `child_entry` test that
 //! runs the role.
-#![allow(dead_code)]
+//!
+//! A dev-dependency of the crates' tests only (`publish = false`): one copy
+//! of the harness instead of one per test directory.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -93,12 +96,10 @@ impl Proc {
             .collect()
     }
 
+    /// Kills the child with SIGKILL (what `Child::kill` sends on Unix) and
+    /// reaps it.
     pub fn sigkill(&mut self) {
-        // SAFETY: kill(2) on a child we spawned and have not reaped, so its
-        // pid cannot have been reused; SIGKILL touches nothing of ours.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL);
-        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 

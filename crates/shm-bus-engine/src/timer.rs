@@ -7,9 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shm_bus_topic::Topic;
 
-use super::dispatch::lock;
-use super::{EngineError, Inner, Wait};
-use crate::error::BusError;
+use crate::dispatch::lock;
+use crate::engine::Inner;
+use crate::error::EngineError;
+use crate::wait::Wait;
+use shm_bus_core::BusError;
 
 /// The second timer's topic: a tick on every wall-clock second.
 pub const SECOND_TIMER_TOPIC: &str = "EventEngine.Internal.Timer.Second";

@@ -13,12 +13,9 @@ use super::{
     Event, EventError, EventStatus, Forward, LAG_KIND, Lifecycle, Listeners, PRODUCER_KIND, Role,
     SUBSCRIBER_KIND,
 };
-use crate::bus::{Bus, Shared};
-use crate::engine::dispatch_lock as lock;
-use crate::error::RecvError;
-use crate::layout::{SLOT_ACTIVE, load_name, slot_state, slot_token};
-use crate::publisher::Publisher;
-use crate::subscriber::Subscriber;
+use shm_bus_core::{Bus, Member, PublishError, Publisher, RecvError, SlotState, Subscriber};
+
+use crate::lock;
 
 /// Events travel on `EventEngine.Internal.Event.<kind>`.
 pub const EVENT_TOPIC_PREFIX: &str = "EventEngine.Internal.Event.";
@@ -81,7 +78,7 @@ impl Forward for BridgeState {
         };
         let topic = format!("{EVENT_TOPIC_PREFIX}{}", event.kind());
         let result = postcard::to_stdvec(&wire)
-            .map_err(crate::error::PublishError::from)
+            .map_err(PublishError::from)
             .and_then(|bytes| lock(&self.publisher).publish_timeout(&topic, &bytes, FORWARD_WAIT));
         // Relaxed: statistics only.
         match result {
@@ -146,7 +143,7 @@ impl EventBridge {
         });
         // The membership as it is now is the baseline: only changes from
         // here on are events.
-        let monitor = Monitor::baseline(&bus.shared);
+        let monitor = Monitor::baseline(bus);
         let forward: Arc<dyn Forward> = shared.clone();
         listeners.add_forward(Arc::downgrade(&forward));
         let thread_shared = shared.clone();
@@ -244,33 +241,18 @@ struct Seen {
     lost: bool,
 }
 
-/// A slot as read now: `None` unless ACTIVE with its owner fields written.
-fn read_slot(
-    state: &std::sync::atomic::AtomicU64,
-    pid: &std::sync::atomic::AtomicU64,
-    generation: &std::sync::atomic::AtomicU64,
-    name: &[std::sync::atomic::AtomicU64; crate::layout::NAME_BYTES / 8],
-    lagged: u64,
-) -> Option<Seen> {
-    // Acquire: pairs with the Release/SeqCst stores that claim a slot, so
-    // the owner fields written before ACTIVE are visible.
-    let word = state.load(Ordering::Acquire);
-    if slot_state(word) != SLOT_ACTIVE {
-        return None;
-    }
-    let token = slot_token(word);
-    // Relaxed: checked against the token below (a producer writes its pid
-    // just after claiming; until then the slot counts as not yet there).
-    let pid = pid.load(Ordering::Relaxed) as u32;
-    if u64::from(pid) != token & 0xffff_ffff {
+/// A slot as seen in a members snapshot: `None` unless ACTIVE with its
+/// owner's fields written.
+fn seen(member: Member) -> Option<Seen> {
+    if member.state != SlotState::Active || !member.complete {
         return None;
     }
     Some(Seen {
-        token,
-        generation: generation.load(Ordering::Relaxed),
-        pid,
-        name: load_name(name),
-        lagged,
+        token: member.token,
+        generation: member.generation,
+        pid: member.pid,
+        name: member.name,
+        lagged: member.lagged,
         lost: false,
     })
 }
@@ -281,34 +263,16 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn read(sh: &Shared) -> (Vec<Option<Seen>>, Vec<Option<Seen>>) {
-        let subscribers = (0..sh.config.max_subscribers as usize)
-            .map(|s| {
-                let slot = sh.subscriber(s);
-                // Relaxed: a statistic.
-                let lagged = slot.lagged.load(Ordering::Relaxed);
-                read_slot(
-                    &slot.state,
-                    &slot.owner_pid,
-                    &slot.generation,
-                    &slot.name,
-                    lagged,
-                )
-            })
-            .collect();
-        let producers = (0..sh.config.max_producers as usize)
-            .map(|p| {
-                let slot = sh.producer(p);
-                read_slot(
-                    &slot.state,
-                    &slot.owner_pid,
-                    &slot.generation,
-                    &slot.name,
-                    0,
-                )
-                // A producer's generation is written after its claim;
-                // it is identified by its token alone.
-                .map(|seen| Seen {
+    fn read(bus: &Bus) -> (Vec<Option<Seen>>, Vec<Option<Seen>>) {
+        let members = bus.members();
+        let subscribers = members.subscribers.into_iter().map(seen).collect();
+        let producers = members
+            .producers
+            .into_iter()
+            .map(|m| {
+                // A producer's generation is written after its claim; it is
+                // identified by its token alone.
+                seen(m).map(|seen| Seen {
                     generation: 0,
                     ..seen
                 })
@@ -317,8 +281,8 @@ impl Monitor {
         (subscribers, producers)
     }
 
-    fn baseline(sh: &Shared) -> Monitor {
-        let (subscribers, producers) = Monitor::read(sh);
+    fn baseline(bus: &Bus) -> Monitor {
+        let (subscribers, producers) = Monitor::read(bus);
         Monitor {
             subscribers,
             producers,
@@ -327,7 +291,7 @@ impl Monitor {
 
     /// Compares the slots with what was seen last time; returns the events.
     fn scan(&mut self, bus: &Bus) -> Vec<Event> {
-        let (subscribers, producers) = Monitor::read(&bus.shared);
+        let (subscribers, producers) = Monitor::read(bus);
         let mut events = Vec::new();
         let mut reap = false;
         for (role, kind, was, now) in [

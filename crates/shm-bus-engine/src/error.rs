@@ -1,0 +1,83 @@
+//! The engine's errors and counters.
+
+use shm_bus_core::BusError;
+use shm_bus_topic::TopicError;
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A topic or pattern does not parse.
+    #[error(transparent)]
+    InvalidTopic(#[from] TopicError),
+    /// `register_hook`: the topic already has a hook (nothing changed).
+    #[error("a hook is already registered on `{topic}`")]
+    HookExists {
+        /// The topic.
+        topic: String,
+    },
+    /// `unregister_hook`: no hook on that topic.
+    #[error("no hook is registered on `{topic}`")]
+    NoHook {
+        /// The topic.
+        topic: String,
+    },
+    /// `start`, `run` or `dispatch_pending` while the engine is already
+    /// dispatching (in a thread or a `run`).
+    #[error("the engine is already dispatching")]
+    AlreadyRunning,
+    /// `run` on an engine that is not active (call `activate`, or use
+    /// `start`).
+    #[error("the engine is not active: call activate() before run(), or use start()")]
+    NotActive,
+    /// `start`, `run` or `dispatch_pending` on an engine made with
+    /// [`EventEngine::publisher_only`](crate::EventEngine::publisher_only).
+    #[error("this engine only sends (EventEngine::publisher_only): it has nothing to dispatch")]
+    SendOnly,
+    /// Attaching to the bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The dispatch or timer thread could not be spawned.
+    #[error("could not spawn a thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Why `get` returned no event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// Nothing arrived within the wait.
+    #[error("no event available")]
+    Empty,
+    /// Overwrite policy: `n` events were overwritten before they were
+    /// read; the next `get` continues with the oldest retained event.
+    #[error("lagged: {0} events were overwritten before they were read")]
+    Lagged(u64),
+    /// A producer's ring is damaged; it is skipped from now on.
+    #[error("corrupt ring: {what}")]
+    Corrupt {
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// The engine is dispatching (its dispatch loop owns the queue).
+    #[error("the engine is dispatching: get() is for engines that are not running")]
+    Dispatching,
+    /// The engine only sends ([`EventEngine::publisher_only`](crate::EventEngine::publisher_only)).
+    #[error("this engine only sends (EventEngine::publisher_only): it receives nothing")]
+    SendOnly,
+}
+
+/// Engine-wide counters ([`EventEngine::stats`](crate::EventEngine::stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Events dispatched (whether or not a hook matched).
+    pub dispatched: u64,
+    /// Of which no handler matched.
+    pub unhandled: u64,
+    /// Handler calls.
+    pub handler_calls: u64,
+    /// Handler calls that panicked.
+    pub handler_failures: u64,
+    /// Events missed through lag (Overwrite policy).
+    pub lagged: u64,
+}

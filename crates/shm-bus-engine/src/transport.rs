@@ -1,0 +1,136 @@
+//! Where an engine's events travel: an in-process queue, or a bus (the
+//! engine's own publisher and a subscriber to `**`).
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use shm_bus_core::{Bus, PublishError, Publisher, RecvError, Subscriber};
+
+use crate::dispatch::{Router, lock};
+use crate::engine::Inner;
+use crate::error::GetError;
+use crate::message::{AlignedBytes, Message, OwnedMessage};
+use crate::queue::LocalQueue;
+use crate::run::DISPATCH_SLICE;
+use crate::wait::{Spin, Wait};
+
+/// The bus side of an engine.
+pub(crate) struct BusTransport {
+    pub(crate) bus: Bus,
+    pub(crate) publisher: Mutex<Publisher>,
+    /// `None` for a publisher-only engine.
+    pub(crate) subscriber: Option<Mutex<Subscriber>>,
+}
+
+/// Where an engine's events go and come from.
+pub(crate) enum Transport {
+    Local(LocalQueue),
+    Bus(Box<BusTransport>),
+}
+
+impl BusTransport {
+    pub(crate) fn put(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        wait: Wait,
+        may_block: bool,
+    ) -> Result<u64, PublishError> {
+        let mut publisher = lock(&self.publisher);
+        let mut spin = Spin::new(wait);
+        loop {
+            match publisher.try_publish(topic, payload) {
+                Err(PublishError::Full) => {}
+                other => return other,
+            }
+            if !wait.block || !may_block {
+                return Err(PublishError::Full);
+            }
+            if !spin.again() {
+                break;
+            }
+        }
+        match wait.timeout {
+            None => publisher.publish(topic, payload),
+            Some(t) => publisher.publish_timeout(topic, payload, t),
+        }
+    }
+
+    pub(crate) fn get(&self, wait: Wait) -> Result<OwnedMessage, GetError> {
+        let Some(sub) = &self.subscriber else {
+            return Err(GetError::SendOnly);
+        };
+        let mut sub = lock(sub);
+        let deadline = wait.timeout.map(|t| Instant::now() + t);
+        let mut spin = Spin::new(wait);
+        let mut first = true;
+        loop {
+            let received = if std::mem::take(&mut first) || !wait.block || spin.again() {
+                sub.try_recv()
+            } else {
+                match deadline {
+                    None => sub.recv(),
+                    Some(d) => sub.recv_timeout(d.saturating_duration_since(Instant::now())),
+                }
+            };
+            match received {
+                Ok(sample) => {
+                    // Under Overwrite the sample is already a validated
+                    // copy (a rewritten record is reported as lag instead).
+                    return Ok(OwnedMessage {
+                        topic: sample.topic().into(),
+                        topic_id: sample.topic_id(),
+                        payload: AlignedBytes::copy_from(sample.payload()),
+                        producer: Some(sample.producer()),
+                        sequence: sample.sequence(),
+                        timestamp_ns: sample.timestamp_ns(),
+                    });
+                }
+                Err(RecvError::Empty) if wait.block => {}
+                Err(RecvError::Lagged(n)) => return Err(GetError::Lagged(n)),
+                Err(RecvError::Corrupt { what }) => return Err(GetError::Corrupt { what }),
+                Err(_) => return Err(GetError::Empty),
+            }
+        }
+    }
+
+    pub(crate) fn dispatch_one(&self, inner: &Inner, router: &mut Router, wait: Wait) -> bool {
+        let Some(sub) = &self.subscriber else {
+            return false;
+        };
+        let mut sub = lock(sub);
+        let received = if !wait.block {
+            sub.try_recv()
+        } else {
+            sub.recv_timeout(wait.timeout.unwrap_or(DISPATCH_SLICE))
+        };
+        match received {
+            Ok(sample) => {
+                // The payload is borrowed in the ring (Block) or a copy the
+                // subscriber validated (Overwrite): handlers never see a
+                // torn payload.
+                let message = Message {
+                    topic: sample.topic(),
+                    topic_id: sample.topic_id(),
+                    captures: &[],
+                    payload: sample.payload(),
+                    producer: Some(sample.producer()),
+                    sequence: sample.sequence(),
+                    timestamp: sample.stamp(),
+                    clock: Some(&self.bus),
+                };
+                inner.fire(router, message);
+                true
+            }
+            Err(RecvError::Lagged(n)) => {
+                inner.lagged(n);
+                true
+            }
+            Err(RecvError::Corrupt { what }) => {
+                tracing::error!(what, "event engine: corrupt ring skipped");
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
