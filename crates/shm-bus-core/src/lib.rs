@@ -49,6 +49,8 @@ mod error;
 #[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
+mod info;
+#[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
 mod members;
@@ -58,10 +60,16 @@ pub mod payload;
 mod publisher;
 // The ring protocol is internal; loom models (tests/loom_*.rs) reach it
 // under `--cfg loom`, where nothing else is built.
+#[cfg(not(loom))]
+mod receive;
 #[cfg(loom)]
 pub mod ring;
 #[cfg(not(loom))]
 mod ring;
+#[cfg(not(loom))]
+mod sample;
+#[cfg(not(loom))]
+mod shared;
 #[cfg(loom)]
 pub mod slots;
 #[cfg(not(loom))]
@@ -72,7 +80,7 @@ mod subscriber;
 mod topics;
 
 #[cfg(not(loom))]
-pub use bus::{Bus, BusInfo, ProducerInfo, ReapReport, SubscriberInfo};
+pub use bus::{Bus, ReapReport};
 #[cfg(not(loom))]
 pub use config::{
     BusConfig, MAX_PRODUCERS, MAX_RING_BYTES, MAX_SUBSCRIBERS, MAX_TOPIC_LEN, MAX_TOPICS,
@@ -81,13 +89,17 @@ pub use config::{
 #[cfg(not(loom))]
 pub use error::{BusError, PayloadError, PublishError, RecvError};
 #[cfg(not(loom))]
+pub use info::{BusInfo, ProducerInfo, SubscriberInfo};
+#[cfg(not(loom))]
 pub use layout::NAME_BYTES;
 #[cfg(not(loom))]
 pub use members::{Member, Members, SlotState};
 #[cfg(not(loom))]
 pub use publisher::{AsTopic, Loan, Publisher};
 #[cfg(not(loom))]
-pub use subscriber::{Sample, Subscriber};
+pub use sample::Sample;
+#[cfg(not(loom))]
+pub use subscriber::Subscriber;
 #[cfg(not(loom))]
 pub use topics::ShmTopicTable;
 

@@ -8,13 +8,14 @@ use rustc_hash::FxHashMap;
 use shm_bus_alloc::ProcessId;
 use shm_bus_topic::{Topic, TopicId};
 
-use crate::bus::{Bus, Shared};
+use crate::bus::Bus;
 use crate::clock;
 use crate::config::Policy;
 use crate::error::{BusError, PublishError};
 use crate::futex;
 use crate::layout::{SLOT_ACTIVE, SLOT_FREE, slot_word, store_name};
 use crate::ring::{self, Line, Reservation, ReserveError, RingMem, Writer};
+use crate::shared::{Shared, SlotRole};
 
 /// Something a publisher can address: a topic literal, a parsed [`Topic`],
 /// or a [`TopicId`] obtained from [`Publisher::topic_id`].
@@ -114,26 +115,11 @@ impl Bus {
         let sh: &Shared = &self.shared;
         let me = ProcessId::current();
         let word = slot_word(me.token(), SLOT_ACTIVE);
-        let mut reaped = false;
-        loop {
-            for p in 0..sh.config.max_producers as usize {
-                let slot = sh.producer(p);
-                // AcqRel: pairs with the Release store that freed the slot
-                // (the previous owner's last writes are visible).
-                if slot
-                    .state
-                    .compare_exchange(SLOT_FREE, word, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return self.attach_publisher(p, me, name);
-                }
-            }
-            if reaped || sh.reap().1 == 0 {
-                return Err(BusError::TooManyProducers {
-                    max: sh.config.max_producers,
-                });
-            }
-            reaped = true;
+        match sh.claim_slot(SlotRole::Producer, word) {
+            Some(p) => self.attach_publisher(p, me, name),
+            None => Err(BusError::TooManyProducers {
+                max: sh.config.max_producers,
+            }),
         }
     }
 

@@ -57,7 +57,7 @@ thread_local! {
 }
 
 /// PyEventEngine's `EventEngine`, over a bus or in-process. See the
-/// [module docs](self).
+/// [crate docs](crate).
 ///
 /// Dropping the engine stops it (its dispatch thread and timers are
 /// joined) and detaches it from the bus.
@@ -444,7 +444,7 @@ impl EventEngine {
     }
 
     /// Sends a plain-old-data value, which handlers view in place with
-    /// [`Message::as_pod`].
+    /// [`Message::as_pod`](crate::Message::as_pod).
     ///
     /// # Errors
     /// As [`put`](Self::put).
@@ -458,7 +458,7 @@ impl EventEngine {
     }
 
     /// Sends a serde value (postcard), which handlers decode with
-    /// [`Message::decode`].
+    /// [`Message::decode`](crate::Message::decode).
     ///
     /// # Errors
     /// As [`put`](Self::put), plus [`PublishError::Encode`].
@@ -519,12 +519,12 @@ impl EventEngine {
 
     // ----------------------------------------------------------- timers
 
-    /// A timer publishing a [`TimerTick`] every `interval` while the
+    /// A timer publishing a [`TimerTick`](crate::TimerTick) every `interval` while the
     /// engine is active, and the topic it publishes on (PyEventEngine's
-    /// `get_timer`): 1 s → [`SECOND_TIMER_TOPIC`], ticking on every
-    /// wall-clock second; 60 s → [`MINUTE_TIMER_TOPIC`], on every
+    /// `get_timer`): 1 s → [`SECOND_TIMER_TOPIC`](crate::SECOND_TIMER_TOPIC), ticking on every
+    /// wall-clock second; 60 s → [`MINUTE_TIMER_TOPIC`](crate::MINUTE_TIMER_TOPIC), on every
     /// wall-clock minute; any other interval →
-    /// `EventEngine.Internal.Timer.<interval>` (see [`TimerTick`]),
+    /// `EventEngine.Internal.Timer.<interval>` (see [`TimerTick`](crate::TimerTick)),
     /// ticking at `activate_time + k × interval` (default: now +
     /// interval). Asking again for the same interval returns the same
     /// topic without a second timer. Register handlers on the topic to

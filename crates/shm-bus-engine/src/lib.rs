@@ -73,7 +73,7 @@
 //! from the ring (under the Overwrite policy they are copied first and
 //! checked, so a handler never sees a torn payload). A `put` from inside a
 //! handler never blocks on the engine's own dispatch: where it would have
-//! to wait, it answers [`PublishError::Full`] at once.
+//! to wait, it answers [`PublishError::Full`](shm_bus_core::PublishError::Full) at once.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

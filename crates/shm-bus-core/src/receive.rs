@@ -1,0 +1,406 @@
+//! Receiving: a subscriber's private state (cursors, match cache, copy
+//! buffer) and the receive loop — joining, polling every producer's ring,
+//! copying and validating (copied delivery), waiting on the futex.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+use shm_bus_alloc::ProcessId;
+use shm_bus_topic::{SubscriptionIndex, Topic, TopicId};
+
+use crate::clock;
+use crate::config::Policy;
+use crate::error::RecvError;
+use crate::futex;
+use crate::layout::{SLOT_ACTIVE, slot_word, store_name};
+use crate::ring::{self, Line, Peek, RecordView, RingMem};
+use crate::shared::Shared;
+
+const UNKNOWN: u8 = 0;
+const MATCH: u8 = 1;
+const NO_MATCH: u8 = 2;
+
+/// How long a sleeping subscriber waits at most before re-checking: the
+/// first nap of an idle spell is `FIRST_NAP`, then each doubles up to this.
+const DATA_SLEEP: Duration = Duration::from_millis(100);
+const FIRST_NAP: Duration = Duration::from_millis(1);
+
+/// The next nap of an idle spell (see `Subscriber::wait`).
+fn naps_left_shift(nap: &mut Duration) -> Duration {
+    let this = (*nap).clamp(FIRST_NAP, DATA_SLEEP);
+    *nap = (this * 2).min(DATA_SLEEP);
+    this
+}
+
+/// Everything of a subscriber but its bus handle, so that receiving can
+/// borrow the bus's shared state and mutate this at once.
+pub(crate) struct State {
+    pub(crate) slot: usize,
+    pub(crate) index: SubscriptionIndex<u32>,
+    pub(crate) patterns: Vec<Topic>,
+    pub(crate) next_pattern: u32,
+    /// Per `TopicId`: `UNKNOWN`, `MATCH` or `NO_MATCH`.
+    pub(crate) cache: Vec<u8>,
+    pub(crate) cursors: Vec<u64>,
+    /// The cursors as last published to the segment.
+    pub(crate) shared_cursors: Vec<u64>,
+    /// Bytes consumed between cursor publications (1/64 of the ring).
+    pub(crate) cursor_batch: u64,
+    pub(crate) expected: Vec<u64>,
+    /// Producers whose ring was found corrupt; skipped from then on.
+    pub(crate) broken: u64,
+    pub(crate) next_producer: usize,
+    pub(crate) received: u64,
+    pub(crate) lagged: u64,
+    pub(crate) spin: Duration,
+    pub(crate) overwrite: bool,
+    /// Whether samples are copies (`M::copies(policy)`).
+    pub(crate) copy: bool,
+    /// The copy of the last payload handed out (when `copy`).
+    pub(crate) scratch: Vec<Line>,
+    pub(crate) empty_polls: u32,
+    pub(crate) nap: Duration,
+}
+
+/// Where a received record is (no borrow, so `recv` can loop).
+#[derive(Clone, Copy)]
+pub(crate) struct Found {
+    pub(crate) producer: usize,
+    pub(crate) view: RecordView,
+}
+
+impl State {
+    /// The join protocol (see `ring::join_before`): cursors at every
+    /// ring's tail, then ACTIVE and a SeqCst fence, then the tails read
+    /// again. A producer that did not yet see us ACTIVE never writes past
+    /// the tail it had then plus a ring, and the second read sees at least
+    /// that tail, so starting there is safe.
+    pub(crate) fn join(sh: &Shared, s: usize, me: ProcessId, name: &str, copy: bool) -> State {
+        let slot = sh.subscriber(s);
+        let producers = sh.config.max_producers as usize;
+        // Relaxed: published by the SeqCst (hence Release) ACTIVE store.
+        slot.owner_pid.store(me.pid as u64, Ordering::Relaxed);
+        slot.owner_start.store(me.start_time, Ordering::Relaxed);
+        store_name(&slot.name, name);
+        slot.generation.fetch_add(1, Ordering::Relaxed);
+        let now = clock::wall_ns();
+        slot.claimed_at_ns.store(now, Ordering::Relaxed);
+        slot.last_active_ns.store(now, Ordering::Relaxed);
+        slot.received.store(0, Ordering::Relaxed);
+        slot.lagged.store(0, Ordering::Relaxed);
+        slot.sleeping.store(0, Ordering::Relaxed);
+        let before: Vec<(u64, u64)> = (0..producers)
+            .map(|p| ring::join_before(&sh.ring_ctl(sh.producer(p)), sh.cursor(s, p)))
+            .collect();
+        // SeqCst: the joiner's half of the store-buffering handshake with
+        // `ring::limit`, completed by the fence below.
+        slot.state
+            .store(slot_word(me.token(), SLOT_ACTIVE), Ordering::SeqCst);
+        ring::join_fence();
+        let (cursors, expected): (Vec<u64>, Vec<u64>) = (0..producers)
+            .map(|p| ring::join_after(&sh.ring_ctl(sh.producer(p)), sh.cursor(s, p), before[p]))
+            .unzip();
+        State {
+            slot: s,
+            index: SubscriptionIndex::new(),
+            patterns: Vec::new(),
+            next_pattern: 0,
+            cache: Vec::new(),
+            shared_cursors: cursors.clone(),
+            cursors,
+            cursor_batch: (sh.config.ring_bytes / 64).max(1),
+            expected,
+            broken: 0,
+            next_producer: 0,
+            received: 0,
+            lagged: 0,
+            spin: Duration::from_micros(50),
+            overwrite: sh.config.policy == Policy::Overwrite,
+            copy,
+            scratch: Vec::new(),
+            empty_polls: 0,
+            nap: FIRST_NAP,
+        }
+    }
+
+    /// Whether records on `id` are delivered to this subscriber.
+    #[inline]
+    pub(crate) fn wants(&mut self, sh: &Shared, id: u32) -> bool {
+        let i = id as usize;
+        if let Some(&state) = self.cache.get(i) {
+            if state != UNKNOWN {
+                return state == MATCH;
+            }
+        }
+        // An id beyond the table (damage) has no literal: skipped, and
+        // never used to size the cache.
+        let Some(literal) = sh.topic_literal(TopicId(id)) else {
+            return false; // not (yet) a ready topic: skip, do not cache
+        };
+        let state = match Topic::parse(literal) {
+            Ok(t) if !self.index.query(&t).is_empty() => MATCH,
+            _ => NO_MATCH,
+        };
+        if i >= self.cache.len() {
+            self.cache.resize(i + 1, UNKNOWN);
+        }
+        self.cache[i] = state;
+        state == MATCH
+    }
+
+    /// Moves the cursor in producer `p`'s ring to `next`. The shared copy
+    /// (what a blocked producer waits on) is published once 1/64 of the
+    /// ring has been consumed, when the producer waits for space, when this
+    /// ring is caught up with, or at once with `publish`: storing it on
+    /// every record makes its cache line bounce between the two cores
+    /// whenever the producer is checking for space.
+    #[inline]
+    pub(crate) fn advance(&mut self, sh: &Shared, p: usize, next: u64, publish: bool) {
+        self.cursors[p] = next;
+        if publish
+            || next.wrapping_sub(self.shared_cursors[p]) >= self.cursor_batch
+            // Relaxed: a hint; see `publish_cursor`.
+            || sh.producer(p).space_waiters.load(Ordering::Relaxed) != 0
+        {
+            self.publish_cursor(sh, p);
+        }
+    }
+
+    /// Publishes producer `p`'s cursor and wakes the producer if it waits
+    /// for space.
+    pub(crate) fn publish_cursor(&mut self, sh: &Shared, p: usize) {
+        let next = self.cursors[p];
+        if self.shared_cursors[p] == next {
+            return;
+        }
+        self.shared_cursors[p] = next;
+        // Release: pairs with the Acquire load in `ring::limit`; the bytes
+        // before `next` have been read. A plain store: the producer reads
+        // this line only when it runs out of space.
+        sh.cursor(self.slot, p).store(next, Ordering::Release);
+        if !self.overwrite {
+            wake_producer(sh, p);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn poll(&mut self, sh: &Shared) -> Result<Found, RecvError> {
+        let mask = sh.producer_mask() & !self.broken;
+        if mask == 0 {
+            return Err(RecvError::Empty);
+        }
+        // Visit producers with data in turn, starting after the last one
+        // served (fairness), by rotating the mask: no division per poll.
+        let start = self.next_producer as u32;
+        let mut rotated = mask.rotate_right(start);
+        while rotated != 0 {
+            let bit = rotated.trailing_zeros();
+            rotated &= rotated - 1;
+            let p = ((bit + start) & 63) as usize;
+            let ring = sh.ring(p);
+            let slot = sh.producer(p);
+            let head = self.overwrite.then_some(&slot.head);
+            loop {
+                match ring::peek(&ring, self.cursors[p], head) {
+                    Peek::Empty => {
+                        // Caught up with this producer: let it reuse
+                        // everything read so far.
+                        self.publish_cursor(sh, p);
+                        break;
+                    }
+                    Peek::Padding { next } => self.advance(sh, p, next, false),
+                    Peek::Lagged => {
+                        let pos = ring::resync(&ring, &sh.ring_ctl(slot));
+                        if pos <= self.cursors[p] {
+                            // A lapped reader always finds a later record
+                            // boundary; none means the producer's words
+                            // are damaged (head beyond its tail).
+                            return Err(
+                                self.corrupt(p, "overwrite mark beyond the producer's tail")
+                            );
+                        }
+                        self.advance(sh, p, pos, true);
+                    }
+                    Peek::Corrupt(what) => return Err(self.corrupt(p, what)),
+                    Peek::Record(view) => {
+                        if self.overwrite && view.seq > self.expected[p] {
+                            let missed = view.seq - self.expected[p];
+                            self.expected[p] = view.seq;
+                            self.lagged = self.lagged.saturating_add(missed);
+                            // Relaxed: statistics only.
+                            sh.subscriber(self.slot)
+                                .lagged
+                                .store(self.lagged, Ordering::Relaxed);
+                            return Err(RecvError::Lagged(missed));
+                        }
+                        if !self.wants(sh, view.topic) {
+                            self.expected[p] = view.seq.wrapping_add(1);
+                            self.advance(sh, p, view.next, false);
+                            continue;
+                        }
+                        if self.copy && !self.copy_payload(sh, p, &view) {
+                            // Rewritten while we copied it: not delivered.
+                            // `expected` stays at its sequence, so the next
+                            // record found reports it in `Lagged(n)`.
+                            let pos = ring::resync(&ring, &sh.ring_ctl(slot));
+                            self.advance(sh, p, pos, true);
+                            continue;
+                        }
+                        self.next_producer = (p + 1) & 63;
+                        return Ok(Found { producer: p, view });
+                    }
+                }
+            }
+        }
+        Err(RecvError::Empty)
+    }
+
+    /// Marks producer `p`'s ring as broken (skipped from now on).
+    #[cold]
+    pub(crate) fn corrupt(&mut self, p: usize, what: &'static str) -> RecvError {
+        self.broken |= 1 << p;
+        tracing::error!(producer = p, what, "corrupt ring; skipping it");
+        RecvError::Corrupt { what }
+    }
+
+    /// Copies the payload of `view` into `scratch`. Under Overwrite the
+    /// copy is made with atomic word loads and validated against the
+    /// producer's overwrite mark; returns whether it is the record's.
+    pub(crate) fn copy_payload(&mut self, sh: &Shared, p: usize, view: &RecordView) -> bool {
+        let lines = view.len.div_ceil(ring::ALIGN) as usize;
+        if self.scratch.len() < lines {
+            self.scratch.resize(lines, Line([0; 4]));
+        }
+        let ring = sh.ring(p);
+        let words: &mut [u64] = bytemuck::cast_slice_mut(&mut self.scratch[..lines]);
+        if self.overwrite {
+            let n = view.len.div_ceil(8) as usize;
+            // Inside the record: `peek` checked `slot + record_size(len) <=
+            // cap`, and the record is padded to whole lines.
+            ring::copy_out(
+                &ring,
+                view.payload_slot(ring.capacity() - 1),
+                &mut words[..n],
+            );
+            ring::intact(&sh.producer(p).head, view.pos, ring.capacity())
+        } else {
+            // SAFETY: Block policy; `peek` saw the record committed, and our
+            // cursor stays at `view.pos` until the copy is made.
+            let src = unsafe { ring::payload_in_place(&ring, view) };
+            let dst: &mut [u8] = bytemuck::cast_slice_mut(words);
+            dst[..src.len()].copy_from_slice(src);
+            true
+        }
+    }
+
+    /// Counts a delivered sample and moves past it (its `Drop`).
+    #[inline]
+    pub(crate) fn delivered(&mut self, sh: &Shared, found: Found) {
+        let Found { producer, view } = found;
+        // Wrapping: `seq` is a word of the segment (unchecked on this path).
+        self.expected[producer] = view.seq.wrapping_add(1);
+        self.received += 1;
+        // Relaxed: statistics only.
+        sh.subscriber(self.slot)
+            .received
+            .store(self.received, Ordering::Relaxed);
+        self.advance(sh, producer, view.next, false);
+    }
+
+    /// Records "last active" now and then while polling finds nothing
+    /// (a clock read costs more than an empty poll).
+    #[inline]
+    pub(crate) fn touch_if_idle(&mut self, sh: &Shared, r: &Result<Found, RecvError>) {
+        if matches!(r, Err(RecvError::Empty)) {
+            self.empty_polls = self.empty_polls.wrapping_add(1);
+            if self.empty_polls % 4096 == 1 {
+                // Relaxed: diagnostics only.
+                sh.subscriber(self.slot)
+                    .last_active_ns
+                    .store(clock::wall_ns(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn wait(
+        &mut self,
+        sh: &Shared,
+        deadline: Option<Instant>,
+    ) -> Result<Found, RecvError> {
+        self.nap = FIRST_NAP;
+        match self.poll(sh) {
+            Err(RecvError::Empty) => {}
+            other => return other,
+        }
+        let spin_until = Instant::now() + self.spin;
+        let backoff = Backoff::new();
+        loop {
+            match self.poll(sh) {
+                Err(RecvError::Empty) => {}
+                other => return other,
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                self.touch_if_idle(sh, &Err(RecvError::Empty));
+                return Err(RecvError::Timeout);
+            }
+            if now < spin_until {
+                backoff.snooze();
+                continue;
+            }
+            let header = sh.header();
+            let slot = sh.subscriber(self.slot);
+            // Relaxed: diagnostics only.
+            slot.last_active_ns
+                .store(clock::wall_ns(), Ordering::Relaxed);
+            // Acquire: pairs with the Release `fetch_add` of a waking
+            // publisher (`Publisher::commit`); if we read its bump, its
+            // record is visible to the re-poll below.
+            let seen = header.data_futex.load(Ordering::Acquire);
+            // Relaxed: ordered before the SeqCst `fetch_add` below, which
+            // a reaper's AcqRel swap of this flag synchronises with.
+            slot.sleeping.store(1, Ordering::Relaxed);
+            // SeqCst: a full barrier between counting ourselves asleep and
+            // the re-poll below. Publishers check the count without a fence
+            // (a fence would stall every publish), so one publishing at this
+            // very instant may miss us: the nap below starts at 1 ms and
+            // doubles while idle, bounding that delay.
+            header.data_sleepers.fetch_add(1, Ordering::SeqCst);
+            let again = self.poll(sh);
+            if !matches!(again, Err(RecvError::Empty)) {
+                self.stop_sleeping(sh);
+                return again;
+            }
+            let mut nap = naps_left_shift(&mut self.nap);
+            if let Some(d) = deadline {
+                nap = nap.min(d.saturating_duration_since(Instant::now()));
+            }
+            futex::wait(&header.data_futex, seen, nap);
+            self.stop_sleeping(sh);
+        }
+    }
+
+    pub(crate) fn stop_sleeping(&self, sh: &Shared) {
+        // AcqRel: a reaper that un-counts a dead sleeper swaps the same
+        // flag (`Shared::reap`), so exactly one of us decrements.
+        if sh.subscriber(self.slot).sleeping.swap(0, Ordering::AcqRel) == 1 {
+            // SeqCst: as the increment in `wait`.
+            sh.header().data_sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Wakes producer `p` if it sleeps waiting for space.
+pub(crate) fn wake_producer(sh: &Shared, p: usize) {
+    let slot = sh.producer(p);
+    // Relaxed: a producer that registers at this instant may be missed; it
+    // sleeps at most `SPACE_SLEEP` before re-checking.
+    if slot.space_waiters.load(Ordering::Relaxed) != 0 {
+        // Release: pairs with the producer's Acquire load of the futex word
+        // in `Publisher::reserve`; the cursor we published is visible
+        // once it sees the bump.
+        slot.space_futex.fetch_add(1, Ordering::Release);
+        futex::wake_all(&slot.space_futex);
+    }
+}
