@@ -1,12 +1,23 @@
 //! The bus itself: the shared topic table, one single-producer /
-//! multi-consumer ring per producer, zero-copy publish and receive,
-//! waiting and waking, liveness and reaping of dead peers.
+//! multi-consumer ring per producer, publish and receive (zero copy under
+//! the Block policy, validated copies under Overwrite), waiting and waking,
+//! liveness, reaping, and snapshots of who is attached ([`Bus::members`],
+//! [`Bus::info`]).
 //!
-//! Built on `shm-bus-alloc` (the segment) and `shm-bus-topic` (the topic
-//! language). See [`Bus`] for an example, and [`delivery`] for what a
-//! sample's payload is under each policy. The ring protocol itself is in
-//! `src/ring.rs` (crate-private; its module docs are the spec, and its
-//! loom and Miri models are in `tests/loom_ring.rs` and `ring::tests`).
+//! It is **not** the EventEngine or the events (`shm-bus-engine`, built on
+//! this crate's public API), nor the segment and allocator underneath
+//! (`shm-bus-alloc`), nor the topic language (`shm-bus-topic`).
+//!
+//! ## Where to start reading
+//!
+//! [`Bus`] (`bus.rs`) for an example and how a bus is made and opened;
+//! then the ring protocol in `src/ring/mod.rs` (crate-private: its module
+//! docs are the spec; its loom and Miri models are in `tests/loom_ring.rs`
+//! and `src/ring/tests.rs`); then [`Publisher`] (`publisher.rs`) and
+//! [`Subscriber`] (`subscriber.rs`, receiving in `receive.rs`, samples in
+//! `sample.rs`); [`delivery`] says what a sample's payload is under each
+//! policy. `shared.rs` holds what every handle resolves once at open;
+//! `layout.rs` the types that live in the segment.
 //!
 //! ## Damage
 //!
