@@ -104,3 +104,77 @@ pub(crate) fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration, BadI
     std::time::Duration::try_from_secs_f64(secs)
         .map_err(|_| BadInput(format!("--{flag} {secs} is not a valid number of seconds")))
 }
+
+/// Parses a size flag: a positive whole number of bytes, optionally with a
+/// `K`, `M` or `G` suffix (powers of 1024; `KiB`/`MiB`/`GiB` and
+/// lower case are accepted too): `4096`, `64K`, `1M`, `1G`.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if t.starts_with('-') {
+        return Err("a size must be positive".to_owned());
+    }
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &t[digits.len()..];
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "unknown size suffix `{unit}` (use K, M or G, powers of 1024)"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "not a size (a whole number, e.g. 4096, 64K, 1M)".to_owned())?;
+    if n == 0 {
+        return Err("a size must be positive".to_owned());
+    }
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| "too large".to_owned())
+}
+
+/// [`parse_size`] for flags held as `usize`.
+pub(crate) fn parse_size_usize(text: &str) -> Result<usize, String> {
+    let n = parse_size(text)?;
+    usize::try_from(n).map_err(|_| "too large".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_suffixes_and_must_be_positive() {
+        for (text, want) in [
+            ("4096", 4096),
+            ("64K", 64 << 10),
+            ("64k", 64 << 10),
+            ("1M", 1 << 20),
+            ("1MiB", 1 << 20),
+            ("1G", 1 << 30),
+            ("32b", 32),
+        ] {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        for text in ["-5", "0", "0K"] {
+            assert!(
+                parse_size(text).unwrap_err().contains("must be positive"),
+                "{text}"
+            );
+        }
+        assert!(
+            parse_size("12Q")
+                .unwrap_err()
+                .contains("unknown size suffix")
+        );
+        assert!(parse_size("K").unwrap_err().contains("not a size"));
+        assert!(
+            parse_size("99999999999G")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+}

@@ -121,8 +121,9 @@ enum Command {
 pub(crate) struct CreateArgs {
     /// The bus name.
     pub bus: String,
-    /// Bytes of each producer's ring (a power of two, at least 4096).
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Bytes of each producer's ring (a power of two, at least 4096;
+    /// `K`, `M`, `G` suffixes: 64K, 1M).
+    #[arg(long, default_value = "1M", value_parser = common::parse_size, allow_negative_numbers = true)]
     pub ring_bytes: u64,
     /// Subscriber slots.
     #[arg(long, default_value_t = 32)]
@@ -172,8 +173,9 @@ pub(crate) struct PublishArgs {
     /// Number of messages.
     #[arg(long, default_value_t = 1)]
     pub count: u64,
-    /// Size of generated payloads in bytes (minimum 32).
-    #[arg(long, default_value_t = 64)]
+    /// Size of generated payloads in bytes (minimum 32; `K`, `M`
+    /// suffixes).
+    #[arg(long, default_value = "64", value_parser = common::parse_size_usize, allow_negative_numbers = true)]
     pub size: usize,
     /// Spread messages over this many topics (with `{i}` in TOPIC).
     #[arg(long, default_value_t = 1)]

@@ -416,3 +416,31 @@ fn bad_flags_and_missing_arguments_exit_2() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+#[test]
+fn sizes_take_suffixes_and_a_negative_size_is_refused_as_such() {
+    let bus = TestBus::create("suffix", &["--ring-bytes", "64K"]);
+    let info = run(&["inspect", &bus.name, "--json"]).json();
+    assert_eq!(info["config"]["ring_bytes"], 65536);
+    let out = run(&["publish", &bus.name, "t", "--size", "1K", "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["bytes"], 1024);
+    let other = TestBus::new("negative");
+    for flags in [&["--ring-bytes", "-5"][..], &["--ring-bytes", "0"]] {
+        let mut args = vec!["create", other.name.as_str()];
+        args.extend_from_slice(flags);
+        let out = run(&args);
+        assert_eq!(out.code(), Some(2), "{flags:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("a size must be positive"),
+            "{flags:?}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("unexpected argument"),
+            "{}",
+            out.stderr
+        );
+        assert!(!other.exists());
+    }
+}

@@ -73,7 +73,7 @@ impl std::str::FromStr for Policy {
 /// one and the policy is the same; otherwise the open fails with
 /// [`BusError::ConfigMismatch`]. [`Bus::open`](crate::Bus::open) takes
 /// whatever the bus has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BusConfig {
     /// Bytes of each producer's ring: a power of two, at least 4 KiB.
     pub ring_bytes: u64,
@@ -87,6 +87,20 @@ pub struct BusConfig {
     pub policy: Policy,
     /// Permission bits of the segment (default `0o600`).
     pub mode: u32,
+}
+
+impl std::fmt::Debug for BusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // As derived, with the mode in octal (as `chmod` and `ls` show it).
+        f.debug_struct("BusConfig")
+            .field("ring_bytes", &self.ring_bytes)
+            .field("max_producers", &self.max_producers)
+            .field("max_subscribers", &self.max_subscribers)
+            .field("max_topics", &self.max_topics)
+            .field("policy", &self.policy)
+            .field("mode", &format_args!("{:#o}", self.mode))
+            .finish()
+    }
 }
 
 impl Default for BusConfig {
@@ -199,11 +213,43 @@ impl BusConfig {
     /// Whether an existing bus with `self` satisfies a request for
     /// `wanted` (see the type's docs).
     pub fn satisfies(&self, wanted: &BusConfig) -> bool {
-        self.ring_bytes >= wanted.ring_bytes
-            && self.max_producers >= wanted.max_producers
-            && self.max_subscribers >= wanted.max_subscribers
-            && self.max_topics >= wanted.max_topics
-            && self.policy == wanted.policy
+        self.shortfalls(wanted).is_empty()
+    }
+
+    /// How this (existing) configuration fails `wanted`, one phrase per
+    /// field, e.g. `"ring_bytes is 4096, at least 1048576 was asked"`;
+    /// empty when it [satisfies](Self::satisfies) it.
+    pub fn shortfalls(&self, wanted: &BusConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut at_least = |field: &str, have: u64, want: u64| {
+            if have < want {
+                out.push(format!("{field} is {have}, at least {want} was asked"));
+            }
+        };
+        at_least("ring_bytes", self.ring_bytes, wanted.ring_bytes);
+        at_least(
+            "max_producers",
+            self.max_producers.into(),
+            wanted.max_producers.into(),
+        );
+        at_least(
+            "max_subscribers",
+            self.max_subscribers.into(),
+            wanted.max_subscribers.into(),
+        );
+        at_least(
+            "max_topics",
+            self.max_topics.into(),
+            wanted.max_topics.into(),
+        );
+        if self.policy != wanted.policy {
+            out.push(format!(
+                "policy is {}, {} was asked",
+                self.policy.as_str(),
+                wanted.policy.as_str()
+            ));
+        }
+        out
     }
 
     /// Bytes of the cursor row of one subscriber.

@@ -30,8 +30,9 @@ pub enum BusError {
     /// requested configuration (capacities are minimums; the policy must
     /// be equal). The existing bus is untouched.
     #[error(
-        "bus exists with a different configuration (found {found:?}, requested {requested:?}); \
-         open it as it is, or remove it first"
+        "the bus exists with a configuration that does not satisfy the request: {}; \
+         open it as it is, or remove it first",
+        found.shortfalls(requested).join("; ")
     )]
     ConfigMismatch {
         /// The bus's configuration.

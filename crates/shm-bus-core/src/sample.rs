@@ -1,7 +1,7 @@
 //! [`Sample`]: one received event, its payload borrowed in the ring or a
 //! validated copy.
 
-use shm_bus_topic::TopicId;
+use shm_bus_topic::{Topic, TopicId, match_topics};
 
 use crate::delivery::{AnyPolicy, Delivery};
 use crate::error::PayloadError;
@@ -35,6 +35,41 @@ impl<M: Delivery> Sample<'_, M> {
             .shared
             .topic_literal(self.topic_id())
             .unwrap_or("")
+    }
+
+    /// What the wildcards of the pattern that matched captured, in the
+    /// pattern's order (`(name, text)`; the last one wins in
+    /// [`capture`](Self::capture) when a name repeats), as the engine's
+    /// `Message::captures` gives them. When several of the subscriber's
+    /// patterns match the topic, the one subscribed first counts. Empty
+    /// for an exact pattern. Computed on each call (a parse and a match),
+    /// not on the receive path.
+    pub fn captures(&self) -> Vec<(String, String)> {
+        let Ok(topic) = Topic::parse(self.topic()) else {
+            return Vec::new();
+        };
+        self.sub
+            .patterns()
+            .iter()
+            .map(|pattern| match_topics(pattern, &topic))
+            .find(|m| m.matched())
+            .map(|m| {
+                m.captures()
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The text the wildcard `name` of the pattern that matched captured
+    /// (see [`captures`](Self::captures)).
+    pub fn capture(&self, name: &str) -> Option<String> {
+        self.captures()
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     /// The producer (publisher slot) that published it.

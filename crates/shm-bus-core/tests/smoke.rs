@@ -459,3 +459,56 @@ fn every_valid_topic_capacity_can_be_created_and_filled() {
         }
     }
 }
+
+#[test]
+fn a_config_mismatch_names_the_field_and_shows_the_mode_in_octal() {
+    let (name, _c) = unique("mismatch");
+    let _bus = Bus::create(
+        &name,
+        BusConfig::default()
+            .with_ring_bytes(4096)
+            .with_policy(Policy::Overwrite),
+    )
+    .unwrap();
+    let err = Bus::open_or_create(&name, BusConfig::default().with_ring_bytes(1 << 16))
+        .expect_err("a smaller ring and another policy");
+    let text = err.to_string();
+    assert!(
+        text.contains("ring_bytes is 4096, at least 65536 was asked"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policy is overwrite, block was asked"),
+        "{text}"
+    );
+    assert!(!text.contains("max_topics"), "only what differs: {text}");
+    let debug = format!("{:?}", BusConfig::default());
+    assert!(debug.contains("mode: 0o600"), "{debug}");
+}
+
+#[test]
+fn a_sample_gives_the_captures_of_the_pattern_that_matched() {
+    let (name, _c) = unique("captures");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("md.{venue}.+sym").unwrap();
+    sub.subscribe("md.XNAS.{ticker}").unwrap();
+    sub.subscribe("news").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    publ.publish("md.XNAS.AAPL", b"1").unwrap();
+    publ.publish("news", b"2").unwrap();
+    let s = sub.try_recv().unwrap();
+    assert_eq!(
+        s.captures(),
+        [
+            ("venue".to_owned(), "XNAS".to_owned()),
+            ("sym".to_owned(), "AAPL".to_owned())
+        ],
+        "the pattern subscribed first wins"
+    );
+    assert_eq!(s.capture("sym").as_deref(), Some("AAPL"));
+    assert_eq!(s.capture("ticker"), None);
+    drop(s);
+    let s = sub.try_recv().unwrap();
+    assert!(s.captures().is_empty(), "an exact pattern captures nothing");
+}

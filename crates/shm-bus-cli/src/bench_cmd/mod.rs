@@ -41,8 +41,8 @@ mod throughput;
 pub(crate) enum BenchCommand {
     /// One-way latency between two processes (half a ping-pong round trip).
     Latency {
-        /// Payload bytes (at least 8).
-        #[arg(long, default_value_t = 64)]
+        /// Payload bytes (at least 8; `K`, `M` suffixes).
+        #[arg(long, default_value = "64", value_parser = crate::common::parse_size_usize, allow_negative_numbers = true)]
         size: usize,
         /// Round trips measured (after a warm-up of 10%).
         #[arg(long, default_value_t = 100_000)]
@@ -56,8 +56,8 @@ pub(crate) enum BenchCommand {
     },
     /// Messages per second from one producer to K subscriber processes.
     Throughput {
-        /// Payload bytes (at least 8).
-        #[arg(long, default_value_t = 64)]
+        /// Payload bytes (at least 8; `K`, `M` suffixes).
+        #[arg(long, default_value = "64", value_parser = crate::common::parse_size_usize, allow_negative_numbers = true)]
         size: usize,
         /// Messages (default: 1,000,000, fewer for large payloads so that
         /// about 4 GiB move).
