@@ -92,13 +92,28 @@ impl Bus {
         Ok(bus)
     }
 
-    /// Removes the bus's segment name. Processes that have it open keep
-    /// working; new opens fail with `NotFound`.
+    /// Removes the bus: marks it removed, then unlinks its segment name.
+    /// New opens fail with `NotFound`; processes still attached notice
+    /// through [`RecvError::BusRemoved`](crate::RecvError::BusRemoved)
+    /// (once nothing is left to read) and
+    /// [`PublishError::BusRemoved`](crate::PublishError::BusRemoved)
+    /// (within 4096 publishes, or at once when the ring is full), instead of
+    /// waiting on a bus nobody can open again. Who is attached can be seen
+    /// first with [`Bus::members`]. A segment that is not a valid bus is
+    /// unlinked all the same.
     ///
     /// # Errors
     /// [`BusError::Segment`] (`NotFound`, `PermissionDenied`, `Io`).
     pub fn remove(name: &str) -> Result<(), BusError> {
+        if let Ok(bus) = Bus::open(name) {
+            bus.shared.mark_removed();
+        }
         Ok(Segment::unlink(name)?)
+    }
+
+    /// Whether the bus has been removed (see [`Bus::remove`]).
+    pub fn is_removed(&self) -> bool {
+        self.shared.is_removed()
     }
 
     fn from_segment(seg: Segment) -> Result<Bus, BusError> {

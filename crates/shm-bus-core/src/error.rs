@@ -110,6 +110,12 @@ pub enum PublishError {
         /// The bus's maximum ([`BusConfig::max_payload`]).
         max: usize,
     },
+    /// The bus was removed (`Bus::remove`, `shm-bus remove`): nobody can
+    /// attach to it any more, so publishing into it reaches no one new.
+    /// Checked when the ring is full and every 4096 publishes, not on
+    /// every publish. The record was not published.
+    #[error("the bus was removed")]
+    BusRemoved,
     /// The topic could not be interned (invalid, a pattern, too long,
     /// table full).
     #[error(transparent)]
@@ -141,6 +147,12 @@ pub enum RecvError {
         /// What was wrong.
         what: &'static str,
     },
+    /// The bus was removed (`Bus::remove`, `shm-bus remove`) and nothing
+    /// is left to read: checked when a receive finds nothing (before
+    /// sleeping, and now and then while polling), so records already
+    /// committed are still delivered first.
+    #[error("the bus was removed")]
+    BusRemoved,
 }
 
 /// Why a sample could not be viewed as a typed value.

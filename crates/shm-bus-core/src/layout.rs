@@ -68,7 +68,11 @@ pub(crate) struct BusHeader {
     /// anchor for converting record timestamps (see `clock`).
     pub clock_ticks: AtomicU64,
     pub clock_ns: AtomicU64,
-    _pad2: [AtomicU64; 3],
+    /// Non-zero once `Bus::remove` removed the bus (Release; 0 in older
+    /// segments, where this word was padding): attached processes answer
+    /// `BusRemoved` instead of waiting on a bus nobody can open again.
+    pub removed: AtomicU64,
+    _pad2: [AtomicU64; 2],
     // ---- line 3 (at 192): waking sleeping subscribers (read by every publish)
     /// Futex word: bumped by a publisher that wakes subscribers.
     pub data_futex: AtomicU32,

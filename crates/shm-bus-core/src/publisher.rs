@@ -232,6 +232,10 @@ impl Publisher {
         let ring = sh.ring(self.slot);
         let ctl = sh.ring_ctl(slot);
         let p = self.slot;
+        // Off the hot path: every 4096 publishes (and below, while waiting).
+        if self.published & 0xFFF == 0 && sh.is_removed() {
+            return Err(PublishError::BusRemoved);
+        }
         let first = self
             .writer
             .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail));
@@ -244,6 +248,10 @@ impl Publisher {
                 });
             }
             Err(ReserveError::Full) => {}
+        }
+        // A full ring is off the hot path: say so if nobody can read it.
+        if sh.is_removed() {
+            return Err(PublishError::BusRemoved);
         }
         slot.full_waits.fetch_add(1, Ordering::Relaxed);
         let deadline = match wait {
@@ -267,6 +275,9 @@ impl Publisher {
             if now < spin_until {
                 backoff.snooze();
                 continue;
+            }
+            if sh.is_removed() {
+                return Err(PublishError::BusRemoved);
             }
             // A dead subscriber must never stall us: reap, then sleep until
             // a subscriber frees space (or a short timeout, to re-check).
@@ -357,7 +368,8 @@ impl Publisher {
     /// ring is full (Block policy). Returns the record's sequence number.
     ///
     /// # Errors
-    /// [`PublishError::PayloadTooLarge`], [`PublishError::Topic`].
+    /// [`PublishError::PayloadTooLarge`], [`PublishError::Topic`],
+    /// [`PublishError::BusRemoved`].
     #[inline]
     pub fn publish(
         &mut self,

@@ -311,7 +311,9 @@ impl State {
     /// Records "last active" now and then while polling finds nothing
     /// (a clock read costs more than an empty poll).
     #[inline]
-    pub(crate) fn touch_if_idle(&mut self, sh: &Shared, r: &Result<Found, RecvError>) {
+    /// Also turns `Empty` into `BusRemoved` once the bus was removed
+    /// (checked at the same pace: not on every empty poll).
+    pub(crate) fn touch_if_idle(&mut self, sh: &Shared, r: &mut Result<Found, RecvError>) {
         if matches!(r, Err(RecvError::Empty)) {
             self.empty_polls = self.empty_polls.wrapping_add(1);
             if self.empty_polls % 4096 == 1 {
@@ -319,6 +321,9 @@ impl State {
                 sh.subscriber(self.slot)
                     .last_active_ns
                     .store(clock::wall_ns(), Ordering::Relaxed);
+                if sh.is_removed() {
+                    *r = Err(RecvError::BusRemoved);
+                }
             }
         }
     }
@@ -342,8 +347,12 @@ impl State {
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                self.touch_if_idle(sh, &Err(RecvError::Empty));
-                return Err(RecvError::Timeout);
+                let mut r = Err(RecvError::Empty);
+                self.touch_if_idle(sh, &mut r);
+                return match r {
+                    Err(RecvError::BusRemoved) => r,
+                    _ => Err(RecvError::Timeout),
+                };
             }
             if now < spin_until {
                 backoff.snooze();
@@ -371,6 +380,10 @@ impl State {
             if !matches!(again, Err(RecvError::Empty)) {
                 self.stop_sleeping(sh);
                 return again;
+            }
+            if sh.is_removed() {
+                self.stop_sleeping(sh);
+                return Err(RecvError::BusRemoved);
             }
             let mut nap = naps_left_shift(&mut self.nap);
             if let Some(d) = deadline {

@@ -226,6 +226,29 @@ impl Shared {
         self.header().producer_mask.load(Ordering::Acquire) & self.producer_bits
     }
 
+    /// Whether the bus was removed ([`Bus::remove`](crate::Bus::remove)).
+    pub(crate) fn is_removed(&self) -> bool {
+        // Acquire: pairs with the Release store in `Bus::remove`.
+        self.header().removed.load(Ordering::Acquire) != 0
+    }
+
+    /// Marks the bus removed and wakes every sleeper (subscribers waiting
+    /// for data, producers waiting for space), so they notice at once.
+    pub(crate) fn mark_removed(&self) {
+        let h = self.header();
+        // Release: pairs with the Acquire load in `is_removed`.
+        h.removed.store(1, Ordering::Release);
+        // Release: pairs with the Acquire futex-word loads of the sleepers
+        // (`State::wait`, `Publisher::reserve`).
+        h.data_futex.fetch_add(1, Ordering::Release);
+        crate::futex::wake_all(&h.data_futex);
+        for p in 0..self.config.max_producers as usize {
+            let slot = self.producer(p);
+            slot.space_futex.fetch_add(1, Ordering::Release);
+            crate::futex::wake_all(&slot.space_futex);
+        }
+    }
+
     /// Claims a free producer or subscriber slot by CAS from `SLOT_FREE`
     /// to `word` (the caller's token and state). If none is free, reaps
     /// dead owners once and tries again. Returns the slot, or `None` when

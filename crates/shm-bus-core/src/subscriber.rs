@@ -200,8 +200,8 @@ impl<M: Delivery> Subscriber<M> {
     #[inline]
     pub fn try_recv(&mut self) -> Result<Sample<'_, M>, RecvError> {
         let sh = &*self.bus.shared;
-        let found = self.st.poll(sh);
-        self.st.touch_if_idle(sh, &found);
+        let mut found = self.st.poll(sh);
+        self.st.touch_if_idle(sh, &mut found);
         let found = found?;
         Ok(self.sample(found))
     }

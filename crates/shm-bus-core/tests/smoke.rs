@@ -512,3 +512,53 @@ fn a_sample_gives_the_captures_of_the_pattern_that_matched() {
     let s = sub.try_recv().unwrap();
     assert!(s.captures().is_empty(), "an exact pattern captures nothing");
 }
+
+#[test]
+fn a_removed_bus_is_noticed_by_the_processes_still_attached() {
+    let (name, _c) = unique("removed");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("t").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    publ.publish("t", b"before").unwrap();
+    // A receiver asleep in another thread wakes when the bus is removed.
+    let sleeper = {
+        let bus = bus.clone();
+        std::thread::spawn(move || {
+            let mut s = bus.subscriber("sleeper").unwrap();
+            s.subscribe("nothing.comes").unwrap();
+            s.recv().map(|_| ()).unwrap_err()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!bus.is_removed());
+    Bus::remove(&name).unwrap();
+    assert!(bus.is_removed());
+    assert_eq!(sleeper.join().unwrap(), RecvError::BusRemoved);
+    // What was committed before is still delivered, then the removal.
+    assert_eq!(sub.recv().unwrap().payload(), b"before");
+    assert_eq!(
+        sub.recv_timeout(Duration::from_secs(5)).unwrap_err(),
+        RecvError::BusRemoved
+    );
+    // A publisher learns within 4096 publishes, or at once when it waits.
+    let mut answer = None;
+    for _ in 0..=4096 {
+        match publ.try_publish("t", b"x") {
+            Ok(_) | Err(PublishError::Full) => {}
+            Err(e) => {
+                answer = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        matches!(answer, Some(PublishError::BusRemoved)),
+        "{answer:?}"
+    );
+    assert!(matches!(
+        publ.publish_timeout("t", b"x", Duration::from_secs(5)),
+        Err(PublishError::BusRemoved)
+    ));
+    assert!(Bus::open(&name).is_err(), "gone for new openers");
+}

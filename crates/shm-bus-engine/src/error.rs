@@ -65,6 +65,9 @@ pub enum GetError {
     /// The engine only sends ([`EventEngine::publisher_only`](crate::EventEngine::publisher_only)).
     #[error("this engine only sends (EventEngine::publisher_only): it receives nothing")]
     SendOnly,
+    /// The engine's bus was removed and every event on it has been taken.
+    #[error("the engine's bus was removed")]
+    BusRemoved,
 }
 
 /// Engine-wide counters ([`EventEngine::stats`](crate::EventEngine::stats)).

@@ -89,6 +89,7 @@ impl BusTransport {
                 Err(RecvError::Empty) if wait.block => {}
                 Err(RecvError::Lagged(n)) => return Err(GetError::Lagged(n)),
                 Err(RecvError::Corrupt { what }) => return Err(GetError::Corrupt { what }),
+                Err(RecvError::BusRemoved) => return Err(GetError::BusRemoved),
                 Err(_) => return Err(GetError::Empty),
             }
         }
@@ -129,6 +130,18 @@ impl BusTransport {
             Err(RecvError::Corrupt { what }) => {
                 tracing::error!(what, "event engine: corrupt ring skipped");
                 true
+            }
+            Err(RecvError::BusRemoved) => {
+                // Nothing more will ever arrive: stop dispatching (as
+                // `deactivate` does) instead of spinning on the error.
+                tracing::error!(
+                    bus = self.bus.name(),
+                    "event engine: the bus was removed; deactivating"
+                );
+                inner
+                    .active
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                false
             }
             Err(_) => false,
         }
