@@ -58,12 +58,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create a bus.
-    Create(CreateArgs),
-    /// Remove a bus's shared-memory segment.
-    Remove {
-        /// The bus name.
-        bus: String,
-    },
+    Create(bus_cmd::CreateCmd),
+    /// Remove a bus's shared-memory segment (refused while live processes
+    /// are attached, unless --force).
+    Remove(bus_cmd::RemoveArgs),
     /// List buses on this host.
     List {
         /// Print JSON.
@@ -259,7 +257,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Create(a) => bus_cmd::create(&a),
-        Command::Remove { bus } => bus_cmd::remove(&bus),
+        Command::Remove(a) => bus_cmd::remove(&a),
         Command::List { json } => bus_cmd::list(json),
         Command::Inspect { bus, json } => bus_cmd::inspect(&bus, json),
         Command::Gc(a) => bus_cmd::gc(&a),

@@ -10,7 +10,32 @@ use crate::CreateArgs;
 use crate::common;
 use crate::format::human_bytes;
 
-pub(crate) fn create(a: &CreateArgs) -> Result<ExitCode> {
+/// `shm-bus create`: the bus's settings plus output options.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct CreateCmd {
+    #[command(flatten)]
+    pub args: CreateArgs,
+    /// Print JSON: `{"bus", "segment_bytes", "config": {..}}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `remove`.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct RemoveArgs {
+    /// The bus name.
+    pub bus: String,
+    /// Remove it even while live processes are attached (they then get
+    /// `BusRemoved`).
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON: `{"bus", "removed", "attached": [{"pid", "name"}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) fn create(cmd: &CreateCmd) -> Result<ExitCode> {
+    let a = &cmd.args;
     check_name(&a.bus)?;
     let config = common::config_of(a)?;
     let bus = match Bus::create(&a.bus, config) {
@@ -43,7 +68,8 @@ pub(crate) fn create(a: &CreateArgs) -> Result<ExitCode> {
 
 // ---------------------------------------------------------------- remove
 
-pub(crate) fn remove(name: &str) -> Result<ExitCode> {
+pub(crate) fn remove(a: &RemoveArgs) -> Result<ExitCode> {
+    let name = a.bus.as_str();
     check_name(name)?;
     match Bus::remove(name) {
         Ok(()) => {

@@ -21,7 +21,7 @@ mod gc;
 mod inspect;
 mod list;
 
-pub(crate) use create::{create, remove};
+pub(crate) use create::{CreateCmd, RemoveArgs, create, remove};
 pub(crate) use gc::gc;
 pub(crate) use inspect::inspect;
 pub(crate) use list::list;
