@@ -23,7 +23,18 @@ pub struct Tick {
     pub seq: u32,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    // Errors print as sentences (their Display), not as debug structures.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("producer: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let bus_name = args.next().unwrap_or_else(|| "quotes".to_owned());
     let count: u32 = args
@@ -54,6 +65,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Tell workers the feed is over.
     publisher.publish("md.end", b"")?;
     println!("published {count} ticks on bus `{bus_name}`");
+    // A bus outlives the processes that use it (workers may attach later);
+    // remove it when done.
+    println!(
+        "the bus stays in /dev/shm/shm-bus.{bus_name}: `shm-bus remove {bus_name}` removes it"
+    );
     // Give slow workers a moment before the publisher detaches (its ring
     // stays readable either way).
     std::thread::sleep(Duration::from_millis(10));

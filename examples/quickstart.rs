@@ -13,7 +13,18 @@ use std::time::Duration;
 use shm_bus::engine::{EventEngine, Handler, Message, Wait};
 use shm_bus::{Bus, BusConfig, Topic};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    // Errors print as sentences (their Display), not as debug structures.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quickstart: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Topics: exact parts, `{name}` wildcards, `(a|b)` ranges, `/regex/`.
     let pattern = Topic::parse("realtime.{ticker}.(trade|quote)")?;
     let topic = Topic::parse("realtime.600010.trade")?;

@@ -14,7 +14,18 @@ use shm_bus::events::{
 };
 use shm_bus::{Bus, BusConfig};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    // Errors print as sentences (their Display), not as debug structures.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spans: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(bus) = std::env::args().nth(1) {
         return child(&bus);
     }

@@ -124,3 +124,75 @@ fn spans_example_times_a_child_span_and_sees_it_die() {
     assert!(out.contains("End subscriber `child-worker`"), "{out}");
     assert!(out.contains("died"), "{out}");
 }
+
+#[test]
+fn the_readme_programs_are_the_example_files_and_run() {
+    // Every Rust block of the README is one of examples/readme_*.rs, whole.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read the README");
+    let mut blocks = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "```rust" {
+            let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            blocks.push(block.join("\n") + "\n");
+        }
+    }
+    assert!(!blocks.is_empty(), "the README shows Rust programs");
+    for block in &blocks {
+        let matches = ["readme_pubsub", "readme_engine"].iter().any(|name| {
+            let path = format!("{}/examples/{name}.rs", env!("CARGO_MANIFEST_DIR"));
+            std::fs::read_to_string(path).unwrap() == *block
+        });
+        assert!(
+            matches,
+            "a README block is not an example file, verbatim:\n{block}"
+        );
+    }
+
+    // readme_engine prints what its handler saw.
+    let child = Command::new(example("readme_engine"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run readme_engine");
+    let out = finish(Kill(child), Instant::now() + Duration::from_secs(60));
+    assert!(
+        out.contains("md.XNAS.AAPL.trade: venue XNAS, trade at 189.98"),
+        "{out}"
+    );
+    assert!(out.contains("2 events dispatched"), "{out}");
+
+    // readme_pubsub: the worker first, then the producer, which removes
+    // the bus; the worker prints the three trades and ends.
+    let bus = format!("ex-readme-{}", std::process::id());
+    let _guard = BusGuard(bus.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut worker = Command::new(example("readme_pubsub"))
+        .args(["worker", &bus])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run readme_pubsub worker");
+    let mut reader = BufReader::new(worker.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("worker: waiting"), "{line}");
+    let producer = Command::new(example("readme_pubsub"))
+        .args(["producer", &bus])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run readme_pubsub producer");
+    finish(Kill(producer), deadline);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut out).unwrap();
+    finish(Kill(worker), deadline);
+    for price in ["189.98", "190.02", "190.05"] {
+        assert!(
+            out.contains(&format!("md.XNAS.AAPL.trade on XNAS: {price}")),
+            "{out}"
+        );
+    }
+    assert!(
+        !std::path::Path::new(&format!("/dev/shm/shm-bus.{bus}")).exists(),
+        "the producer removed the bus"
+    );
+}
