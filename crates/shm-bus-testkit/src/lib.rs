@@ -41,10 +41,13 @@ pub fn unique(tag: &str) -> (String, BusGuard) {
 }
 
 /// A child process whose stdout is drained, for its whole life, into a
-/// channel of lines (so it never blocks or gets EPIPE on stdout).
+/// channel of lines (so it never blocks or gets EPIPE on stdout), and
+/// whose stderr is kept (not interleaved with the test run's output) and
+/// shown when it fails.
 pub struct Proc {
     pub child: Child,
     pub lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
     what: String,
 }
 
@@ -87,8 +90,9 @@ impl Proc {
         }
         assert!(
             status.success(),
-            "{} failed: {status}; stdout: {lines:?}",
-            self.what
+            "{} failed: {status}; stdout: {lines:?}; stderr:\n{}",
+            self.what,
+            self.stderr_text()
         );
         lines
             .iter()
@@ -106,6 +110,14 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// What the child wrote on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -119,16 +131,35 @@ impl Drop for Proc {
     }
 }
 
+/// Runs this test binary again as a child process in `role`: its
+/// `child_entry` test, which is `#[ignore]`d so that it does not show as a
+/// test of its own (the child runs it with `--ignored`).
 pub fn spawn(role: &str, args: &[(&str, String)]) -> Proc {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("SHM_BUS_ROLE", role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "--exact",
+        "child_entry",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("SHM_BUS_ROLE", role)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (k, v) in args {
         cmd.env(format!("SHM_BUS_ARG_{k}"), v);
     }
     let mut child = cmd.spawn().expect("spawn child");
+    let stderr_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = stderr_text.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut text = sink.lock().unwrap_or_else(|e| e.into_inner());
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
     let stdout = child.stdout.take().expect("stdout");
     let (tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -139,6 +170,7 @@ pub fn spawn(role: &str, args: &[(&str, String)]) -> Proc {
     Proc {
         child,
         lines,
+        stderr: stderr_text,
         what: role.to_owned(),
     }
 }
