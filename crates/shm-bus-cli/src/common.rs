@@ -79,21 +79,49 @@ pub(crate) fn config_of(a: &CreateArgs) -> Result<BusConfig, BadInput> {
     Ok(config)
 }
 
-/// Opens `name`, creating it with default settings if it does not exist
-/// (what `publish`, `consume` and `tail` do).
-pub(crate) fn attach(name: &str) -> anyhow::Result<Bus> {
+/// The error of a bus that does not exist, with the two ways out.
+pub(crate) fn missing_bus(name: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "bus `{name}` does not exist: create it with `shm-bus create {name}`, or pass --create"
+    )
+}
+
+/// Creates `name` with default settings for `--create`, saying so on
+/// stderr; if someone else created it meanwhile, opens theirs (silently).
+pub(crate) fn create_default(name: &str) -> anyhow::Result<Bus> {
+    let config = BusConfig::default();
+    match Bus::create(name, config) {
+        Ok(bus) => {
+            eprintln!("shm-bus: created bus `{name}` ({})", describe(&config));
+            Ok(bus)
+        }
+        Err(BusError::Segment(shm_bus_alloc::Error::AlreadyExists { .. })) => Bus::open(name)
+            .map_err(|e| anyhow::Error::new(e).context(format!("cannot open bus `{name}`"))),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot create bus `{name}`"))),
+    }
+}
+
+/// A configuration in words, for the `--create` note.
+fn describe(c: &BusConfig) -> String {
+    format!(
+        "{} ring per producer, {} producers, {} subscribers, {} topics, policy {}",
+        crate::format::human_bytes(c.ring_bytes),
+        c.max_producers,
+        c.max_subscribers,
+        c.max_topics,
+        c.policy
+    )
+}
+
+/// Opens `name` for `consume` and `tail`. A missing bus is an error with a
+/// hint, unless `create` (`--create`): then it is created with defaults.
+pub(crate) fn attach(name: &str, create: bool) -> anyhow::Result<Bus> {
     match Bus::open(name) {
         Ok(bus) => Ok(bus),
-        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => {
-            match Bus::create(name, BusConfig::default()) {
-                Ok(bus) => Ok(bus),
-                // Someone else created it meanwhile.
-                Err(BusError::Segment(shm_bus_alloc::Error::AlreadyExists { .. })) => {
-                    Ok(Bus::open(name)?)
-                }
-                Err(e) => Err(anyhow::Error::new(e).context(format!("cannot create bus `{name}`"))),
-            }
+        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) if create => {
+            create_default(name)
         }
+        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => Err(missing_bus(name)),
         Err(e) => Err(anyhow::Error::new(e).context(format!("cannot open bus `{name}`"))),
     }
 }

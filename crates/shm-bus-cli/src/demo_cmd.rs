@@ -284,12 +284,20 @@ fn producer(args: &[String]) -> Result<ExitCode> {
         .map(|t| publisher.topic_id(t))
         .collect::<Result<Vec<_>, _>>()?;
     let id = publisher.id();
+    let mut topic_seqs = payload::TopicCounter::new(ids.len());
     for k in 0..events {
-        // Generated payloads (id, sequence, checksum) of 32..96 bytes,
+        // Generated payloads (id, sequences, checksum) of 32..96 bytes,
         // written in place in the ring.
         let len = payload::MIN_SIZE + (k % 3) as usize * 32;
-        let mut loan = publisher.loan(&ids[topic_of(k)], len)?;
-        payload::fill(loan.as_mut_slice(), id, k);
+        let t = topic_of(k);
+        let mut loan = publisher.loan(&ids[t], len)?;
+        let stamp = payload::Stamp {
+            producer: id,
+            seq: k,
+            topic_seq: topic_seqs.next(t),
+            run: 0,
+        };
+        payload::fill(loan.as_mut_slice(), stamp);
         loan.commit();
     }
     publisher.publish("demo.end", b"")?;
@@ -326,7 +334,7 @@ fn worker(args: &[String]) -> Result<ExitCode> {
             break;
         }
         received += 1;
-        if let payload::Check::Good { seq, .. } = tally.add(sample.payload()) {
+        if let payload::Check::Good { seq, .. } = tally.add(sample.payload(), sample.topic_id().0) {
             // The next event this pattern should see.
             while next_matching < seq && !matching[topic_of(next_matching)] {
                 next_matching += 1;

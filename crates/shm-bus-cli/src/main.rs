@@ -157,8 +157,12 @@ pub(crate) struct GcArgs {
 /// Options of `publish`.
 #[derive(Args, Clone, Debug)]
 pub(crate) struct PublishArgs {
-    /// The bus name (created with defaults if missing).
+    /// The bus name (it must exist, unless --create).
     pub bus: String,
+    /// Create the bus with default settings if it does not exist (said on
+    /// stderr).
+    #[arg(long)]
+    pub create: bool,
     /// An exact topic; `{i}` is replaced by the message index modulo
     /// `--topics`.
     pub topic: String,
@@ -181,7 +185,9 @@ pub(crate) struct PublishArgs {
     /// Messages per second (default: as fast as possible).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Give up when the ring stays full this long (seconds).
+    /// Give up when the ring stays full this long (seconds). Without it,
+    /// publish waits for space as long as it takes, and after about a
+    /// second says once on stderr which subscriber it is waiting for.
     #[arg(long)]
     pub timeout: Option<f64>,
     /// Publisher name shown by `inspect`.
@@ -195,8 +201,12 @@ pub(crate) struct PublishArgs {
 /// Options of `consume`.
 #[derive(Args, Clone, Debug)]
 pub(crate) struct ConsumeArgs {
-    /// The bus name (created with defaults if missing).
+    /// The bus name (it must exist, unless --create).
     pub bus: String,
+    /// Create the bus with default settings if it does not exist (said on
+    /// stderr).
+    #[arg(long)]
+    pub create: bool,
     /// Patterns to subscribe to.
     #[arg(required = true)]
     pub patterns: Vec<String>,
@@ -214,12 +224,13 @@ pub(crate) struct ConsumeArgs {
     pub json: bool,
 }
 
-/// How `tail` prints payloads.
+/// How `tail` prints payloads (by default: printable UTF-8 as text,
+/// anything else as hex, shortened when long).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TailFormat {
-    /// Payload as (lossy) UTF-8 text.
+    /// Payload as (lossy) UTF-8 text, whatever it is.
     Text,
-    /// Payload as hex.
+    /// Payload as hex, in full.
     Hex,
     /// One JSON object per event (JSON Lines).
     Json,
@@ -228,16 +239,24 @@ pub(crate) enum TailFormat {
 /// Options of `tail`.
 #[derive(Args, Clone, Debug)]
 pub(crate) struct TailArgs {
-    /// The bus name (created with defaults if missing).
+    /// The bus name (it must exist, unless --create).
     pub bus: String,
+    /// Create the bus with default settings if it does not exist (said on
+    /// stderr).
+    #[arg(long)]
+    pub create: bool,
     /// Patterns (default `**`: everything).
     pub patterns: Vec<String>,
     /// Stop after this many events.
     #[arg(long)]
     pub count: Option<u64>,
-    /// Payload format.
-    #[arg(long, value_enum, default_value_t = TailFormat::Text)]
-    pub format: TailFormat,
+    /// Payload format (default: printable UTF-8 as text, other payloads
+    /// as hex, shortened when long).
+    #[arg(long, value_enum)]
+    pub format: Option<TailFormat>,
+    /// JSON Lines: one object per event (same as --format json).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 /// Arguments of the hidden child command.

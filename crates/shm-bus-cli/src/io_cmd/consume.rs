@@ -1,4 +1,9 @@
 //! `shm-bus consume`: receive, verify generated payloads, summarise.
+//!
+//! Generated payloads are checked per producer (`gaps`, `duplicates`,
+//! `corrupt`) and per topic (`topic_gaps`: records missing within the
+//! topics received, which a consumer of a subset of topics can rely on);
+//! other payloads are counted as `foreign`.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -6,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use serde_json::json;
-use shm_bus_core::RecvError;
+use shm_bus_core::{Bus, RecvError};
+use shm_bus_topic::Topic;
 
-use super::{WAIT_SLICE, check_patterns, per_sec, secs, subscribe};
+use super::{WAIT_SLICE, bus_removed, check_patterns, per_sec, secs, subscribe, warn_near_misses};
 use crate::ConsumeArgs;
 use crate::bus_cmd::check_name;
 use crate::common;
@@ -19,7 +25,8 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
     check_name(&a.bus)?;
     check_patterns(&a.patterns)?;
     let silence = common::seconds("timeout", a.timeout)?;
-    let bus = common::attach(&a.bus)?;
+    warn_near_misses("consume", "pattern", a.patterns.iter().map(String::as_str));
+    let bus = common::attach(&a.bus, a.create)?;
     let mut sub = subscribe(&bus, &a.name, &a.patterns)?;
     catch_interrupts();
     let mut tally = Tally::default();
@@ -28,6 +35,8 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
     let mut lagged: u64 = 0;
     let mut ring_errors: u64 = 0;
     let mut was_interrupted = false;
+    let mut removed = false;
+    let start = Instant::now();
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
     let mut quiet_since = Instant::now();
@@ -48,7 +57,10 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
                 // Under Overwrite the sample is a copy already validated
                 // against the producer (a record rewritten while it was
                 // copied is reported in `Lagged(n)` instead).
-                note(tally.add(sample.payload()), &mut producers);
+                note(
+                    tally.add(sample.payload(), sample.topic_id().0),
+                    &mut producers,
+                );
                 received += 1;
                 let now = Instant::now();
                 first.get_or_insert(now);
@@ -60,6 +72,10 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
                 lagged += n;
                 quiet_since = Instant::now();
             }
+            Err(RecvError::BusRemoved) => {
+                removed = true;
+                break;
+            }
             Err(e) => {
                 ring_errors += 1;
                 eprintln!("shm-bus: consume: {e} (that producer's ring is skipped from now on)");
@@ -70,6 +86,7 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
         (Some(f), Some(l)) => l - f,
         _ => Duration::ZERO,
     };
+    let waited = start.elapsed();
     let producers = producers.len();
     drop(sub);
 
@@ -79,6 +96,7 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
             "received": received,
             "lagged": lagged,
             "gaps": tally.gaps,
+            "topic_gaps": tally.topic_gaps,
             "duplicates": tally.duplicates,
             "corrupt": tally.corrupt,
             "seconds": secs(span),
@@ -87,16 +105,19 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
             "producers": producers,
             "ring_errors": ring_errors,
             "interrupted": was_interrupted,
+            "bus_removed": removed,
         });
         writeln!(out, "{v}")?;
     } else {
         writeln!(
             out,
             "received {received} message(s) from {producers} producer(s) in {:.3} s ({} msg/s): \
-             {} gap(s), {} duplicate(s), {} corrupt, {} not generated, {lagged} lagged{}",
+             {} gap(s) ({} within the topics received), {} duplicate(s), {} corrupt, \
+             {} foreign, {lagged} lagged{}",
             span.as_secs_f64(),
             per_sec(received, span),
             tally.gaps,
+            tally.topic_gaps,
             tally.duplicates,
             tally.corrupt,
             tally.foreign,
@@ -104,13 +125,57 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
         )?;
     }
     out.flush()?;
-    match a.count {
-        Some(n) if received < n && !was_interrupted => Err(anyhow!(
-            "received {received} of {n} messages before {} s passed without one",
-            a.timeout
-        )),
-        _ => Ok(ExitCode::SUCCESS),
+    if removed {
+        return Err(bus_removed(&a.bus, "consume"));
     }
+    let nothing = (received == 0 && lagged == 0 && !was_interrupted)
+        .then(|| nothing_received(&bus, &a.patterns, waited));
+    match a.count {
+        Some(n) if received < n && !was_interrupted => Err(match nothing {
+            Some(what) => anyhow!("consume: {what}; expected {n} message(s)"),
+            None => anyhow!(
+                "received {received} of {n} messages before {} s passed without one",
+                a.timeout
+            ),
+        }),
+        _ => {
+            if let Some(what) = nothing {
+                eprintln!("shm-bus: consume: {what}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// "nothing received in 1.0 s on `x` (patterns: md.**)", and a hint when
+/// no topic on the bus matches the patterns.
+fn nothing_received(bus: &Bus, patterns: &[String], waited: Duration) -> String {
+    let parsed: Vec<Topic> = patterns
+        .iter()
+        .filter_map(|p| Topic::parse(p).ok())
+        .collect();
+    let topics = bus.info().topics;
+    let matching = topics
+        .iter()
+        .filter(|(_, t)| Topic::parse(t).is_ok_and(|t| parsed.iter().any(|p| p.matches(&t))))
+        .count();
+    let hint = if topics.is_empty() {
+        "; nothing was ever published on this bus".to_owned()
+    } else if matching == 0 {
+        format!(
+            "; none of the bus's {} topic(s) matches (see `shm-bus inspect {}`)",
+            topics.len(),
+            bus.name()
+        )
+    } else {
+        "; a subscriber gets only what is published after it subscribed".to_owned()
+    };
+    format!(
+        "nothing received in {:.1} s on `{}` (patterns: {}){hint}",
+        waited.as_secs_f64(),
+        bus.name(),
+        patterns.join(" ")
+    )
 }
 
 /// Remembers the producer of a generated payload.

@@ -2,7 +2,12 @@
 //!
 //! Every argument is checked before the bus is touched, so a bad topic,
 //! pattern or size never leaves a freshly created bus behind. The three
-//! commands create the bus with defaults when it does not exist.
+//! commands open an existing bus; a missing one is exit 1 with a hint,
+//! unless `--create` asks to create it with defaults (said on stderr).
+//! A topic or pattern that parses as exact but looks like a mistyped
+//! pattern (`md.{`, `md.(AAPL|`) draws a warning and is used literally.
+//! When the bus is removed under them, all three end with a clear message
+//! (exit 1).
 //!
 //! Ctrl-C (or SIGTERM) ends each of them cleanly: what was done so far is
 //! reported as usual and the exit code is 0 (`"interrupted": true` in the
@@ -30,26 +35,80 @@ pub(crate) use tail::tail;
 /// Longest single wait, so that Ctrl-C is noticed promptly.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 
-/// Opens the bus, creating it with defaults if missing, after checking
-/// `check` against the configuration it has (or would get), so a request
-/// the bus cannot satisfy leaves no new bus behind.
-fn attach_checked(name: &str, check: impl Fn(&BusConfig) -> Result<(), BadInput>) -> Result<Bus> {
+/// Opens the bus after checking `check` against its configuration. A
+/// missing bus is an error with a hint unless `create` (`--create`): then
+/// `check` runs against the defaults first, so a request a new bus could
+/// not satisfy leaves no bus behind.
+fn attach_checked(
+    name: &str,
+    create: bool,
+    check: impl Fn(&BusConfig) -> Result<(), BadInput>,
+) -> Result<Bus> {
     match Bus::open(name) {
         Ok(bus) => {
             check(bus.config())?;
             return Ok(bus);
         }
-        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => {
+        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) if create => {
             check(&BusConfig::default())?;
+        }
+        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => {
+            return Err(common::missing_bus(name));
         }
         Err(e) => {
             return Err(anyhow::Error::new(e).context(format!("cannot open bus `{name}`")));
         }
     }
-    let bus = common::attach(name)?;
+    let bus = common::create_default(name)?;
     // Someone may have created it meanwhile, with other settings.
     check(bus.config())?;
     Ok(bus)
+}
+
+/// What makes an exact topic look like a mistyped pattern, if anything:
+/// a `{`, `}`, `(`, `|` or `)` (wildcard and range syntax), or a part that
+/// starts or ends with `/` (regex syntax).
+fn near_miss(topic: &str) -> Option<&'static str> {
+    for c in ['{', '}', '(', '|', ')'] {
+        if topic.contains(c) {
+            return Some(match c {
+                '{' | '}' => "`{`/`}` belong to a wildcard like `{name}`",
+                '|' => "`|` belongs to a range like `(a|b)`",
+                _ => "`(`/`)` belong to a range like `(a|b)`",
+            });
+        }
+    }
+    topic
+        .split('.')
+        .any(|part| part.starts_with('/') || part.ends_with('/'))
+        .then_some("`/` belongs to a regex part like `/^a+$/`")
+}
+
+/// Warns (once per topic, on stderr) about each exact `topics` entry that
+/// looks like a mistyped pattern; `what` is "topic" or "pattern".
+fn warn_near_misses<'a>(command: &str, what: &str, topics: impl IntoIterator<Item = &'a str>) {
+    let mut warned: Vec<&str> = Vec::new();
+    for t in topics {
+        if warned.contains(&t) {
+            continue;
+        }
+        let exact = Topic::parse(t).is_ok_and(|p| p.is_exact());
+        if let (true, Some(why)) = (exact, near_miss(t)) {
+            eprintln!(
+                "shm-bus: {command}: warning: {what} `{t}` looks like a mistyped pattern \
+                 ({why}); it is matched literally, as an exact topic"
+            );
+            warned.push(t);
+        }
+    }
+}
+
+/// The error of a command whose bus was removed under it.
+fn bus_removed(name: &str, command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{command}: bus `{name}` was removed (`shm-bus remove`) while in use; \
+         nothing more can arrive on it"
+    )
 }
 
 /// Parses every pattern (exit 2 on the first bad one).

@@ -1,5 +1,6 @@
 //! `shm-bus publish`: generated, fixed or line-by-line payloads, at a
-//! rate, waiting out a full ring in slices so Ctrl-C is noticed.
+//! rate, waiting out a full ring in slices so Ctrl-C is noticed (and, after
+//! a second of waiting, saying once which subscriber holds it back).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
@@ -9,15 +10,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
-use shm_bus_core::{BusError, MAX_TOPIC_LEN, MAX_TOPICS, PublishError, Publisher, TopicId};
+use shm_bus_core::{Bus, BusError, MAX_TOPIC_LEN, MAX_TOPICS, PublishError, Publisher, TopicId};
 use shm_bus_topic::Topic;
 
-use super::{WAIT_SLICE, attach_checked, per_sec, secs};
+use super::{WAIT_SLICE, attach_checked, per_sec, secs, warn_near_misses};
 use crate::PublishArgs;
 use crate::bus_cmd::check_name;
 use crate::common::{self, BadInput};
+use crate::format::human_bytes;
 use crate::os::{catch_interrupts, interrupted, readable};
-use crate::payload::{self, MIN_SIZE};
+use crate::payload::{self, MIN_SIZE, Stamp, TopicCounter};
+
+/// How long a publish without `--timeout` waits for space before saying
+/// which subscriber it is waiting for.
+const SAY_WAITING_AFTER: Duration = Duration::from_secs(1);
 
 /// Where `publish` gets its payloads.
 enum Source {
@@ -36,6 +42,8 @@ struct Published {
     bytes: u64,
     full_waits: u64,
     interrupted: bool,
+    /// Whether the "waiting for subscriber" note was printed (once a run).
+    said_waiting: bool,
 }
 
 /// Why a publish did not happen.
@@ -44,6 +52,8 @@ enum SendError {
     Full(Duration),
     /// Ctrl-C while waiting for space.
     Interrupted,
+    /// The bus was removed (`shm-bus remove`).
+    Removed,
     /// Anything else.
     Other(PublishError),
 }
@@ -116,12 +126,13 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
             return Err(BadInput(format!("--rate {rate} must be a positive number")).into());
         }
     }
+    warn_near_misses("publish", "topic", topics.iter().map(String::as_str));
     let timeout = a
         .timeout
         .map(|t| common::seconds("timeout", t))
         .transpose()?;
     let k = a.topics;
-    let bus = attach_checked(&a.bus, |c| {
+    let bus = attach_checked(&a.bus, a.create, |c| {
         if let Some(len) = fixed_len.filter(|&n| n > c.max_payload()) {
             return Err(BadInput(format!(
                 "payload of {len} bytes exceeds the maximum of {} for bus `{}` (ring {} bytes)",
@@ -159,6 +170,10 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
         .iter()
         .find(|p| p.id == producer)
         .map_or(0, |p| p.next_seq);
+    // Per-topic numbering for generated payloads (see `payload`); the run
+    // tag tells successive runs on the same slot apart.
+    let run = first_seq as u32;
+    let mut topic_seqs = TopicCounter::new(k as usize);
     let mut done = Published::default();
     let mut line = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
@@ -194,30 +209,32 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
                 break;
             }
         }
-        let topic = ids[(i % k) as usize];
+        let index = (i % k) as usize;
+        let topic = ids[index];
+        let mut to = Target {
+            bus: &bus,
+            publisher: &mut publisher,
+            topic,
+            timeout,
+            done: &mut done,
+        };
         let (len, result) = match &source {
-            Source::Generated(size) => (
-                *size,
-                send(&mut publisher, topic, *size, timeout, &mut done, |buf| {
-                    payload::fill(buf, producer, first_seq + i)
-                }),
-            ),
+            Source::Generated(size) => {
+                let stamp = Stamp {
+                    producer,
+                    seq: first_seq + i,
+                    topic_seq: topic_seqs.next(index),
+                    run,
+                };
+                (*size, send(&mut to, *size, |buf| payload::fill(buf, stamp)))
+            }
             Source::Data(d) => (
                 d.len(),
-                send(&mut publisher, topic, d.len(), timeout, &mut done, |buf| {
-                    buf.copy_from_slice(d)
-                }),
+                send(&mut to, d.len(), |buf| buf.copy_from_slice(d)),
             ),
             Source::Stdin(_) => (
                 line.len(),
-                send(
-                    &mut publisher,
-                    topic,
-                    line.len(),
-                    timeout,
-                    &mut done,
-                    |buf| buf.copy_from_slice(&line),
-                ),
+                send(&mut to, line.len(), |buf| buf.copy_from_slice(&line)),
             ),
         };
         match result {
@@ -230,9 +247,21 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
                 break;
             }
             Err(SendError::Full(t)) => {
+                let who = match slowest_subscriber(&bus) {
+                    Some(s) => format!("{s} is not keeping up"),
+                    None => "a subscriber is not keeping up".to_owned(),
+                };
                 failure = Some(anyhow!(
-                    "ring full for {} s: a subscriber is not keeping up; see `shm-bus inspect {}`",
+                    "ring full for {} s: {who}; see `shm-bus inspect {}`",
                     t.as_secs_f64(),
+                    a.bus
+                ));
+                break;
+            }
+            Err(SendError::Removed) => {
+                failure = Some(anyhow!(
+                    "bus `{}` was removed (`shm-bus remove`) while publishing; \
+                     message {i} and later ones were not published",
                     a.bus
                 ));
                 break;
@@ -334,48 +363,93 @@ fn sleep_until(due: Instant) -> bool {
     }
 }
 
-/// Publishes one record of `len` bytes on `topic`, written in place in the
-/// ring by `fill` (zero copy). When the ring is full, waits for space —
-/// at most `timeout` — in slices short enough to notice Ctrl-C; that slow
-/// path fills a local buffer and lets the publisher copy it in.
-fn send(
-    publisher: &mut Publisher,
+/// Where [`send`] publishes, and what it reports into.
+struct Target<'a> {
+    bus: &'a Bus,
+    publisher: &'a mut Publisher,
     topic: TopicId,
-    len: usize,
     timeout: Option<Duration>,
-    done: &mut Published,
-    fill: impl FnOnce(&mut [u8]),
-) -> Result<(), SendError> {
-    match publisher.try_loan(&topic, len) {
+    done: &'a mut Published,
+}
+
+/// Publishes one record of `len` bytes on `to.topic`, written in place in
+/// the ring by `fill` (zero copy). When the ring is full, waits for space —
+/// at most `to.timeout` — in slices short enough to notice Ctrl-C; that
+/// slow path fills a local buffer and lets the publisher copy it in.
+/// Without a timeout, after [`SAY_WAITING_AFTER`] of waiting it says once
+/// (per run) on stderr which subscriber it waits for.
+fn send(to: &mut Target<'_>, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), SendError> {
+    let topic = to.topic;
+    match to.publisher.try_loan(&topic, len) {
         Ok(mut loan) => {
             fill(loan.as_mut_slice());
             loan.commit();
             return Ok(());
         }
         Err(PublishError::Full) => {}
-        Err(e) => return Err(SendError::Other(e)),
+        Err(e) => return Err(send_error(e)),
     }
-    done.full_waits += 1;
+    to.done.full_waits += 1;
     let mut buf = vec![0; len];
     fill(&mut buf);
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let waiting_since = Instant::now();
+    let deadline = to.timeout.map(|t| waiting_since + t);
     loop {
         let slice = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
             None => WAIT_SLICE,
         };
-        match publisher.publish_timeout(&topic, &buf, slice) {
+        match to.publisher.publish_timeout(&topic, &buf, slice) {
             Ok(_) => return Ok(()),
             Err(PublishError::Full) => {}
-            Err(e) => return Err(SendError::Other(e)),
+            Err(e) => return Err(send_error(e)),
         }
         if interrupted() {
             return Err(SendError::Interrupted);
         }
-        if let (Some(d), Some(t)) = (deadline, timeout) {
+        if let (Some(d), Some(t)) = (deadline, to.timeout) {
             if Instant::now() >= d {
                 return Err(SendError::Full(t));
             }
         }
+        if to.timeout.is_none()
+            && !to.done.said_waiting
+            && waiting_since.elapsed() >= SAY_WAITING_AFTER
+        {
+            to.done.said_waiting = true;
+            let who = match slowest_subscriber(to.bus) {
+                Some(s) => format!("waiting for {s}"),
+                None => "waiting for a subscriber to free space".to_owned(),
+            };
+            eprintln!(
+                "shm-bus: publish: the ring is full; {who} (Ctrl-C to stop, \
+                 --timeout SECS to give up instead of waiting)"
+            );
+        }
     }
+}
+
+fn send_error(e: PublishError) -> SendError {
+    match e {
+        PublishError::BusRemoved => SendError::Removed,
+        e => SendError::Other(e),
+    }
+}
+
+/// The live subscriber furthest behind, in words: `subscriber 3 (pid 1234,
+/// `shm-bus consume`), 4.0 KiB behind`.
+fn slowest_subscriber(bus: &Bus) -> Option<String> {
+    let info = bus.info();
+    let s = info
+        .subscribers
+        .iter()
+        .filter(|s| s.alive)
+        .max_by_key(|s| s.lag_bytes)?;
+    Some(format!(
+        "subscriber {} (pid {}, `{}`), {} behind",
+        s.id,
+        s.pid,
+        s.name,
+        human_bytes(s.lag_bytes)
+    ))
 }

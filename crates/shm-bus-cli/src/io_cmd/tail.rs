@@ -1,4 +1,7 @@
 //! `shm-bus tail`: print events as they arrive (text, hex or JSON Lines).
+//!
+//! By default a payload that is printable UTF-8 shows as text and any
+//! other as hex, shortened when long; `--format` forces one way.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -7,7 +10,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 use shm_bus_core::{RecvError, Sample};
 
-use super::{WAIT_SLICE, check_patterns, subscribe};
+use super::{WAIT_SLICE, bus_removed, check_patterns, subscribe, warn_near_misses};
 use crate::bus_cmd::check_name;
 use crate::common;
 use crate::os::{catch_interrupts, interrupted, stdout_closed};
@@ -21,7 +24,13 @@ pub(crate) fn tail(a: &TailArgs) -> Result<ExitCode> {
         a.patterns.clone()
     };
     check_patterns(&patterns)?;
-    let bus = common::attach(&a.bus)?;
+    let format = if a.json {
+        Some(TailFormat::Json)
+    } else {
+        a.format
+    };
+    warn_near_misses("tail", "pattern", patterns.iter().map(String::as_str));
+    let bus = common::attach(&a.bus, a.create)?;
     let mut sub = subscribe(&bus, "shm-bus tail", &patterns)?;
     catch_interrupts();
 
@@ -32,7 +41,7 @@ pub(crate) fn tail(a: &TailArgs) -> Result<ExitCode> {
         match sub.recv_timeout(WAIT_SLICE) {
             Ok(sample) => {
                 line.clear();
-                format_event(&sample, a.format, &mut line);
+                format_event(&sample, format, &mut line);
                 // Release the ring space before a possibly slow write.
                 drop(sample);
                 line.push('\n');
@@ -51,18 +60,34 @@ pub(crate) fn tail(a: &TailArgs) -> Result<ExitCode> {
             Err(RecvError::Lagged(n)) => {
                 eprintln!("shm-bus: tail: lagged, {n} event(s) overwritten before they were read");
             }
+            Err(RecvError::BusRemoved) => return Err(bus_removed(&a.bus, "tail")),
             Err(e) => eprintln!("shm-bus: tail: {e} (that producer's ring is skipped from now on)"),
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// One event as `tail` prints it (without the newline).
-fn format_event(s: &Sample<'_>, format: TailFormat, out: &mut String) {
+/// Hex payloads longer than this are shortened by default.
+const HEX_SHOWN: usize = 32;
+
+/// One event as `tail` prints it (without the newline); `None`: text or
+/// hex, whichever suits the payload.
+fn format_event(s: &Sample<'_>, format: Option<TailFormat>, out: &mut String) {
     use std::fmt::Write as _;
     let p = s.payload();
     match format {
-        TailFormat::Text | TailFormat::Hex => {
+        None => {
+            let _ = write!(
+                out,
+                "{}  producer={} seq={} size={}  ",
+                s.topic(),
+                s.producer(),
+                s.sequence(),
+                s.len()
+            );
+            auto_payload(p, out);
+        }
+        Some(format @ (TailFormat::Text | TailFormat::Hex)) => {
             let _ = write!(
                 out,
                 "{}  producer={} seq={} size={}  ",
@@ -77,7 +102,7 @@ fn format_event(s: &Sample<'_>, format: TailFormat, out: &mut String) {
                 hex(p, out);
             }
         }
-        TailFormat::Json => {
+        Some(TailFormat::Json) => {
             let mut v = json!({
                 "topic": s.topic(),
                 "producer": s.producer(),
@@ -94,6 +119,31 @@ fn format_event(s: &Sample<'_>, format: TailFormat, out: &mut String) {
                 }
             }
             let _ = write!(out, "{v}");
+        }
+    }
+}
+
+/// A payload as text if it is printable UTF-8 (tabs and line breaks
+/// allowed, escaped), else as hex: in full up to [`HEX_SHOWN`] bytes, then
+/// the first [`HEX_SHOWN`] and how many more.
+fn auto_payload(p: &[u8], out: &mut String) {
+    use std::fmt::Write as _;
+    match std::str::from_utf8(p) {
+        Ok(text)
+            if text
+                .chars()
+                .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r')) =>
+        {
+            escape_text(text, out);
+        }
+        _ if p.len() <= HEX_SHOWN => {
+            out.push_str("hex:");
+            hex(p, out);
+        }
+        _ => {
+            out.push_str("hex:");
+            hex(&p[..HEX_SHOWN], out);
+            let _ = write!(out, "… (+{} bytes)", p.len() - HEX_SHOWN);
         }
     }
 }
@@ -132,6 +182,22 @@ mod tests {
         let mut s = String::new();
         escape_text("a\tb\nc\\d\u{1b}é", &mut s);
         assert_eq!(s, "a\\tb\\nc\\\\d\\u{1b}é");
+    }
+
+    #[test]
+    fn auto_shows_text_or_hex() {
+        let mut s = String::new();
+        auto_payload(b"price=1.5\tok", &mut s);
+        assert_eq!(s, "price=1.5\\tok");
+        s.clear();
+        auto_payload(&[0, 1, 0xff], &mut s);
+        assert_eq!(s, "hex:0001ff");
+        s.clear();
+        auto_payload(b"bell\x07", &mut s);
+        assert_eq!(s, "hex:62656c6c07");
+        s.clear();
+        auto_payload(&[0xab; 40], &mut s);
+        assert_eq!(s, format!("hex:{}… (+8 bytes)", "ab".repeat(32)));
     }
 
     #[test]
