@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow};
+use serde_json::{Value, json};
 use shm_bus_core::{Bus, BusError};
 
-use super::check_name;
+use super::{check_name, config_json};
 use crate::CreateArgs;
 use crate::common;
 use crate::format::human_bytes;
@@ -51,9 +52,19 @@ pub(crate) fn create(cmd: &CreateCmd) -> Result<ExitCode> {
         }
     };
     let info = bus.info();
+    if cmd.json {
+        let v = json!({
+            "bus": info.name,
+            "segment_bytes": info.segment_bytes,
+            "max_payload": info.max_payload,
+            "config": config_json(&info.config),
+        });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "created bus `{}`: {} segment, ring {} per producer, {} producers, {} subscribers, \
-         {} topics, policy {}, mode {:o}",
+         {} topics, policy {}, mode {:o}; payloads up to {}",
         info.name,
         human_bytes(info.segment_bytes),
         human_bytes(info.config.ring_bytes),
@@ -62,23 +73,108 @@ pub(crate) fn create(cmd: &CreateCmd) -> Result<ExitCode> {
         info.config.max_topics,
         info.config.policy,
         info.config.mode,
+        human_bytes(info.max_payload as u64),
     );
     Ok(ExitCode::SUCCESS)
 }
 
 // ---------------------------------------------------------------- remove
 
+/// A live process holding a slot of the bus.
+struct Attached {
+    pid: u32,
+    name: String,
+    role: &'static str,
+}
+
+/// The live processes holding a producer or subscriber slot of `bus`
+/// (one entry per slot, producers first).
+fn live_attached(bus: &Bus) -> Vec<Attached> {
+    let m = bus.members();
+    let producers = m.producers.into_iter().map(|m| (m, "producer"));
+    let subscribers = m.subscribers.into_iter().map(|m| (m, "subscriber"));
+    producers
+        .chain(subscribers)
+        .filter(|(m, _)| m.is_alive())
+        .map(|(m, role)| Attached {
+            pid: m.pid,
+            name: m.name,
+            role,
+        })
+        .collect()
+}
+
+/// Most processes the refusal line names (all are in `--json`).
+const NAMED: usize = 5;
+
+/// `pid 123 `shm-bus consume` (subscriber), ...`.
+fn describe(attached: &[Attached]) -> String {
+    let mut parts: Vec<String> = attached
+        .iter()
+        .take(NAMED)
+        .map(|a| format!("pid {} `{}` ({})", a.pid, a.name, a.role))
+        .collect();
+    if attached.len() > NAMED {
+        parts.push(format!("and {} more", attached.len() - NAMED));
+    }
+    parts.join(", ")
+}
+
+/// `shm-bus remove`: refuses while live processes hold a slot, unless
+/// `--force`. Slots of dead processes do not count. A segment that cannot
+/// be opened as a bus (damaged, half-created, another layout version) has
+/// nobody to ask and is removed as before.
 pub(crate) fn remove(a: &RemoveArgs) -> Result<ExitCode> {
     let name = a.bus.as_str();
     check_name(name)?;
-    match Bus::remove(name) {
-        Ok(()) => {
-            println!("removed bus `{name}`");
-            Ok(ExitCode::SUCCESS)
-        }
+    let attached = match Bus::open(name) {
+        Ok(bus) => live_attached(&bus),
         Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => {
-            Err(anyhow!("bus `{name}` does not exist (see `shm-bus list`)"))
+            return Err(anyhow!("bus `{name}` does not exist (see `shm-bus list`)"));
         }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot remove bus `{name}`"))),
+        Err(_) => Vec::new(),
+    };
+    let refuse = !attached.is_empty() && !a.force;
+    if !refuse {
+        match Bus::remove(name) {
+            Ok(()) => {}
+            Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => {
+                return Err(anyhow!("bus `{name}` does not exist (see `shm-bus list`)"));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("cannot remove bus `{name}`")));
+            }
+        }
     }
+    if a.json {
+        let list: Vec<Value> = attached
+            .iter()
+            .map(|p| json!({"pid": p.pid, "name": p.name, "role": p.role}))
+            .collect();
+        println!(
+            "{}",
+            json!({"bus": name, "removed": !refuse, "attached": list})
+        );
+    }
+    if refuse {
+        return Err(anyhow!(
+            "bus `{name}` not removed: {} live process(es) attached: {}; stop them, or pass \
+             --force to remove it anyway (they then get BusRemoved)",
+            attached.len(),
+            describe(&attached)
+        ));
+    }
+    if !a.json {
+        if attached.is_empty() {
+            println!("removed bus `{name}`");
+        } else {
+            println!(
+                "removed bus `{name}` (--force); {} live process(es) were attached and get \
+                 BusRemoved: {}",
+                attached.len(),
+                describe(&attached)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,14 @@ struct GcOutcome {
     removed: Vec<(String, String)>,
     /// `(bus, why not examined or removed)`.
     skipped: Vec<(String, String)>,
+    /// One line per bus examined, saying exactly what was done to it.
+    lines: Vec<String>,
+}
+
+/// "1 dead subscriber slot and 2 dead producer slots".
+fn slots(subscribers: u64, producers: u64) -> String {
+    let n = |k: u64, what: &str| format!("{k} dead {what} slot{}", if k == 1 { "" } else { "s" });
+    format!("{} and {}", n(subscribers, "subscriber"), n(producers, "producer"))
 }
 
 pub(crate) fn gc(a: &GcArgs) -> Result<ExitCode> {
@@ -81,19 +89,16 @@ pub(crate) fn gc(a: &GcArgs) -> Result<ExitCode> {
         });
         writeln!(out, "{v}")?;
     } else {
+        for line in &outcome.lines {
+            writeln!(out, "{line}")?;
+        }
         writeln!(
             out,
-            "examined {} bus(es); reaped {} dead subscriber(s) and {} dead producer(s)",
+            "examined {} bus(es): freed {}; removed {} whole bus(es)",
             names.len(),
-            outcome.reaped_subscribers,
-            outcome.reaped_producers
+            slots(outcome.reaped_subscribers, outcome.reaped_producers),
+            outcome.removed.len(),
         )?;
-        for (b, why) in &outcome.removed {
-            writeln!(out, "removed `{b}`: {why}")?;
-        }
-        for (b, why) in &outcome.skipped {
-            writeln!(out, "left `{b}`: {why}")?;
-        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -124,24 +129,48 @@ fn gc_one(name: &str, all_unused: bool, outcome: &mut GcOutcome) -> Result<()> {
         Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => return Ok(()),
         Err(e) if is_debris(&e) => {
             let why = common::one_line(&anyhow::Error::new(e));
-            return unlink_if_same(name, id, format!("unusable: {why}"), outcome);
+            return unlink_if_same(name, id, format!("unusable: {why}"), String::new(), outcome);
         }
         Err(e) => {
             let why = common::one_line(&anyhow::Error::new(e));
+            outcome
+                .lines
+                .push(format!("`{name}`: left alone, not examined: {why}"));
             outcome.skipped.push((name.to_owned(), why));
             return Ok(());
         }
     };
     let before = usage(&bus.info());
     let reaped = bus.reap();
-    outcome.reaped_subscribers += u64::from(reaped.subscribers);
-    outcome.reaped_producers += u64::from(reaped.producers);
-    let someone_died = before.dead > 0 || reaped.subscribers + reaped.producers > 0;
+    let (subs, prods) = (u64::from(reaped.subscribers), u64::from(reaped.producers));
+    outcome.reaped_subscribers += subs;
+    outcome.reaped_producers += prods;
+    let freed = if subs + prods > 0 {
+        format!("freed {}", slots(subs, prods))
+    } else {
+        "no dead slots to free".to_owned()
+    };
+    let someone_died = before.dead > 0 || subs + prods > 0;
     if !(someone_died || all_unused) {
+        outcome.lines.push(format!(
+            "`{name}`: {freed}; bus kept (nobody died; `--all-unused` would remove it \
+             once no live process is attached)"
+        ));
         return Ok(());
     }
     // Looked at after reaping, right before unlinking.
-    if live_users(&bus.info()) > 0 {
+    let info = bus.info();
+    let live = live_users(&info);
+    if live > 0 {
+        let creator = usize::from(info.created_by.is_alive());
+        let why = if live > creator {
+            format!("{} live process(es) attached", live - creator)
+        } else {
+            format!("its creator, pid {}, is alive", info.created_by.pid)
+        };
+        outcome
+            .lines
+            .push(format!("`{name}`: {freed}; bus kept ({why})"));
         return Ok(());
     }
     let why = if someone_died {
@@ -150,19 +179,43 @@ fn gc_one(name: &str, all_unused: bool, outcome: &mut GcOutcome) -> Result<()> {
         "no live process attached (--all-unused)"
     };
     drop(bus);
-    unlink_if_same(name, id, why.to_owned(), outcome)
+    unlink_if_same(name, id, why.to_owned(), format!("{freed}, then "), outcome)
 }
 
-/// Unlinks `name` if it still refers to the segment `id` examined.
-fn unlink_if_same(name: &str, id: (u64, u64), why: String, outcome: &mut GcOutcome) -> Result<()> {
+/// Unlinks `name` if it still refers to the segment `id` examined;
+/// `done` says what was done to it before (ends with "then ").
+fn unlink_if_same(
+    name: &str,
+    id: (u64, u64),
+    why: String,
+    done: String,
+    outcome: &mut GcOutcome,
+) -> Result<()> {
     if identity(name) != Some(id) {
-        return Ok(()); // removed, or replaced by a new bus meanwhile
+        // Removed, or replaced by a new bus meanwhile.
+        outcome.lines.push(format!(
+            "`{name}`: {done}left alone: removed or replaced by someone else meanwhile"
+        ));
+        return Ok(());
     }
     match Bus::remove(name) {
-        Ok(()) => outcome.removed.push((name.to_owned(), why)),
-        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => {}
+        Ok(()) => {
+            outcome.lines.push(format!(
+                "`{name}`: {done}removed the whole bus (segment {}): {why}",
+                shm_path(name).display()
+            ));
+            outcome.removed.push((name.to_owned(), why));
+        }
+        Err(BusError::Segment(shm_bus_alloc::Error::NotFound { .. })) => {
+            outcome.lines.push(format!(
+                "`{name}`: {done}left alone: removed by someone else meanwhile"
+            ));
+        }
         Err(e) => {
             let why = common::one_line(&anyhow::Error::new(e));
+            outcome
+                .lines
+                .push(format!("`{name}`: {done}not removed: {why}"));
             outcome
                 .skipped
                 .push((name.to_owned(), format!("cannot remove: {why}")));

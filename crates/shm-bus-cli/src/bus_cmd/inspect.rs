@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use shm_bus_core::{Bus, BusInfo};
+use shm_bus_core::{Bus, BusInfo, Policy};
 
-use super::{check_name, open_error, shm_path, usage};
+use super::{check_name, config_json, live_users, open_error, shm_path, usage};
 use crate::format::{Left, Right, Table, human_bytes, percent};
 use crate::time::{ago, now_ns, ns_since_epoch, rfc3339, secs_ago};
 
@@ -65,6 +65,7 @@ fn info_json(info: &BusInfo) -> Value {
             })
         })
         .collect();
+    let holding = holding_back(info);
     let subscribers: Vec<Value> = info
         .subscribers
         .iter()
@@ -77,6 +78,7 @@ fn info_json(info: &BusInfo) -> Value {
                 "received": s.received,
                 "lagged": s.lagged,
                 "lag_bytes": s.lag_bytes,
+                "holding_back": holding.contains(&s.id),
                 "last_active_ns": s.last_active_ns,
                 "last_active_secs_ago": secs_ago(now, s.last_active_ns),
             })
@@ -91,14 +93,7 @@ fn info_json(info: &BusInfo) -> Value {
         "created_at": rfc3339(info.created_at),
         "created_at_ns": ns_since_epoch(info.created_at),
         "max_payload": info.max_payload,
-        "config": {
-            "ring_bytes": c.ring_bytes,
-            "max_subscribers": c.max_subscribers,
-            "max_producers": c.max_producers,
-            "max_topics": c.max_topics,
-            "policy": c.policy.as_str(),
-            "mode": format!("{:o}", c.mode),
-        },
+        "config": config_json(c),
         "arena": arena,
         "topics": topics,
         "producers": producers,
@@ -111,6 +106,7 @@ const TOPICS_SHOWN: usize = 50;
 
 fn info_human(info: &BusInfo) -> String {
     let now = now_ns();
+    let holding = holding_back(info);
     let c = &info.config;
     let mut s = String::new();
     let creator = if info.created_by.is_alive() {
@@ -249,11 +245,18 @@ fn info_human(info: &BusInfo) -> String {
             ("LAST ACTIVE", Left),
         ]);
         for sub in &info.subscribers {
+            let state = if holding.contains(&sub.id) {
+                "HOLDING BACK"
+            } else if sub.alive {
+                "alive"
+            } else {
+                "DEAD"
+            };
             t.row(vec![
                 sub.id.to_string(),
                 sub.pid.to_string(),
                 sub.name.clone(),
-                if sub.alive { "alive" } else { "DEAD" }.into(),
+                state.into(),
                 sub.received.to_string(),
                 sub.lagged.to_string(),
                 human_bytes(sub.lag_bytes),
@@ -262,13 +265,76 @@ fn info_human(info: &BusInfo) -> String {
         }
         s += &t.render("  ");
     }
-    let dead = usage(info).dead;
-    if dead > 0 {
+    for sub in info.subscribers.iter().filter(|s| holding.contains(&s.id)) {
         let _ = writeln!(
             s,
-            "\n{dead} slot(s) held by dead processes: `shm-bus gc {}` frees them",
-            info.name
+            "\nsubscriber {} (pid {}, `{}`) holds the rings back: {} unread, at least half \
+             of a {} ring, so publishers wait for it once their ring is full \
+             (block policy; see \"A stuck subscriber\" in docs/OPERATIONS.md)",
+            sub.id,
+            sub.pid,
+            sub.name,
+            human_bytes(sub.lag_bytes),
+            human_bytes(c.ring_bytes),
         );
     }
+    if let Some(hint) = gc_hint(info) {
+        let _ = writeln!(s, "\n{hint}");
+    }
     s
+}
+
+/// Ids of the subscribers that hold the producers' rings back.
+///
+/// The rule (docs/OPERATIONS.md, "A stuck subscriber"): under the block
+/// policy, the live subscriber with the most unread bytes (`lag_bytes`,
+/// summed over the producers' rings), when that is at least half of one
+/// ring: a record takes at most half a ring, so from there on a publish
+/// may have to wait for this subscriber. Subscribers tied for the most are
+/// all marked. Never under overwrite (producers do not wait), and never a
+/// dead subscriber (a waiting producer reaps it).
+fn holding_back(info: &BusInfo) -> Vec<u32> {
+    if info.config.policy != Policy::Block {
+        return Vec::new();
+    }
+    let live = || info.subscribers.iter().filter(|s| s.alive);
+    let Some(most) = live().map(|s| s.lag_bytes).max() else {
+        return Vec::new();
+    };
+    if most == 0 || most < info.config.ring_bytes / 2 {
+        return Vec::new();
+    }
+    live()
+        .filter(|s| s.lag_bytes == most)
+        .map(|s| s.id)
+        .collect()
+}
+
+/// What `shm-bus gc BUS` would do now, when there are dead slots: said
+/// exactly as `gc` decides it (see `gc.rs`).
+fn gc_hint(info: &BusInfo) -> Option<String> {
+    let dead = usage(info).dead;
+    if dead == 0 {
+        return None;
+    }
+    let name = &info.name;
+    let creator_alive = info.created_by.is_alive();
+    let attached = live_users(info) - usize::from(creator_alive);
+    Some(if attached > 0 || creator_alive {
+        let why = if attached > 0 {
+            format!("{attached} live process(es) attached")
+        } else {
+            format!("its creator, pid {}, is alive", info.created_by.pid)
+        };
+        format!(
+            "{dead} slot(s) held by dead processes: `shm-bus gc {name}` frees those slots \
+             only; the bus stays ({why})"
+        )
+    } else {
+        format!(
+            "{dead} slot(s) held by dead processes and no live process attached: \
+             `shm-bus gc {name}` removes the whole bus (its segment {})",
+            shm_path(name).display()
+        )
+    })
 }

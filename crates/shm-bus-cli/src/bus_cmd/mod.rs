@@ -12,7 +12,8 @@ use std::io;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
-use shm_bus_core::{BusError, BusInfo};
+use serde_json::{Value, json};
+use shm_bus_core::{BusConfig, BusError, BusInfo};
 
 use crate::common::BadInput;
 
@@ -78,6 +79,18 @@ fn bus_names() -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// A bus's configuration as `create --json` and `inspect --json` show it.
+fn config_json(c: &BusConfig) -> Value {
+    json!({
+        "ring_bytes": c.ring_bytes,
+        "max_subscribers": c.max_subscribers,
+        "max_producers": c.max_producers,
+        "max_topics": c.max_topics,
+        "policy": c.policy.as_str(),
+        "mode": format!("{:o}", c.mode),
+    })
 }
 
 /// Counts of one bus's slots.
