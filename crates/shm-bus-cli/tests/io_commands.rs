@@ -1,6 +1,9 @@
 //! Drives the real `shm-bus` binary's I/O commands (`publish`, `consume`,
 //! `tail`) across processes: JSON fields, exit codes, verification of
-//! generated payloads, and bad input that must leave no bus behind.
+//! generated payloads (per producer and per topic), opening versus
+//! `--create`, what they say when nothing arrives, when a subscriber holds
+//! a publisher back or when the bus is removed under them, and bad input
+//! that must leave no bus behind.
 //!
 //! Every test uses its own bus name and removes the bus on drop; every
 //! process runs under a watchdog.
@@ -230,15 +233,47 @@ fn consume_that_misses_its_count_exits_1_with_the_summary() {
     ]);
     assert_eq!(out.code(), Some(1));
     assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "nothing received in 0.2 s on `{}` (patterns: nothing.here)",
+            bus.name
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("expected 5"), "{}", out.stderr);
     let v = out.json();
     assert_clean(&v, 0);
     assert_eq!(v["seconds"], 0.0);
     assert_eq!(v["rate"], 0.0);
 
-    // Without --count, silence simply ends it.
-    let out = run(&["consume", &bus.name, "x", "--timeout", "0.1", "--json"]);
+    // Without --count, silence simply ends it (exit 0), and it says that
+    // nothing came, with a hint.
+    let out = run(&["consume", &bus.name, "x", "y.**", "--timeout", "0.1", "--json"]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert_eq!(out.json()["received"], 0);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("shm-bus: consume: nothing received in 0.1 s"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("(patterns: x y.**)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing was ever published"),
+        "{}",
+        out.stderr
+    );
+
+    // Something received: no such line.
+    let consumer = Proc::spawn(&["consume", &bus.name, "x", "--timeout", "0.5"]);
+    wait_for_subscribers(&bus, 1);
+    assert_eq!(run(&["publish", &bus.name, "x"]).code(), Some(0));
+    let out = consumer.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    assert!(out.stdout.starts_with("received 1 message(s)"), "{}", out.stdout);
 }
 
 #[test]
@@ -385,6 +420,59 @@ fn tail_text_escapes_and_hex_formats() {
 }
 
 #[test]
+fn tail_shows_text_or_hex_by_default_and_json_lines_with_json() {
+    let bus = TestBus::create("tail-auto", &[]);
+    let auto = Proc::spawn(&["tail", &bus.name, "--count", "4"]);
+    let text = Proc::spawn(&["tail", &bus.name, "--count", "4", "--format", "text"]);
+    let json = Proc::spawn(&["tail", &bus.name, "--count", "4", "--json"]);
+    wait_for_subscribers(&bus, 3);
+    let out = run(&["publish", &bus.name, "a", "--data", "price=1.5 €"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = Proc::spawn_with(
+        &["publish", &bus.name, "b", "--stdin"],
+        Some(b"\x00\x01\xff\n"),
+    )
+    .finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    // Generated payloads: binary, 64 bytes.
+    let out = run(&["publish", &bus.name, "c", "--count", "2"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+
+    let out = auto.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    assert_eq!(lines[0], "a  producer=0 seq=0 size=13  price=1.5 €");
+    assert_eq!(lines[1], "b  producer=0 seq=1 size=3  hex:0001ff");
+    // Long binary payloads: the first 32 bytes, and how many more.
+    assert!(
+        lines[2].starts_with("c  producer=0 seq=2 size=64  hex:53424732"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[2].ends_with("… (+32 bytes)"), "{}", lines[2]);
+    assert_eq!(
+        lines[2].split("hex:").nth(1).unwrap().split('…').next().unwrap().len(),
+        64
+    );
+
+    // --format text forces text (lossy).
+    let out = text.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[1], "b  producer=0 seq=1 size=3  \\u{0}\\u{1}\u{fffd}");
+
+    // --json is --format json.
+    let out = json.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    assert_eq!(lines[0]["payload"], "price=1.5 €");
+    assert_eq!(lines[1]["payload_hex"], "0001ff");
+    assert_eq!(lines[2]["topic"], "c");
+}
+
+#[test]
 fn tail_ends_quietly_when_its_reader_goes_away() {
     // Like `shm-bus tail BUS | head -1`.
     let bus = TestBus::create("epipe", &[]);
@@ -429,7 +517,7 @@ fn publishing_to_a_pattern_or_invalid_topic_exits_2_and_creates_no_bus() {
         &["x.{i}.(a|b)", "--topics", "2"],
         &["fixed", "--topics", "3"],
     ] {
-        let mut full = vec!["publish", bus.name.as_str()];
+        let mut full = vec!["publish", bus.name.as_str(), "--create"];
         full.extend_from_slice(args);
         let out = run(&full);
         assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
@@ -442,9 +530,9 @@ fn publishing_to_a_pattern_or_invalid_topic_exits_2_and_creates_no_bus() {
 fn consuming_or_tailing_an_invalid_pattern_exits_2_and_creates_no_bus() {
     let bus = TestBus::new("bad-pattern");
     for cmd in [
-        &["consume", bus.name.as_str(), "ok.**", "a..b"][..],
-        &["consume", bus.name.as_str(), "/[/"],
-        &["tail", bus.name.as_str(), "()"],
+        &["consume", bus.name.as_str(), "ok.**", "a..b", "--create"][..],
+        &["consume", bus.name.as_str(), "/[/", "--create"],
+        &["tail", bus.name.as_str(), "()", "--create"],
     ] {
         let out = run(cmd);
         assert_eq!(out.code(), Some(2), "{cmd:?}: {}", out.stderr);
@@ -466,7 +554,8 @@ fn bad_sizes_rates_and_flags_exit_2_and_create_no_bus() {
         &["--timeout=-1"],
         &["--topics", "0"],
     ] {
-        let mut full = vec!["publish", bus.name.as_str(), "t"];
+        // --create: even a bus that may be created is not, on bad input.
+        let mut full = vec!["publish", bus.name.as_str(), "t", "--create"];
         full.extend_from_slice(args);
         let out = run(&full);
         assert_eq!(out.code(), Some(2), "{:?}: {}", &args[..1], out.stderr);
@@ -474,11 +563,20 @@ fn bad_sizes_rates_and_flags_exit_2_and_create_no_bus() {
         assert!(!bus.exists(), "{:?} left a bus behind", &args[..1]);
     }
     for cmd in [
-        &["publish", bus.name.as_str(), "t", "--bogus"][..],
-        &["publish", bus.name.as_str(), "t", "--data", "x", "--stdin"],
-        &["consume", bus.name.as_str()],
-        &["consume", bus.name.as_str(), "x", "--timeout=-1"],
-        &["tail", bus.name.as_str(), "--format", "yaml"],
+        &["publish", bus.name.as_str(), "t", "--bogus", "--create"][..],
+        &[
+            "publish",
+            bus.name.as_str(),
+            "t",
+            "--data",
+            "x",
+            "--stdin",
+            "--create",
+        ],
+        &["consume", bus.name.as_str(), "--create"],
+        &["consume", bus.name.as_str(), "x", "--timeout=-1", "--create"],
+        &["tail", bus.name.as_str(), "--format", "yaml", "--create"],
+        &["tail", bus.name.as_str(), "--json", "--format", "hex", "--create"],
     ] {
         let out = run(cmd);
         assert_eq!(out.code(), Some(2), "{cmd:?}: {}", out.stderr);
@@ -508,14 +606,316 @@ fn publish_larger_than_an_existing_bus_allows_exits_2() {
 }
 
 #[test]
-fn publish_creates_a_missing_bus_with_defaults() {
+fn a_missing_bus_is_exit_1_with_a_hint_and_is_not_created() {
+    let bus = TestBus::new("missing");
+    for cmd in [
+        &["publish", bus.name.as_str(), "md.x"][..],
+        &["publish", bus.name.as_str(), "md.x", "--data", "hi"],
+        &["consume", bus.name.as_str(), "md.**", "--timeout", "1"],
+        &["tail", bus.name.as_str()],
+    ] {
+        let out = run(cmd);
+        assert_eq!(out.code(), Some(1), "{cmd:?}: {}", out.stderr);
+        assert_eq!(out.stderr_lines(), 1, "{cmd:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "shm-bus: bus `{0}` does not exist: create it with `shm-bus create {0}`, \
+                 or pass --create",
+                bus.name
+            ),
+            "{cmd:?}"
+        );
+        assert!(out.stdout.is_empty(), "{cmd:?}: {}", out.stdout);
+        assert!(!bus.exists(), "{cmd:?} created the bus");
+    }
+}
+
+#[test]
+fn create_flag_creates_a_missing_bus_with_defaults_and_says_so() {
     let bus = TestBus::new("autocreate");
-    let out = run(&["publish", &bus.name, "hello", "--count", "3", "--json"]);
+    let out = run(&[
+        "publish", &bus.name, "hello", "--count", "3", "--json", "--create",
+    ]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert_eq!(out.json()["published"], 3);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "shm-bus: created bus `{}` (1.0 MiB ring per producer, 8 producers, 32 subscribers",
+            bus.name
+        )),
+        "{}",
+        out.stderr
+    );
     assert!(bus.exists());
     let v = run(&["inspect", &bus.name, "--json"]).json();
     assert_eq!(v["config"]["ring_bytes"], 1 << 20);
     assert_eq!(v["producers"][0]["published"], 3);
     assert_eq!(v["producers"][0]["name"], "shm-bus publish");
+
+    // On an existing bus --create changes nothing and says nothing.
+    let out = run(&["publish", &bus.name, "hello", "--create"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+
+    // consume and tail take it too.
+    let c = TestBus::new("c");
+    let t = TestBus::new("t");
+    for (bus, args) in [
+        (&c, &["consume", &c.name, "x", "--timeout", "0.1", "--create"][..]),
+        (&t, &["tail", &t.name, "--count", "0", "--create"]),
+    ] {
+        let out = run(args);
+        assert_eq!(out.code(), Some(0), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("created bus `{}`", bus.name)),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(bus.exists());
+    }
+}
+
+// ---------------------------------------------------------------- near misses
+
+#[test]
+fn a_topic_or_pattern_that_looks_mistyped_warns_and_is_used_literally() {
+    let bus = TestBus::create("near-miss", &[]);
+    let tail = Proc::spawn(&["tail", &bus.name, "md.(AAPL|", "--count", "1"]);
+    wait_for_subscribers(&bus, 1);
+    let out = run(&["publish", &bus.name, "md.(AAPL|", "--data", "x"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "shm-bus: publish: warning: topic `md.(AAPL|` looks like a mistyped pattern"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("matched literally"), "{}", out.stderr);
+    let out = tail.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "shm-bus: tail: warning: pattern `md.(AAPL|` looks like a mistyped pattern"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "md.(AAPL|  producer=0 seq=0 size=1  x\n");
+
+    for pattern in ["md.{", "md.x}", "a|b", "md.x/", "md.AAPL)"] {
+        let out = run(&["consume", &bus.name, "ok", pattern, "--timeout", "0"]);
+        assert_eq!(out.code(), Some(0), "{pattern}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "consume: warning: pattern `{pattern}` looks like a mistyped pattern"
+            )),
+            "{pattern}: {}",
+            out.stderr
+        );
+    }
+    // Real patterns and plain topics: no warning.
+    let out = run(&["consume", &bus.name, "md.{x}", "md.(a|b)", "md./^a/", "md.x", "--timeout", "0"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------- per-topic sequences
+
+#[test]
+fn a_consumer_of_one_topic_of_three_proves_it_lost_nothing() {
+    let bus = TestBus::create("topic-gaps", &[]);
+    let one = Proc::spawn(&[
+        "consume", &bus.name, "t.1", "--count", "100", "--timeout", "30", "--json",
+    ]);
+    let human = Proc::spawn(&["consume", &bus.name, "t.1", "--count", "100", "--timeout", "30"]);
+    wait_for_subscribers(&bus, 2);
+    let out = run(&[
+        "publish", &bus.name, "t.{i}", "--topics", "3", "--count", "300",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = one.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["received"], 100, "{v}");
+    assert_eq!(v["topic_gaps"], 0, "{v}");
+    // Per producer, the other two topics' records are skipped sequence
+    // numbers (99 steps of 3).
+    assert_eq!(v["gaps"], 198, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert_eq!(v["corrupt"], 0, "{v}");
+    assert_eq!(v["foreign"], 0, "{v}");
+    let out = human.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("198 gap(s) (0 within the topics received)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("0 foreign"), "{}", out.stdout);
+}
+
+#[test]
+fn records_lost_within_a_topic_show_as_topic_gaps() {
+    // Overwrite, a small ring: a consumer stopped mid-run loses records
+    // of its own topic.
+    let bus = TestBus::create("topic-lost", &["--ring-bytes", "4096", "--policy", "overwrite"]);
+    let consumer = Proc::spawn(&["consume", &bus.name, "t.0", "--timeout", "1", "--json"]);
+    wait_for_subscribers(&bus, 1);
+    let publisher = Proc::spawn(&[
+        "publish", &bus.name, "t.{i}", "--topics", "3", "--count", "3000", "--rate", "1000",
+    ]);
+    let cpid = u64::from(consumer.pid());
+    wait_until(&bus, "the consumer receive some", |v| {
+        v["subscribers"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|s| s["pid"] == cpid && s["received"].as_u64().unwrap_or(0) >= 10)
+        })
+    });
+    consumer.signal("-STOP");
+    let published = |v: &Value| v["producers"][0]["published"].as_u64().unwrap_or(0);
+    let at_stop = published(&run(&["inspect", &bus.name, "--json"]).json());
+    // Far more than the ring holds (about 40 records of 64 bytes).
+    wait_until(&bus, "300 more records", |v| published(v) >= at_stop + 300);
+    consumer.signal("-CONT");
+    let out = publisher.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = consumer.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    let received = v["received"].as_u64().unwrap();
+    let topic_gaps = v["topic_gaps"].as_u64().unwrap();
+    assert!(v["lagged"].as_u64().unwrap() > 0, "{v}");
+    assert!(topic_gaps > 0, "{v}");
+    // Topic t.0 got 1000 records: each was received or counted missing.
+    assert_eq!(received + topic_gaps, 1000, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert_eq!(v["corrupt"], 0, "{v}");
+}
+
+// ---------------------------------------------------------------- waiting, removal
+
+#[test]
+fn a_blocked_publish_says_once_which_subscriber_it_waits_for() {
+    let bus = TestBus::create("blocked", &["--ring-bytes", "4096"]);
+    let stuck = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120", "--name", "slowpoke"]);
+    wait_for_subscribers(&bus, 1);
+    stuck.signal("-STOP");
+
+    let (publisher, lines) =
+        Proc::spawn_watching_stderr(&["publish", &bus.name, "b", "--count", "500", "--json"]);
+    let line = wait_for_line(&lines, "ring is full");
+    assert!(
+        line.starts_with("shm-bus: publish: the ring is full; waiting for subscriber 0"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("(pid {}, `slowpoke`)", stuck.pid())),
+        "{line}"
+    );
+    assert!(line.contains("KiB behind"), "{line}");
+    // It keeps waiting: the subscriber continues, the publish completes.
+    stuck.signal("-CONT");
+    let out = publisher.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["published"], 500);
+    assert_eq!(out.stderr_lines(), 1, "said once: {}", out.stderr);
+
+    // A subscriber killed while it holds the publisher back: reaped, and
+    // the publish completes too.
+    stuck.signal("-STOP");
+    let (publisher, lines) =
+        Proc::spawn_watching_stderr(&["publish", &bus.name, "b", "--count", "500", "--json"]);
+    wait_for_line(&lines, "waiting for subscriber");
+    stuck.kill9();
+    let out = publisher.finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["published"], 500);
+}
+
+#[test]
+fn publish_timeout_names_the_subscriber_that_holds_it_back() {
+    let bus = TestBus::create("full-named", &["--ring-bytes", "4096"]);
+    let stuck = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120"]);
+    wait_for_subscribers(&bus, 1);
+    stuck.signal("-STOP");
+    let out = run(&["publish", &bus.name, "f", "--count", "1000", "--timeout", "0.2"]);
+    stuck.signal("-CONT");
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "subscriber 0 (pid {}, `shm-bus consume`)",
+            stuck.pid()
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn tail_and_consume_end_with_a_message_when_their_bus_is_removed() {
+    let bus = TestBus::create("removed", &[]);
+    let tail = Proc::spawn(&["tail", &bus.name]);
+    let consumer = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120", "--json"]);
+    wait_for_subscribers(&bus, 2);
+    let out = run(&["publish", &bus.name, "r", "--data", "before", "--count", "2"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let cpid = u64::from(consumer.pid());
+    wait_until(&bus, "the consumer receive 2", |v| {
+        v["subscribers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["pid"] == cpid && s["received"] == 2))
+    });
+    remove_in_use(&bus);
+
+    let out = tail.finish();
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "shm-bus: tail: bus `{}` was removed (`shm-bus remove`) while in use",
+            bus.name
+        )),
+        "{}",
+        out.stderr
+    );
+    let out = consumer.finish();
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("consume: bus"), "{}", out.stderr);
+    assert!(out.stderr.contains("was removed"), "{}", out.stderr);
+    // The summary still comes, with what was received.
+    let v = out.json();
+    assert_eq!(v["received"], 2, "{v}");
+    assert_eq!(v["bus_removed"], true, "{v}");
+}
+
+#[test]
+fn a_blocked_publish_ends_with_a_message_when_its_bus_is_removed() {
+    let bus = TestBus::create("removed-publish", &["--ring-bytes", "4096"]);
+    let stuck = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120"]);
+    wait_for_subscribers(&bus, 1);
+    stuck.signal("-STOP");
+    let (publisher, lines) =
+        Proc::spawn_watching_stderr(&["publish", &bus.name, "p", "--count", "1000", "--json"]);
+    wait_for_line(&lines, "ring is full");
+    remove_in_use(&bus);
+    let out = publisher.finish();
+    stuck.signal("-CONT");
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "shm-bus: bus `{}` was removed (`shm-bus remove`) while publishing",
+            bus.name
+        )),
+        "{}",
+        out.stderr
+    );
+    let published = out.json()["published"].as_u64().unwrap();
+    assert!(published > 0 && published < 1000, "{published}");
 }

@@ -2,10 +2,11 @@
 //! on drop, `shm-bus` processes under a watchdog, their captured output.
 #![allow(dead_code)] // each test file uses part of it
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -160,6 +161,37 @@ impl Proc {
         (p, stdout)
     }
 
+    /// Starts `shm-bus ARGS`, also sending each line of its stderr to the
+    /// returned channel as it comes (all of it is still in `finish`).
+    pub fn spawn_watching_stderr(args: &[&str]) -> (Proc, mpsc::Receiver<String>) {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shm-bus");
+        let stdout = child.stdout.take().map(reader);
+        let pipe = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        let stderr = thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                all.push_str(&line);
+                all.push('\n');
+                let _ = tx.send(line);
+            }
+            all
+        });
+        let p = Proc {
+            child,
+            stdout,
+            stderr: Some(stderr),
+        };
+        (p, rx)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -216,6 +248,33 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Waits (under the watchdog) for a line from `lines` that contains
+/// `needle`, and returns it.
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("watchdog: no stderr line with {needle:?} ({e})"),
+        }
+    }
+}
+
+/// Removes a bus while processes are attached: `shm-bus remove --force`,
+/// or plain `remove` where `--force` does not exist.
+pub fn remove_in_use(bus: &TestBus) {
+    let out = run(&["remove", &bus.name, "--force"]);
+    let out = if out.code() == Some(2) {
+        run(&["remove", &bus.name])
+    } else {
+        out
+    };
+    assert_eq!(out.code(), Some(0), "remove: {}", out.stderr);
+    assert!(!bus.exists());
 }
 
 /// Runs `shm-bus ARGS` to completion under the watchdog.
