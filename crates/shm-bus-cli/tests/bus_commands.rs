@@ -134,6 +134,32 @@ fn create_an_existing_bus_exits_1_and_keeps_it() {
 }
 
 #[test]
+fn create_json_prints_the_bus_its_size_and_the_config_inspect_shows() {
+    let bus = TestBus::new("create-json");
+    let out = run(&[
+        "create",
+        &bus.name,
+        "--ring-bytes",
+        "64K",
+        "--max-subscribers",
+        "3",
+        "--policy",
+        "overwrite",
+        "--json",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["bus"], bus.name.as_str());
+    let info = run(&["inspect", &bus.name, "--json"]).json();
+    assert_eq!(v["segment_bytes"], info["segment_bytes"]);
+    assert_eq!(v["config"], info["config"]);
+    assert_eq!(v["config"]["ring_bytes"], 65536);
+    assert_eq!(v["config"]["max_subscribers"], 3);
+    assert_eq!(v["config"]["policy"], "overwrite");
+    assert_eq!(v["max_payload"], 65536 / 2 - 32);
+}
+
+#[test]
 fn create_with_bad_config_exits_2_and_creates_nothing() {
     let bus = TestBus::new("badcfg");
     for bad in [
@@ -174,6 +200,73 @@ fn remove_deletes_the_segment_and_a_missing_bus_exits_1() {
     assert_eq!(out.code(), Some(1));
     assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+}
+
+/// `pid` as a JSON number, for comparing with `"pid"` fields.
+fn pid_json(p: &Proc) -> Value {
+    Value::from(p.pid())
+}
+
+#[test]
+fn remove_refuses_while_a_live_process_is_attached_and_force_removes_it() {
+    let bus = TestBus::new("remove-live");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    let consumer = start_consumer(&bus, 0);
+    let pid = consumer.pid().to_string();
+
+    let out = run(&["remove", &bus.name]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    for needle in [pid.as_str(), "shm-bus consume", "subscriber", "--force"] {
+        assert!(
+            out.stderr.contains(needle),
+            "no {needle:?} in {}",
+            out.stderr
+        );
+    }
+    assert!(bus.exists(), "a refused remove keeps the bus");
+
+    let out = run(&["remove", &bus.name, "--json"]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["bus"], bus.name.as_str());
+    assert_eq!(v["removed"], false);
+    let attached = v["attached"].as_array().unwrap();
+    assert_eq!(attached.len(), 1, "{v}");
+    assert_eq!(attached[0]["pid"], pid_json(&consumer));
+    assert_eq!(attached[0]["name"], "shm-bus consume");
+    assert!(bus.exists());
+
+    let out = run(&["remove", &bus.name, "--force", "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["removed"], true);
+    assert_eq!(v["attached"][0]["pid"], pid_json(&consumer));
+    assert!(!bus.exists());
+    // The consumer notices (BusRemoved) and ends instead of waiting out
+    // its 120 s timeout; `finish` panics if it hangs past the watchdog.
+    let started = Instant::now();
+    let out = consumer.finish();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the consumer took {:?} to notice",
+        started.elapsed()
+    );
+    assert!(out.stderr.contains("removed"), "{}", out.stderr);
+}
+
+#[test]
+fn remove_of_a_bus_whose_attached_processes_all_died_needs_no_force() {
+    let bus = TestBus::new("remove-dead");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    start_consumer(&bus, 0).kill9();
+    let out = run(&["remove", &bus.name, "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["removed"], true);
+    assert_eq!(v["attached"], serde_json::json!([]));
+    assert!(!bus.exists());
 }
 
 // ---------------------------------------------------------------- inspect
@@ -259,6 +352,96 @@ fn inspect_human_output_has_every_section() {
     drop(consumer);
 }
 
+#[test]
+fn inspect_marks_the_stalled_subscriber_that_holds_the_ring_back() {
+    let bus = TestBus::create("holding", &["--ring-bytes", "64K"]);
+    let stalled = start_consumer(&bus, 0);
+    let reader = Proc::spawn(&[
+        "consume",
+        &bus.name,
+        "**",
+        "--timeout",
+        "120",
+        "--name",
+        "reader",
+    ]);
+    wait_for(&bus, "the reader attach", |v| alive_subscribers(v) == 2);
+    let v = run(&["inspect", &bus.name, "--json"]).json();
+    for s in v["subscribers"].as_array().unwrap() {
+        assert_eq!(s["holding_back"], false, "nothing published yet: {s}");
+    }
+
+    stalled.signal("-STOP");
+    let out = run(&[
+        "publish",
+        &bus.name,
+        "t",
+        "--count",
+        "1000",
+        "--size",
+        "1K",
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(out.code(), Some(1), "the ring must fill up: {}", out.stderr);
+
+    let v = wait_for(&bus, "the reader catch up", |v| {
+        v["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "reader" && s["lag_bytes"] == 0)
+    });
+    let subs = v["subscribers"].as_array().unwrap();
+    let of = |p: &Proc| {
+        subs.iter()
+            .find(|s| s["pid"] == pid_json(p))
+            .unwrap_or_else(|| panic!("pid {} not in {v}", p.pid()))
+    };
+    assert_eq!(of(&stalled)["holding_back"], true, "{v}");
+    assert!(
+        of(&stalled)["lag_bytes"].as_u64().unwrap() >= 32 * 1024,
+        "{v}"
+    );
+    assert_eq!(of(&reader)["holding_back"], false, "{v}");
+
+    let out = run(&["inspect", &bus.name]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(&format!(" {} ", stalled.pid())))
+        .unwrap_or_else(|| panic!("no row for the stalled pid in:\n{}", out.stdout));
+    assert!(row.contains("HOLDING BACK"), "{row}");
+    assert_eq!(
+        out.stdout.matches("HOLDING BACK").count(),
+        1,
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("holds the"), "{}", out.stdout);
+
+    stalled.signal("-CONT");
+}
+
+#[test]
+fn inspect_marks_nobody_under_the_overwrite_policy() {
+    let bus = TestBus::create(
+        "holding-overwrite",
+        &["--ring-bytes", "64K", "--policy", "overwrite"],
+    );
+    let stalled = start_consumer(&bus, 0);
+    stalled.signal("-STOP");
+    let out = run(&["publish", &bus.name, "t", "--count", "200", "--size", "1K"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let v = run(&["inspect", &bus.name, "--json"]).json();
+    let s = &v["subscribers"][0];
+    assert!(s["lag_bytes"].as_u64().unwrap() >= 32 * 1024, "{v}");
+    assert_eq!(s["holding_back"], false, "{v}");
+    assert!(!run(&["inspect", &bus.name]).stdout.contains("HOLDING BACK"));
+    stalled.signal("-CONT");
+}
+
 // ---------------------------------------------------------------- list
 
 #[test]
@@ -330,6 +513,93 @@ fn gc_removes_a_bus_whose_only_attached_process_was_sigkilled() {
     let v = out.json();
     assert_eq!(v["reaped_subscribers"], 1);
     assert_eq!(v["removed_segments"], serde_json::json!([bus.name]));
+    assert!(!bus.exists());
+}
+
+#[test]
+fn gc_hint_and_output_say_only_the_dead_slot_goes_while_someone_lives() {
+    let bus = TestBus::new("gc-words-slot");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    let _survivor = start_consumer(&bus, 0);
+    start_consumer(&bus, 1).kill9();
+
+    let out = run(&["inspect", &bus.name]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let hint = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("shm-bus gc"))
+        .unwrap_or_else(|| panic!("no gc hint in:\n{}", out.stdout));
+    assert!(hint.contains("1 slot(s) held by dead processes"), "{hint}");
+    assert!(hint.contains("frees those slots only"), "{hint}");
+    assert!(hint.contains("the bus stays"), "{hint}");
+    assert!(!hint.contains("removes"), "{hint}");
+
+    let out = run(&["gc", &bus.name]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("freed 1 dead subscriber slot and 0 dead producer slots"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("bus kept (1 live process(es) attached)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("removed the whole bus"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("removed 0 whole bus(es)"),
+        "{}",
+        out.stdout
+    );
+    assert!(bus.exists());
+    let v = run(&["inspect", &bus.name, "--json"]).json();
+    assert_eq!(v["subscribers"].as_array().unwrap().len(), 1, "{v}");
+}
+
+#[test]
+fn gc_hint_and_output_say_the_whole_bus_goes_when_nobody_lives() {
+    let bus = TestBus::new("gc-words-bus");
+    assert_eq!(run(&["create", &bus.name]).code(), Some(0));
+    start_consumer(&bus, 0).kill9();
+
+    let out = run(&["inspect", &bus.name]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let hint = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("shm-bus gc"))
+        .unwrap_or_else(|| panic!("no gc hint in:\n{}", out.stdout));
+    assert!(hint.contains("no live process attached"), "{hint}");
+    assert!(hint.contains("removes the whole bus"), "{hint}");
+    assert!(!hint.contains("frees those slots only"), "{hint}");
+
+    let out = run(&["gc", &bus.name]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "freed 1 dead subscriber slot and 0 dead producer slots, then removed the whole bus"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("every attached process died"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("removed 1 whole bus(es)"),
+        "{}",
+        out.stdout
+    );
     assert!(!bus.exists());
 }
 

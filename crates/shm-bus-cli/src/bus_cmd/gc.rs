@@ -50,7 +50,11 @@ struct GcOutcome {
 /// "1 dead subscriber slot and 2 dead producer slots".
 fn slots(subscribers: u64, producers: u64) -> String {
     let n = |k: u64, what: &str| format!("{k} dead {what} slot{}", if k == 1 { "" } else { "s" });
-    format!("{} and {}", n(subscribers, "subscriber"), n(producers, "producer"))
+    format!(
+        "{} and {}",
+        n(subscribers, "subscriber"),
+        n(producers, "producer")
+    )
 }
 
 pub(crate) fn gc(a: &GcArgs) -> Result<ExitCode> {
