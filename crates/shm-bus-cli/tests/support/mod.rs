@@ -16,7 +16,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_shm-bus");
 /// Generous: only a hung process gets anywhere near it.
 pub const WATCHDOG: Duration = Duration::from_secs(60);
 
-/// A unique bus name, removed (with `shm-bus remove`, then by unlinking
+/// A unique bus name, removed (with `shm-bus remove --force`, then by unlinking
 /// the file) when dropped, even if the test failed.
 pub struct TestBus {
     pub name: String,
@@ -53,7 +53,7 @@ impl TestBus {
 impl Drop for TestBus {
     fn drop(&mut self) {
         let _ = Command::new(BIN)
-            .args(["remove", &self.name])
+            .args(["remove", &self.name, "--force"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -264,15 +264,9 @@ pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
     }
 }
 
-/// Removes a bus while processes are attached: `shm-bus remove --force`,
-/// or plain `remove` where `--force` does not exist.
+/// Removes a bus while processes are attached (`shm-bus remove --force`).
 pub fn remove_in_use(bus: &TestBus) {
     let out = run(&["remove", &bus.name, "--force"]);
-    let out = if out.code() == Some(2) {
-        run(&["remove", &bus.name])
-    } else {
-        out
-    };
     assert_eq!(out.code(), Some(0), "remove: {}", out.stderr);
     assert!(!bus.exists());
 }
