@@ -249,7 +249,15 @@ fn consume_that_misses_its_count_exits_1_with_the_summary() {
 
     // Without --count, silence simply ends it (exit 0), and it says that
     // nothing came, with a hint.
-    let out = run(&["consume", &bus.name, "x", "y.**", "--timeout", "0.1", "--json"]);
+    let out = run(&[
+        "consume",
+        &bus.name,
+        "x",
+        "y.**",
+        "--timeout",
+        "0.1",
+        "--json",
+    ]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert_eq!(out.json()["received"], 0);
     assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
@@ -273,7 +281,11 @@ fn consume_that_misses_its_count_exits_1_with_the_summary() {
     let out = consumer.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert!(out.stderr.is_empty(), "{}", out.stderr);
-    assert!(out.stdout.starts_with("received 1 message(s)"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("received 1 message(s)"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -452,7 +464,14 @@ fn tail_shows_text_or_hex_by_default_and_json_lines_with_json() {
     );
     assert!(lines[2].ends_with("… (+32 bytes)"), "{}", lines[2]);
     assert_eq!(
-        lines[2].split("hex:").nth(1).unwrap().split('…').next().unwrap().len(),
+        lines[2]
+            .split("hex:")
+            .nth(1)
+            .unwrap()
+            .split('…')
+            .next()
+            .unwrap()
+            .len(),
         64
     );
 
@@ -574,9 +593,22 @@ fn bad_sizes_rates_and_flags_exit_2_and_create_no_bus() {
             "--create",
         ],
         &["consume", bus.name.as_str(), "--create"],
-        &["consume", bus.name.as_str(), "x", "--timeout=-1", "--create"],
+        &[
+            "consume",
+            bus.name.as_str(),
+            "x",
+            "--timeout=-1",
+            "--create",
+        ],
         &["tail", bus.name.as_str(), "--format", "yaml", "--create"],
-        &["tail", bus.name.as_str(), "--json", "--format", "hex", "--create"],
+        &[
+            "tail",
+            bus.name.as_str(),
+            "--json",
+            "--format",
+            "hex",
+            "--create",
+        ],
     ] {
         let out = run(cmd);
         assert_eq!(out.code(), Some(2), "{cmd:?}: {}", out.stderr);
@@ -663,7 +695,10 @@ fn create_flag_creates_a_missing_bus_with_defaults_and_says_so() {
     let c = TestBus::new("c");
     let t = TestBus::new("t");
     for (bus, args) in [
-        (&c, &["consume", &c.name, "x", "--timeout", "0.1", "--create"][..]),
+        (
+            &c,
+            &["consume", &c.name, "x", "--timeout", "0.1", "--create"][..],
+        ),
         (&t, &["tail", &t.name, "--count", "0", "--create"]),
     ] {
         let out = run(args);
@@ -718,7 +753,16 @@ fn a_topic_or_pattern_that_looks_mistyped_warns_and_is_used_literally() {
         );
     }
     // Real patterns and plain topics: no warning.
-    let out = run(&["consume", &bus.name, "md.{x}", "md.(a|b)", "md./^a/", "md.x", "--timeout", "0"]);
+    let out = run(&[
+        "consume",
+        &bus.name,
+        "md.{x}",
+        "md.(a|b)",
+        "md./^a/",
+        "md.x",
+        "--timeout",
+        "0",
+    ]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
 }
@@ -729,9 +773,24 @@ fn a_topic_or_pattern_that_looks_mistyped_warns_and_is_used_literally() {
 fn a_consumer_of_one_topic_of_three_proves_it_lost_nothing() {
     let bus = TestBus::create("topic-gaps", &[]);
     let one = Proc::spawn(&[
-        "consume", &bus.name, "t.1", "--count", "100", "--timeout", "30", "--json",
+        "consume",
+        &bus.name,
+        "t.1",
+        "--count",
+        "100",
+        "--timeout",
+        "30",
+        "--json",
     ]);
-    let human = Proc::spawn(&["consume", &bus.name, "t.1", "--count", "100", "--timeout", "30"]);
+    let human = Proc::spawn(&[
+        "consume",
+        &bus.name,
+        "t.1",
+        "--count",
+        "100",
+        "--timeout",
+        "30",
+    ]);
     wait_for_subscribers(&bus, 2);
     let out = run(&[
         "publish", &bus.name, "t.{i}", "--topics", "3", "--count", "300",
@@ -751,7 +810,8 @@ fn a_consumer_of_one_topic_of_three_proves_it_lost_nothing() {
     let out = human.finish();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert!(
-        out.stdout.contains("198 gap(s) (0 within the topics received)"),
+        out.stdout
+            .contains("198 gap(s) (0 within the topics received)"),
         "{}",
         out.stdout
     );
@@ -762,7 +822,10 @@ fn a_consumer_of_one_topic_of_three_proves_it_lost_nothing() {
 fn records_lost_within_a_topic_show_as_topic_gaps() {
     // Overwrite, a small ring: a consumer stopped mid-run loses records
     // of its own topic.
-    let bus = TestBus::create("topic-lost", &["--ring-bytes", "4096", "--policy", "overwrite"]);
+    let bus = TestBus::create(
+        "topic-lost",
+        &["--ring-bytes", "4096", "--policy", "overwrite"],
+    );
     let consumer = Proc::spawn(&["consume", &bus.name, "t.0", "--timeout", "1", "--json"]);
     wait_for_subscribers(&bus, 1);
     let publisher = Proc::spawn(&[
@@ -801,7 +864,15 @@ fn records_lost_within_a_topic_show_as_topic_gaps() {
 #[test]
 fn a_blocked_publish_says_once_which_subscriber_it_waits_for() {
     let bus = TestBus::create("blocked", &["--ring-bytes", "4096"]);
-    let stuck = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120", "--name", "slowpoke"]);
+    let stuck = Proc::spawn(&[
+        "consume",
+        &bus.name,
+        "**",
+        "--timeout",
+        "120",
+        "--name",
+        "slowpoke",
+    ]);
     wait_for_subscribers(&bus, 1);
     stuck.signal("-STOP");
 
@@ -842,7 +913,15 @@ fn publish_timeout_names_the_subscriber_that_holds_it_back() {
     let stuck = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120"]);
     wait_for_subscribers(&bus, 1);
     stuck.signal("-STOP");
-    let out = run(&["publish", &bus.name, "f", "--count", "1000", "--timeout", "0.2"]);
+    let out = run(&[
+        "publish",
+        &bus.name,
+        "f",
+        "--count",
+        "1000",
+        "--timeout",
+        "0.2",
+    ]);
     stuck.signal("-CONT");
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
@@ -862,7 +941,9 @@ fn tail_and_consume_end_with_a_message_when_their_bus_is_removed() {
     let tail = Proc::spawn(&["tail", &bus.name]);
     let consumer = Proc::spawn(&["consume", &bus.name, "**", "--timeout", "120", "--json"]);
     wait_for_subscribers(&bus, 2);
-    let out = run(&["publish", &bus.name, "r", "--data", "before", "--count", "2"]);
+    let out = run(&[
+        "publish", &bus.name, "r", "--data", "before", "--count", "2",
+    ]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     let cpid = u64::from(consumer.pid());
     wait_until(&bus, "the consumer receive 2", |v| {
