@@ -15,7 +15,7 @@ use crate::error::{BusError, PublishError};
 use crate::futex;
 use crate::layout::{SLOT_ACTIVE, SLOT_FREE, slot_word, store_name};
 use crate::ring::{self, Line, Reservation, ReserveError, RingMem, Writer};
-use crate::shared::{Shared, SlotRole};
+use crate::shared::{ProducerRef, Shared, SlotRole};
 
 /// Something a publisher can address: a topic literal, a parsed [`Topic`],
 /// or a [`TopicId`] obtained from [`Publisher::topic_id`].
@@ -86,6 +86,10 @@ pub struct Publisher {
     spin: Duration,
     /// Records published through this slot (all generations).
     published: u64,
+    /// This publisher's ring and slot, resolved once at attach (the
+    /// per-message paths check no index). Valid while `bus` lives: both
+    /// are fields of this handle, and `pr` is never handed out.
+    pr: ProducerRef,
     /// Overwrite policy: where a [`Loan`] is filled before its commit
     /// copies it into the ring with atomic word stores (a lapped reader
     /// may be reading those bytes, so no `&mut` into them is handed out).
@@ -158,6 +162,10 @@ impl Bus {
             // Relaxed: our own slot's counter, ordered by the claim's CAS.
             published: slot.published.load(Ordering::Relaxed),
             staging: Vec::new(),
+            // SAFETY: stored in the publisher next to the `Bus` (an `Arc` of
+            // the same `Shared`) and never handed out, so the mapping
+            // outlives every use.
+            pr: unsafe { sh.producer_ref(p) },
         })
     }
 }
@@ -228,9 +236,9 @@ impl Publisher {
     #[inline]
     fn reserve(&mut self, len: usize, wait: Wait) -> Result<Reservation, PublishError> {
         let sh = &*self.bus.shared;
-        let slot = sh.producer(self.slot);
-        let ring = sh.ring(self.slot);
-        let ctl = sh.ring_ctl(slot);
+        let ring = self.pr;
+        let slot = ring.slot();
+        let ctl = ring.ctl();
         let p = self.slot;
         // Off the hot path: every 4096 publishes (and below, while waiting).
         if self.published & 0xFFF == 0 && sh.is_removed() {
@@ -419,7 +427,7 @@ impl Publisher {
         }
         let topic = topic.topic_id(self)?;
         let res = self.reserve(payload.len(), wait)?;
-        let ring = self.bus.shared.ring(self.slot);
+        let ring = self.pr;
         let raw = ring::payload_raw(&ring, &res);
         // SAFETY: Block policy (checked above), and `res` is this
         // publisher's current, uncommitted reservation: the bytes are inside
@@ -439,7 +447,7 @@ impl Publisher {
         wait: Wait,
     ) -> Result<u64, PublishError> {
         let res = self.reserve(payload.len(), wait)?;
-        let ring = self.bus.shared.ring(self.slot);
+        let ring = self.pr;
         ring::copy_in(&ring, res.payload_slot(ring.capacity() - 1), payload);
         Ok(self.commit(res, topic))
     }
@@ -474,11 +482,10 @@ impl Publisher {
     #[inline]
     fn commit(&mut self, res: Reservation, topic: TopicId) -> u64 {
         let sh = &*self.bus.shared;
-        let slot = sh.producer(self.slot);
+        let ring = self.pr;
+        let slot = ring.slot();
         let now = clock::ticks();
-        let seq = self
-            .writer
-            .commit(&sh.ring(self.slot), &sh.ring_ctl(slot), res, topic.0, now);
+        let seq = self.writer.commit(&ring, &ring.ctl(), res, topic.0, now);
         // Relaxed, and a plain store (one writer): statistics only.
         self.published = self.published.wrapping_add(1);
         slot.published.store(self.published, Ordering::Relaxed);
@@ -536,7 +543,7 @@ impl Loan<'_> {
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut publisher.staging);
             return &mut bytes[..len];
         }
-        let ring = publisher.bus.shared.ring(publisher.slot);
+        let ring = publisher.pr;
         let raw = ring::payload_raw(&ring, &self.res);
         // SAFETY: Block policy, and `res` is this publisher's current, not
         // yet committed reservation (a loan is its only holder): the bytes
@@ -576,7 +583,7 @@ impl Loan<'_> {
     #[inline(never)]
     fn copy_staged(&self) {
         let publisher = &*self.publisher;
-        let ring = publisher.bus.shared.ring(publisher.slot);
+        let ring = publisher.pr;
         let bytes: &[u8] = bytemuck::cast_slice(&publisher.staging);
         let slot = self.res.payload_slot(ring.capacity() - 1);
         ring::copy_in(&ring, slot, &bytes[..self.res.len as usize]);

@@ -15,7 +15,7 @@ use crate::error::RecvError;
 use crate::futex;
 use crate::layout::{SLOT_ACTIVE, slot_word, store_name};
 use crate::ring::{self, Line, Peek, RecordView, RingMem};
-use crate::shared::Shared;
+use crate::shared::{ProducerRef, Shared};
 
 const UNKNOWN: u8 = 0;
 const MATCH: u8 = 1;
@@ -60,6 +60,10 @@ pub(crate) struct State {
     /// The copy of the last payload handed out (when `copy`).
     pub(crate) scratch: Vec<Line>,
     pub(crate) empty_polls: u32,
+    /// Every producer's ring and slot, resolved once at join (the receive
+    /// path checks no index). Valid while the subscriber's `Bus` lives: the
+    /// subscriber holds both, and never hands these out.
+    pub(crate) producers: Vec<ProducerRef>,
     pub(crate) nap: Duration,
 }
 
@@ -119,6 +123,11 @@ impl State {
             overwrite: sh.config.policy == Policy::Overwrite,
             copy,
             scratch: Vec::new(),
+            // SAFETY: kept in the subscriber's state, next to its `Bus` (an
+            // `Arc` of the same `Shared`), and never handed out.
+            producers: (0..producers)
+                .map(|p| unsafe { sh.producer_ref(p) })
+                .collect(),
             empty_polls: 0,
             nap: FIRST_NAP,
         }
@@ -161,7 +170,7 @@ impl State {
         if publish
             || next.wrapping_sub(self.shared_cursors[p]) >= self.cursor_batch
             // Relaxed: a hint; see `publish_cursor`.
-            || sh.producer(p).space_waiters.load(Ordering::Relaxed) != 0
+            || self.producers[p].slot().space_waiters.load(Ordering::Relaxed) != 0
         {
             self.publish_cursor(sh, p);
         }
@@ -198,8 +207,8 @@ impl State {
             let bit = rotated.trailing_zeros();
             rotated &= rotated - 1;
             let p = ((bit + start) & 63) as usize;
-            let ring = sh.ring(p);
-            let slot = sh.producer(p);
+            let ring = self.producers[p];
+            let slot = ring.slot();
             let head = self.overwrite.then_some(&slot.head);
             loop {
                 match ring::peek(&ring, self.cursors[p], head) {
@@ -211,7 +220,7 @@ impl State {
                     }
                     Peek::Padding { next } => self.advance(sh, p, next, false),
                     Peek::Lagged => {
-                        let pos = ring::resync(&ring, &sh.ring_ctl(slot));
+                        let pos = ring::resync(&ring, &ring.ctl());
                         if pos <= self.cursors[p] {
                             // A lapped reader always finds a later record
                             // boundary; none means the producer's words
@@ -239,11 +248,11 @@ impl State {
                             self.advance(sh, p, view.next, false);
                             continue;
                         }
-                        if self.copy && !self.copy_payload(sh, p, &view) {
+                        if self.copy && !self.copy_payload(p, &view) {
                             // Rewritten while we copied it: not delivered.
                             // `expected` stays at its sequence, so the next
                             // record found reports it in `Lagged(n)`.
-                            let pos = ring::resync(&ring, &sh.ring_ctl(slot));
+                            let pos = ring::resync(&ring, &ring.ctl());
                             self.advance(sh, p, pos, true);
                             continue;
                         }
@@ -267,12 +276,12 @@ impl State {
     /// Copies the payload of `view` into `scratch`. Under Overwrite the
     /// copy is made with atomic word loads and validated against the
     /// producer's overwrite mark; returns whether it is the record's.
-    pub(crate) fn copy_payload(&mut self, sh: &Shared, p: usize, view: &RecordView) -> bool {
+    pub(crate) fn copy_payload(&mut self, p: usize, view: &RecordView) -> bool {
         let lines = view.len.div_ceil(ring::ALIGN) as usize;
         if self.scratch.len() < lines {
             self.scratch.resize(lines, Line([0; 4]));
         }
-        let ring = sh.ring(p);
+        let ring = self.producers[p];
         let words: &mut [u64] = bytemuck::cast_slice_mut(&mut self.scratch[..lines]);
         if self.overwrite {
             let n = view.len.div_ceil(8) as usize;
@@ -283,7 +292,7 @@ impl State {
                 view.payload_slot(ring.capacity() - 1),
                 &mut words[..n],
             );
-            ring::intact(&sh.producer(p).head, view.pos, ring.capacity())
+            ring::intact(&ring.slot().head, view.pos, ring.capacity())
         } else {
             // SAFETY: Block policy; `peek` saw the record committed, and our
             // cursor stays at `view.pos` until the copy is made.

@@ -180,6 +180,24 @@ impl Shared {
         }
     }
 
+    /// Producer `p`'s ring and slot, resolved once (index checked here) for
+    /// the per-message paths of a handle.
+    ///
+    /// # Safety
+    /// The caller keeps `self` (so the mapping) alive for as long as the
+    /// returned value, or any copy of it, is used: a handle stores it next
+    /// to the `Bus` it came from and never hands it out.
+    pub(crate) unsafe fn producer_ref(&self, p: usize) -> ProducerRef {
+        let ring = self.ring(p);
+        ProducerRef {
+            // SAFETY: an in-bounds offset from the rings region's non-null
+            // base (`SegRing`), so never null.
+            base: unsafe { NonNull::new_unchecked(ring.base) },
+            mask: ring.cap - 1,
+            slot: NonNull::from(self.producer(p)),
+        }
+    }
+
     #[inline]
     pub(crate) fn ring_ctl<'a>(&self, slot: &'a ProducerSlot) -> RingCtl<'a> {
         RingCtl {
@@ -332,6 +350,74 @@ fn reap_slot(state: &AtomicU64) -> bool {
         && state
             .compare_exchange(word, SLOT_FREE, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
+}
+
+/// A producer's ring and slot for the per-message paths: resolved and
+/// bounds-checked once by [`Shared::producer_ref`], whose caller keeps the
+/// mapping alive while it is used (see there).
+#[derive(Clone, Copy)]
+pub(crate) struct ProducerRef {
+    base: NonNull<u8>,
+    mask: u64,
+    slot: NonNull<ProducerSlot>,
+}
+
+// SAFETY: like `Shared`'s: pointers into the shared mapping, which every
+// thread may use under the ring protocol (the slot is atomics only).
+unsafe impl Send for ProducerRef {}
+// SAFETY: as above.
+unsafe impl Sync for ProducerRef {}
+
+impl ProducerRef {
+    /// The producer's slot.
+    #[inline]
+    pub(crate) fn slot(&self) -> &ProducerSlot {
+        // SAFETY: resolved from a bounds-checked slot of the mapping by
+        // `Shared::producer_ref`, whose caller keeps the mapping alive
+        // while this value is used; `ProducerSlot` is atomics only.
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// The producer-owned words of its ring.
+    #[inline]
+    pub(crate) fn ctl(&self) -> RingCtl<'_> {
+        let slot = self.slot();
+        RingCtl {
+            tail: &slot.tail,
+            head: &slot.head,
+            next_seq: &slot.next_seq,
+            progress: &slot.progress,
+            checkpoints: &slot.checkpoints,
+        }
+    }
+}
+
+// SAFETY: `base` is producer `p`'s `mask + 1` bytes inside the rings
+// region, bounds-checked and 4 KiB aligned at open (`Shared::validate`),
+// and alive while this value is used (`Shared::producer_ref`'s contract);
+// `mask + 1` is the validated `ring_bytes`; every process touches ring
+// bytes only through the ring protocol.
+unsafe impl RingMem for ProducerRef {
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
+    #[inline]
+    fn word(&self, slot: u64) -> &sync::AtomicU64 {
+        debug_assert!(slot % 8 == 0);
+        // SAFETY: `slot & mask` is inside the ring and 8-aligned (callers
+        // pass 8-aligned slots; the base is page aligned); AtomicU64 is
+        // valid for any bits.
+        unsafe { &*(self.base.as_ptr().add((slot & self.mask) as usize) as *const sync::AtomicU64) }
+    }
+
+    #[inline]
+    fn ptr(&self, slot: u64) -> *mut u8 {
+        // SAFETY: `slot & mask` is inside the ring, so the offset stays in
+        // the mapping.
+        unsafe { self.base.as_ptr().add((slot & self.mask) as usize) }
+    }
 }
 
 /// A producer's ring inside the segment.
