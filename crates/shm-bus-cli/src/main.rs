@@ -114,7 +114,7 @@ enum Command {
     Child(ChildArgs),
 }
 
-/// Options of `create` (and the defaults of commands that auto-create).
+/// Options of `create` (and the defaults `--create` uses elsewhere).
 #[derive(Args, Clone, Debug)]
 pub(crate) struct CreateArgs {
     /// The bus name.
