@@ -87,6 +87,14 @@ pub struct BusConfig {
     pub policy: Policy,
     /// Permission bits of the segment (default `0o600`).
     pub mode: u32,
+    /// Block policy: bytes of each ring a producer keeps readable behind
+    /// its slowest subscriber (and behind its tail when nobody reads), so
+    /// that a subscriber attaching with [`Start::Oldest`](crate::Start)
+    /// can start up to that far back (iceoryx2's "history"). `0` (the
+    /// default) keeps none; otherwise a multiple of 32 up to a quarter of
+    /// the ring. It costs ring space: the largest payload shrinks by as
+    /// much. (Under Overwrite, history is whatever the ring still holds.)
+    pub history_bytes: u64,
 }
 
 impl std::fmt::Debug for BusConfig {
@@ -99,6 +107,7 @@ impl std::fmt::Debug for BusConfig {
             .field("max_topics", &self.max_topics)
             .field("policy", &self.policy)
             .field("mode", &format_args!("{:#o}", self.mode))
+            .field("history_bytes", &self.history_bytes)
             .finish()
     }
 }
@@ -112,6 +121,7 @@ impl Default for BusConfig {
             max_topics: 4096,
             policy: Policy::Block,
             mode: 0o600,
+            history_bytes: 0,
         }
     }
 }
@@ -160,6 +170,12 @@ impl BusConfig {
         self.policy = policy;
         self
     }
+    /// Sets the bytes of history each producer keeps (Block policy; see
+    /// the field).
+    pub fn with_history_bytes(mut self, bytes: u64) -> Self {
+        self.history_bytes = bytes;
+        self
+    }
     /// Sets the segment's permission bits.
     pub fn with_mode(mut self, mode: u32) -> Self {
         self.mode = mode;
@@ -169,7 +185,7 @@ impl BusConfig {
     /// Largest payload a publisher can send: a record (32-byte header plus
     /// payload rounded up to 32 bytes) may take at most half the ring.
     pub fn max_payload(&self) -> usize {
-        ring::max_payload(self.ring_bytes) as usize
+        ring::max_payload(self.ring_bytes).saturating_sub(self.history_bytes) as usize
     }
 
     /// Checks every bound.
@@ -202,6 +218,14 @@ impl BusConfig {
             return bad(format!(
                 "max_topics {} must be 1..={MAX_TOPICS}",
                 self.max_topics
+            ));
+        }
+        if self.history_bytes % ring::ALIGN != 0 || self.history_bytes > self.ring_bytes / 4 {
+            return bad(format!(
+                "history_bytes {} must be a multiple of {} and at most a quarter of the ring ({})",
+                self.history_bytes,
+                ring::ALIGN,
+                self.ring_bytes / 4
             ));
         }
         if self.mode & !0o777 != 0 {
@@ -242,6 +266,7 @@ impl BusConfig {
             self.max_topics.into(),
             wanted.max_topics.into(),
         );
+        at_least("history_bytes", self.history_bytes, wanted.history_bytes);
         if self.policy != wanted.policy {
             out.push(format!(
                 "policy is {}, {} was asked",
@@ -290,6 +315,8 @@ impl BusConfig {
         out[24..28].copy_from_slice(&self.max_topics.to_le_bytes());
         out[28..32].copy_from_slice(&self.policy.to_raw().to_le_bytes());
         out[32..36].copy_from_slice(&self.mode.to_le_bytes());
+        // At most a quarter of MAX_RING_BYTES (validated): fits 32 bits.
+        out[36..40].copy_from_slice(&(self.history_bytes as u32).to_le_bytes());
         out
     }
 
@@ -311,6 +338,8 @@ impl BusConfig {
             max_topics: u32_at(24),
             policy: Policy::from_raw(u32_at(28)).ok_or(corrupt("bus policy"))?,
             mode: u32_at(32),
+            // Zero in segments made before history existed.
+            history_bytes: u32_at(36).into(),
         };
         config
             .validate()

@@ -110,7 +110,7 @@ pub use publisher::{AsTopic, Loan, Publisher};
 #[cfg(not(loom))]
 pub use sample::Sample;
 #[cfg(not(loom))]
-pub use subscriber::Subscriber;
+pub use subscriber::{Start, Subscriber};
 #[cfg(not(loom))]
 pub use topics::ShmTopicTable;
 

@@ -139,7 +139,7 @@ impl Bus {
         slot.space_waiters.store(0, Ordering::Relaxed);
         let overwrite = sh.config.policy == Policy::Overwrite;
         let writer = match Writer::attach(&sh.ring(p), &sh.ring_ctl(slot), overwrite) {
-            Ok(writer) => writer,
+            Ok(writer) => writer.with_max_payload(sh.config.max_payload() as u64),
             Err(what) => {
                 // Release: pairs with the AcqRel CAS of the next claimer.
                 slot.state.store(SLOT_FREE, Ordering::Release);

@@ -133,6 +133,57 @@ impl State {
         }
     }
 
+    /// Moves every cursor back from where the join put it (each ring's
+    /// tail) to the oldest record still retained ([`Start::Oldest`]):
+    /// under Block, at most the bus's `history_bytes` back (what producers
+    /// keep readable; see `ring::limit`); under Overwrite, up to three
+    /// quarters of the ring (what is read is validated as always). Called
+    /// right after the join, never later: the safety argument needs the
+    /// cursor just published by `join_after`.
+    ///
+    /// [`Start::Oldest`]: crate::Start::Oldest
+    pub(crate) fn rewind_to_oldest(&mut self, sh: &Shared) {
+        let cap = sh.config.ring_bytes;
+        let back = if self.overwrite {
+            cap - cap / 4
+        } else {
+            sh.config.history_bytes
+        };
+        if back == 0 {
+            return;
+        }
+        for p in 0..self.producers.len() {
+            let ring = self.producers[p];
+            let head = self.overwrite.then_some(&ring.slot().head);
+            let Some(mut pos) = ring::oldest_start(&ring, &ring.ctl(), self.cursors[p], back, head)
+            else {
+                continue;
+            };
+            // The sequence number to expect there (Overwrite counts lag
+            // from it): that of the first record at or after `pos`.
+            for _ in 0..2 {
+                match ring::peek(&ring, pos, head) {
+                    Peek::Padding { next } => pos = next,
+                    Peek::Record(v) => {
+                        self.expected[p] = v.seq;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            if pos >= self.cursors[p] {
+                continue;
+            }
+            self.cursors[p] = pos;
+            self.shared_cursors[p] = pos;
+            // Release: pairs with the Acquire cursor load in `ring::limit`.
+            // Moving back to `pos >= tail - history` is safe: a producer
+            // that computed its limit from our previous cursor (the tail)
+            // overwrites nothing at or above `tail - history`.
+            sh.cursor(self.slot, p).store(pos, Ordering::Release);
+        }
+    }
+
     /// Whether records on `id` are delivered to this subscriber.
     #[inline]
     pub(crate) fn wants(&mut self, sh: &Shared, id: u32) -> bool {

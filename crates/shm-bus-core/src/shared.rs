@@ -230,7 +230,12 @@ impl Shared {
     pub(crate) fn limit(&self, p: usize, tail: u64) -> u64 {
         let readers = (0..self.config.max_subscribers as usize)
             .map(|s| (&self.subscriber(s).state, self.cursor(s, p)));
-        ring::limit(readers, tail, self.config.ring_bytes)
+        ring::limit(
+            readers,
+            tail,
+            self.config.ring_bytes,
+            self.config.history_bytes,
+        )
     }
 
     /// Bit `p` set for every producer slot that ever held a producer,

@@ -17,6 +17,19 @@ use crate::ring;
 use crate::sample::Sample;
 use crate::shared::{Shared, SlotRole};
 
+/// Where a new subscriber starts reading ([`Bus::subscriber_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    /// With what producers commit after it attached (the default).
+    #[default]
+    Now,
+    /// With the oldest record each ring still retains: under Block, up to
+    /// the bus's [`history_bytes`](crate::BusConfig::history_bytes) back
+    /// (none by default); under Overwrite, whatever the ring still holds
+    /// (up to three quarters of it).
+    Oldest,
+}
+
 /// Receives the events whose topics match its patterns, from every
 /// producer of the bus (including ones that attach later).
 ///
@@ -31,7 +44,8 @@ use crate::shared::{Shared, SlotRole};
 /// ## Starting point
 ///
 /// A subscriber receives what producers commit after it attached; records
-/// already in the rings are not delivered.
+/// already in the rings are not delivered, unless it was attached with
+/// [`Start::Oldest`] ([`Bus::subscriber_from`]).
 ///
 /// ## Lagging (Overwrite policy)
 ///
@@ -90,15 +104,44 @@ impl Bus {
     /// [`BusError::BorrowNeedsBlock`] for `Borrowed` on an Overwrite bus;
     /// [`BusError::TooManySubscribers`].
     pub fn subscriber_as<M: Delivery>(&self, name: &str) -> Result<Subscriber<M>, BusError> {
+        self.subscriber_as_from::<M>(name, Start::Now)
+    }
+
+    /// Like [`subscriber`](Self::subscriber), starting at `start`: with
+    /// [`Start::Oldest`] the subscriber also receives what the rings still
+    /// retain from before it attached (iceoryx2's history; under Block
+    /// only what `BusConfig::history_bytes` keeps).
+    ///
+    /// # Errors
+    /// [`BusError::TooManySubscribers`].
+    pub fn subscriber_from(&self, name: &str, start: Start) -> Result<Subscriber, BusError> {
+        self.subscriber_as_from::<AnyPolicy>(name, start)
+    }
+
+    /// [`subscriber_as`](Self::subscriber_as) with a [`Start`].
+    ///
+    /// # Errors
+    /// As [`subscriber_as`](Self::subscriber_as).
+    pub fn subscriber_as_from<M: Delivery>(
+        &self,
+        name: &str,
+        start: Start,
+    ) -> Result<Subscriber<M>, BusError> {
         let sh: &Shared = &self.shared;
         let copy = M::copies(sh.config.policy)?;
         let me = ProcessId::current();
         match sh.claim_slot(SlotRole::Subscriber, slot_word(me.token(), SLOT_CLAIMING)) {
-            Some(s) => Ok(Subscriber {
-                bus: self.clone(),
-                st: State::join(sh, s, me, name, copy),
-                _delivery: PhantomData,
-            }),
+            Some(s) => {
+                let mut st = State::join(sh, s, me, name, copy);
+                if start == Start::Oldest {
+                    st.rewind_to_oldest(sh);
+                }
+                Ok(Subscriber {
+                    bus: self.clone(),
+                    st,
+                    _delivery: PhantomData,
+                })
+            }
             None => Err(BusError::TooManySubscribers {
                 max: sh.config.max_subscribers,
             }),

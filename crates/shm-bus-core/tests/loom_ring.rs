@@ -130,7 +130,7 @@ fn block_policy_reader_sees_every_record_intact_in_order() {
                 let mut w = Writer::attach(&*mem, &ctl.ctl(), false).unwrap();
                 let mut sent = 0;
                 while sent < 3 {
-                    let limit = |tail| ring::limit([(&*state, &*cursor)], tail, CAP);
+                    let limit = |tail| ring::limit([(&*state, &*cursor)], tail, CAP, 0);
                     if publish(&mut w, &mem, &ctl, limit) {
                         sent += 1;
                     } else {
@@ -277,7 +277,7 @@ fn join_racing_publish_never_lets_the_producer_overwrite_unread_records() {
                 let mut w = Writer::attach(&*mem, &ctl.ctl(), false).unwrap();
                 let mut sent = 0;
                 while sent < 4 {
-                    let limit = |tail| ring::limit([(&*state, &*cursor)], tail, CAP);
+                    let limit = |tail| ring::limit([(&*state, &*cursor)], tail, CAP, 0);
                     if publish(&mut w, &mem, &ctl, limit) {
                         sent += 1;
                     } else {
@@ -315,6 +315,137 @@ fn join_racing_publish_never_lets_the_producer_overwrite_unread_records() {
                         // between our cursor and the producer's tail.
                         if let Peek::Empty = ring::peek(&*mem, pos, None) {
                             assert_eq!(next, 4, "a record the reader should see was overwritten");
+                            break;
+                        }
+                    } else {
+                        thread::yield_now();
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        producer.join().unwrap();
+    });
+}
+
+/// History (Block): a producer keeping `HISTORY_MARGIN` bytes back
+/// publishes header-only (32-byte) records into a 256-byte ring while a
+/// reader joins and rewinds
+/// to the oldest retained record (`ring::oldest_start`), then reads to the
+/// end. Whatever the interleaving, every record from where it started is
+/// read intact and in order: the margin in `ring::limit` keeps the
+/// producer off what a joiner may rewind to before it sees the joiner.
+/// (With a margin of 0 this model fails: "never overwritten".)
+#[test]
+fn join_from_oldest_with_history_never_reads_an_overwritten_record() {
+    join_from_oldest_model(HISTORY_MARGIN);
+}
+
+/// Two records back: enough for the hazard (a producer that computed its
+/// limit at the joiner's tail may reach a record `size + 32` bytes back).
+const HISTORY_MARGIN: u64 = 64;
+
+fn join_from_oldest_model(margin: u64) {
+    const RING: u64 = 256;
+    const SMALL: u64 = 0; // header-only records: 32 bytes
+    const BEFORE: u64 = 7; // published before the race (seq 0..7)
+    const DURING: u64 = 7; // published while the reader joins
+    fn publish_one(
+        w: &mut Writer,
+        mem: &HeapRing,
+        ctl: &Ctl,
+        limit: impl FnOnce(u64) -> u64,
+    ) -> bool {
+        let c = ctl.ctl();
+        match w.reserve(mem, &c, SMALL, limit) {
+            Ok(res) => {
+                w.commit(mem, &c, res, 7, 0);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(1);
+    builder.max_branches = 200_000;
+    builder.check(move || {
+        let mem = Arc::new(HeapRing::new(RING));
+        let ctl = Arc::new(Ctl::new());
+        let state = Arc::new(AtomicU64::new(0)); // SLOT_FREE
+        let cursor = Arc::new(AtomicU64::new(0xA5A5));
+        let done = Arc::new(AtomicBool::new(false));
+        // A first producer fills most of a lap and detaches (one thread:
+        // no interleavings yet).
+        {
+            let mut w = Writer::attach(&*mem, &ctl.ctl(), false)
+                .unwrap()
+                .with_max_payload(SMALL);
+            let mut sent = 0;
+            while sent < BEFORE {
+                let limit = |tail| ring::limit([(&*state, &*cursor)], tail, RING, margin);
+                assert!(publish_one(&mut w, &mem, &ctl, limit));
+                sent += 1;
+            }
+        }
+        // The next producer attaches (its limit not yet computed) and
+        // publishes while the reader joins.
+        let producer = {
+            let (mem, ctl, state, cursor, done) = (
+                mem.clone(),
+                ctl.clone(),
+                state.clone(),
+                cursor.clone(),
+                done.clone(),
+            );
+            thread::spawn(move || {
+                let mut w = Writer::attach(&*mem, &ctl.ctl(), false)
+                    .unwrap()
+                    .with_max_payload(SMALL);
+                let mut sent = 0;
+                while sent < DURING {
+                    let limit = |tail| ring::limit([(&*state, &*cursor)], tail, RING, margin);
+                    if publish_one(&mut w, &mem, &ctl, limit) {
+                        sent += 1;
+                    } else {
+                        thread::yield_now();
+                    }
+                }
+                done.store(true, Ordering::Release);
+            })
+        };
+        let before = ring::join_before(&ctl.ctl(), &cursor);
+        state.store(slot_word(1, SLOT_ACTIVE), Ordering::SeqCst);
+        ring::join_fence();
+        let (tail, _) = ring::join_after(&ctl.ctl(), &cursor, before);
+        let mut pos = match ring::oldest_start(&*mem, &ctl.ctl(), tail, HISTORY_MARGIN, None) {
+            Some(oldest) => {
+                cursor.store(oldest, Ordering::Release);
+                oldest
+            }
+            None => tail,
+        };
+        let mut next: Option<u64> = None;
+        loop {
+            match ring::peek(&*mem, pos, None) {
+                Peek::Record(v) => {
+                    if let Some(n) = next {
+                        assert_eq!(v.seq, n, "in order, never overwritten");
+                    }
+                    next = Some(v.seq + 1);
+                    pos = v.next;
+                    cursor.store(pos, Ordering::Release);
+                }
+                Peek::Padding { next: n } => {
+                    pos = n;
+                    cursor.store(pos, Ordering::Release);
+                }
+                Peek::Empty => {
+                    if done.load(Ordering::Acquire) {
+                        if let Peek::Empty = ring::peek(&*mem, pos, None) {
+                            // A record the reader started before was
+                            // overwritten: its stamp no longer matches,
+                            // and the reader never reached the end.
+                            assert_eq!(next, Some(BEFORE + DURING), "never overwritten");
                             break;
                         }
                     } else {

@@ -562,3 +562,171 @@ fn a_removed_bus_is_noticed_by_the_processes_still_attached() {
     ));
     assert!(Bus::open(&name).is_err(), "gone for new openers");
 }
+
+fn drain_sequences(sub: &mut shm_bus_core::Subscriber) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    loop {
+        match sub.try_recv() {
+            Ok(s) => {
+                assert_eq!(s.payload(), s.sequence().to_le_bytes().repeat(8), "intact");
+                seqs.push(s.sequence());
+            }
+            Err(RecvError::Empty) => return seqs,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn history_lets_a_late_subscriber_start_with_what_the_ring_retains() {
+    use shm_bus_core::Start;
+    let (name, _c) = unique("history");
+    let config = BusConfig::default()
+        .with_ring_bytes(64 << 10)
+        .with_history_bytes(16 << 10);
+    assert_eq!(config.max_payload(), (32 << 10) - 32 - (16 << 10));
+    let bus = Bus::create(&name, config).unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    assert!(matches!(
+        publ.try_publish("t", &vec![0; config.max_payload() + 1]),
+        Err(PublishError::PayloadTooLarge { .. })
+    ));
+    // 2,000 records of 96 bytes: the 64 KiB ring wrapped many times.
+    for i in 0..2000u64 {
+        publ.try_publish("t", &i.to_le_bytes().repeat(8)).unwrap();
+    }
+    let mut now = bus.subscriber_from("now", Start::Now).unwrap();
+    now.subscribe("t").unwrap();
+    assert!(
+        drain_sequences(&mut now).is_empty(),
+        "Start::Now: nothing old"
+    );
+    let mut old = bus.subscriber_from("old", Start::Oldest).unwrap();
+    old.subscribe("t").unwrap();
+    let seqs = drain_sequences(&mut old);
+    let kept = (16 << 10) / 96;
+    assert!(
+        !seqs.is_empty() && seqs.len() <= kept + 1,
+        "{} records of history (at most {kept})",
+        seqs.len()
+    );
+    assert_eq!(*seqs.last().unwrap(), 1999, "up to the newest");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gap"
+    );
+    // Both keep receiving what comes next.
+    publ.try_publish("t", &2000u64.to_le_bytes().repeat(8))
+        .unwrap();
+    assert_eq!(drain_sequences(&mut now), [2000]);
+    assert_eq!(drain_sequences(&mut old), [2000]);
+    // Without history, Block keeps nothing older for a late subscriber.
+    let (plain, _c2) = unique("no-history");
+    let bus = Bus::create(&plain, BusConfig::default().with_ring_bytes(4096)).unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    publ.try_publish("t", &7u64.to_le_bytes().repeat(8))
+        .unwrap();
+    let mut old = bus.subscriber_from("old", Start::Oldest).unwrap();
+    old.subscribe("t").unwrap();
+    assert!(drain_sequences(&mut old).is_empty());
+}
+
+#[test]
+fn history_under_overwrite_is_what_the_ring_still_holds() {
+    use shm_bus_core::Start;
+    let (name, _c) = unique("history-ow");
+    let bus = Bus::create(
+        &name,
+        BusConfig::default()
+            .with_ring_bytes(4096)
+            .with_policy(Policy::Overwrite),
+    )
+    .unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    for i in 0..500u64 {
+        publ.try_publish("t", &i.to_le_bytes().repeat(8)).unwrap();
+    }
+    let mut old = bus.subscriber_from("old", Start::Oldest).unwrap();
+    old.subscribe("t").unwrap();
+    let seqs = drain_sequences(&mut old);
+    assert!(seqs.len() > 1, "{seqs:?}");
+    assert_eq!(*seqs.last().unwrap(), 499);
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "no lag reported, no gap"
+    );
+}
+
+#[test]
+fn a_bad_history_is_a_config_error() {
+    for history in [100, (4096 / 4) + 32] {
+        assert!(matches!(
+            BusConfig::default()
+                .with_ring_bytes(4096)
+                .with_history_bytes(history)
+                .validate(),
+            Err(BusError::InvalidConfig(_))
+        ));
+    }
+}
+
+#[test]
+fn late_subscribers_from_oldest_never_read_a_record_being_overwritten() {
+    use shm_bus_core::Start;
+    // A producer publishing without pause (Block, with history) while
+    // subscribers keep joining from the oldest retained record and reading
+    // a while: every record they read is intact and in order.
+    let (name, _c) = unique("history-race");
+    let bus = Bus::create(
+        &name,
+        BusConfig::default()
+            .with_ring_bytes(16 << 10)
+            .with_history_bytes(4 << 10),
+    )
+    .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (bus, stop) = (bus.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut publ = bus.publisher("p").unwrap();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match publ.publish_timeout(
+                    "t",
+                    &i.to_le_bytes().repeat(8),
+                    Duration::from_millis(50),
+                ) {
+                    Ok(_) => i += 1,
+                    Err(PublishError::Full) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            i
+        })
+    };
+    let watchdog = std::time::Instant::now() + Duration::from_secs(60);
+    for round in 0..200 {
+        assert!(std::time::Instant::now() < watchdog, "watchdog");
+        let mut sub = bus.subscriber_from("late", Start::Oldest).unwrap();
+        sub.subscribe("t").unwrap();
+        let mut last = None;
+        for _ in 0..50 {
+            match sub.recv_timeout(Duration::from_secs(5)) {
+                Ok(s) => {
+                    assert_eq!(
+                        s.payload(),
+                        s.sequence().to_le_bytes().repeat(8),
+                        "round {round}: intact"
+                    );
+                    if let Some(prev) = last {
+                        assert_eq!(s.sequence(), prev + 1, "round {round}: in order");
+                    }
+                    last = Some(s.sequence());
+                }
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(producer.join().unwrap() > 0);
+}

@@ -216,6 +216,8 @@ pub struct Writer {
     last_chunk: u64,
     /// `log2(cap / number of checkpoints)`.
     chunk_shift: u32,
+    /// Largest payload [`reserve`](Self::reserve) accepts.
+    max_len: u64,
 }
 
 /// Why a reservation failed.
@@ -302,6 +304,7 @@ impl Writer {
                     .next_power_of_two()
                     .min(cap))
             .trailing_zeros(),
+            max_len: max_payload(cap),
         };
         if overwrite {
             // Readers must treat everything up to the old head as possibly
@@ -311,6 +314,13 @@ impl Writer {
         }
         publish_progress(ctl, tail, seq);
         Ok(writer)
+    }
+
+    /// Lowers the largest payload [`reserve`](Self::reserve) accepts (a
+    /// bus keeping history reserves part of the ring: see [`limit`]).
+    pub fn with_max_payload(mut self, max: u64) -> Writer {
+        self.max_len = max.min(max_payload(self.cap));
+        self
     }
 
     #[cfg(loom)]
@@ -337,7 +347,7 @@ impl Writer {
         len: u64,
         limit: impl FnOnce(u64) -> u64,
     ) -> Result<Reservation, ReserveError> {
-        if len > max_payload(self.cap) {
+        if len > self.max_len {
             return Err(ReserveError::TooLarge);
         }
         let size = record_size(len);
@@ -638,10 +648,18 @@ fn counts(state: u64) -> bool {
 /// passes the tail): it is clamped into that range, so a damaged word can
 /// make the producer wait (a live reader publishes its cursor again) but
 /// never lets it overwrite unread bytes of a reader it saw.
+///
+/// `history` bytes (a multiple of 32, at most `cap / 4`) are kept back: the
+/// producer never overwrites a position at or above `min(cursor, tail) -
+/// history`, so a reader joining at tail `T` may start as far back as
+/// `T - history` ([`oldest_start`]). The largest record must then be
+/// `history` bytes smaller (`Writer::with_max_payload`), so that a record,
+/// its padding and the next header still fit in `cap - history`.
 pub fn limit<'a>(
     readers: impl IntoIterator<Item = (&'a AtomicU64, &'a AtomicU64)>,
     tail: u64,
     cap: u64,
+    history: u64,
 ) -> u64 {
     // SeqCst fence: the producer side of the join handshake (a store-
     // buffering pattern). Pairs with the SeqCst fence in `join`: either
@@ -662,7 +680,36 @@ pub fn limit<'a>(
             min = min.min(c.clamp(tail.saturating_sub(cap), tail));
         }
     }
-    if min == u64::MAX { tail } else { min }.saturating_add(cap)
+    if min == u64::MAX { tail } else { min }
+        .saturating_add(cap)
+        .saturating_sub(history)
+}
+
+/// Where a reader that just joined at `tail` (the position [`join_after`]
+/// gave) may start to read what is still retained: the oldest checkpointed
+/// record at or after `tail - back`, or `None` if there is none.
+///
+/// Block policy: call with `back` = the bus's `history` (see [`limit`]):
+/// positions from `tail - history` on are never overwritten before the
+/// producer sees this reader, and after it does, it respects the reader's
+/// cursor. Overwrite policy: call with `back` = three quarters of the
+/// ring; what is read is validated as always ([`intact`]), and a position
+/// lapped meanwhile reads as `Lagged`.
+pub fn oldest_start<M: RingMem>(
+    mem: &M,
+    ctl: &RingCtl<'_>,
+    tail: u64,
+    back: u64,
+    head: Option<&AtomicU64>,
+) -> Option<u64> {
+    let from = tail.saturating_sub(back);
+    ctl.checkpoints
+        .iter()
+        // Acquire: pairs with the Release store in `commit`.
+        .map(|c| c.load(Ordering::Acquire))
+        .filter(|&c| c >= from && c < tail)
+        .filter(|&c| matches!(peek(mem, c, head), Peek::Record(_) | Peek::Padding { .. }))
+        .min()
 }
 
 /// The join handshake of a reader that starts at the producer's tail, for

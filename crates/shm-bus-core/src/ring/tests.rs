@@ -120,7 +120,7 @@ fn miri_block_in_place_payloads_never_race() {
             let mut seq = 0;
             while seq < n {
                 let len = 1 + (seq as usize * 7) % 90;
-                let limit = |tail| limit([(&reader.state, &reader.cursor)], tail, CAP);
+                let limit = |tail| limit([(&reader.state, &reader.cursor)], tail, CAP, 0);
                 match w.reserve(&*mem, &ctl.ctl(), len as u64, limit) {
                     Ok(res) => {
                         // SAFETY: Block; our reservation, not committed.
@@ -234,7 +234,7 @@ fn miri_join_racing_publish_never_loses_a_record() {
                 let mut w = Writer::attach(&*mem, &ctl.ctl(), false).unwrap();
                 let mut seq = 0;
                 while seq < n {
-                    let limit = |tail| limit([(&reader.state, &reader.cursor)], tail, CAP);
+                    let limit = |tail| limit([(&reader.state, &reader.cursor)], tail, CAP, 0);
                     match w.reserve(&*mem, &ctl.ctl(), 64, limit) {
                         Ok(res) => {
                             // SAFETY: Block; our reservation.
@@ -299,10 +299,10 @@ fn limit_clamps_impossible_cursors() {
     r.state.store(ACTIVE, Ordering::Relaxed);
     for (cursor, want) in [(0, 10_000), (u64::MAX, 10_000 + CAP), (9_900, 9_900 + CAP)] {
         r.cursor.store(cursor, Ordering::Relaxed);
-        assert_eq!(limit([(&r.state, &r.cursor)], 10_000, CAP), want);
+        assert_eq!(limit([(&r.state, &r.cursor)], 10_000, CAP, 0), want);
     }
     r.state.store(u64::MAX, Ordering::Relaxed); // state 3: not counted
-    assert_eq!(limit([(&r.state, &r.cursor)], 10_000, CAP), 10_000 + CAP);
+    assert_eq!(limit([(&r.state, &r.cursor)], 10_000, CAP, 0), 10_000 + CAP);
 }
 
 /// Damaged positions are refused before any arithmetic on them.
