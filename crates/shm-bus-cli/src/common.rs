@@ -74,6 +74,7 @@ pub(crate) fn config_of(a: &CreateArgs) -> Result<BusConfig, BadInput> {
         .with_max_producers(a.max_producers)
         .with_max_topics(a.max_topics)
         .with_policy(a.policy)
+        .with_history_bytes(a.history)
         .with_mode(mode);
     config.validate().map_err(|e| BadInput(e.to_string()))?;
     Ok(config)
@@ -162,6 +163,14 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     }
     n.checked_mul(1 << shift)
         .ok_or_else(|| "too large".to_owned())
+}
+
+/// [`parse_size`] for flags where 0 means "none".
+pub(crate) fn parse_size_or_zero(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size(text)
 }
 
 /// [`parse_size`] for flags held as `usize`.

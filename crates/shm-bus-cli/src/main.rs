@@ -135,6 +135,11 @@ pub(crate) struct CreateArgs {
     /// Back-pressure policy: block (lossless) or overwrite (lossy).
     #[arg(long, default_value = "block")]
     pub policy: shm_bus_core::Policy,
+    /// Bytes of each ring kept readable for subscribers that start from
+    /// the oldest retained event (block policy; a multiple of 32, at most
+    /// a quarter of the ring; `K`/`M` suffixes). Default 0.
+    #[arg(long, default_value = "0", value_parser = common::parse_size_or_zero)]
+    pub history: u64,
     /// Permission bits of the segment, in octal.
     #[arg(long, default_value = "600")]
     pub mode: String,
@@ -257,6 +262,10 @@ pub(crate) struct TailArgs {
     /// JSON Lines: one object per event (same as --format json).
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Start with the oldest events the rings still retain (under the
+    /// block policy: what the bus's --history keeps), not only new ones.
+    #[arg(long)]
+    pub from_oldest: bool,
 }
 
 /// Arguments of the hidden child command.

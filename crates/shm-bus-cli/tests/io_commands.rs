@@ -1000,3 +1000,35 @@ fn a_blocked_publish_ends_with_a_message_when_its_bus_is_removed() {
     let published = out.json()["published"].as_u64().unwrap();
     assert!(published > 0 && published < 1000, "{published}");
 }
+
+#[test]
+fn tail_from_oldest_shows_what_the_history_kept() {
+    let bus = TestBus::create("history", &["--ring-bytes", "64K", "--history", "16K"]);
+    let info = run(&["inspect", &bus.name, "--json"]).json();
+    assert_eq!(info["config"]["history_bytes"], 16384);
+    // 400 records of 96 bytes (38,400 bytes) before tail starts: the last
+    // 16 KiB of them are history.
+    let out = run(&["publish", &bus.name, "h", "--count", "400"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = Proc::spawn(&["tail", &bus.name, "--count", "5", "--json", "--from-oldest"]).finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let seqs: Vec<u64> = out
+        .json_lines()
+        .iter()
+        .map(|v| v["sequence"].as_u64().expect("sequence"))
+        .collect();
+    assert_eq!(seqs.len(), 5, "{}", out.stdout);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // The oldest retained record starts a checkpointed 1 KiB chunk at most
+    // 16 KiB back from the tail.
+    let first_kept = (400 * 96 - 16 * 1024) / 96;
+    assert!(
+        (first_kept..first_kept + 12).contains(&seqs[0]),
+        "history is the newest 16 KiB: {seqs:?}"
+    );
+    // A history that is not a multiple of 32 is bad input.
+    let other = TestBus::new("bad-history");
+    let out = run(&["create", &other.name, "--history", "100"]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(!other.exists());
+}

@@ -90,6 +90,7 @@ fn config_json(c: &BusConfig) -> Value {
         "max_topics": c.max_topics,
         "policy": c.policy.as_str(),
         "mode": format!("{:o}", c.mode),
+        "history_bytes": c.history_bytes,
     })
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use serde_json::json;
-use shm_bus_core::{Bus, RecvError};
+use shm_bus_core::{Bus, RecvError, Start};
 use shm_bus_topic::Topic;
 
 use super::{WAIT_SLICE, bus_removed, check_patterns, per_sec, secs, subscribe, warn_near_misses};
@@ -27,7 +27,7 @@ pub(crate) fn consume(a: &ConsumeArgs) -> Result<ExitCode> {
     let silence = common::seconds("timeout", a.timeout)?;
     warn_near_misses("consume", "pattern", a.patterns.iter().map(String::as_str));
     let bus = common::attach(&a.bus, a.create)?;
-    let mut sub = subscribe(&bus, &a.name, &a.patterns)?;
+    let mut sub = subscribe(&bus, &a.name, &a.patterns, Start::Now)?;
     catch_interrupts();
     let mut tally = Tally::default();
     let mut producers = std::collections::HashSet::new();

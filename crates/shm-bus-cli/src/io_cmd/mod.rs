@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use shm_bus_core::{Bus, BusConfig, BusError, Subscriber};
+use shm_bus_core::{Bus, BusConfig, BusError, Start, Subscriber};
 use shm_bus_topic::Topic;
 
 use crate::common::{self, BadInput};
@@ -129,10 +129,10 @@ fn per_sec(n: u64, d: Duration) -> f64 {
     if s > 0.0 { (n as f64 / s).round() } else { 0.0 }
 }
 
-/// A subscriber on `bus` with every pattern.
-fn subscribe(bus: &Bus, name: &str, patterns: &[String]) -> Result<Subscriber> {
+/// A subscriber on `bus` with every pattern, starting at `start`.
+fn subscribe(bus: &Bus, name: &str, patterns: &[String], start: Start) -> Result<Subscriber> {
     let mut sub = bus
-        .subscriber(name)
+        .subscriber_from(name, start)
         .with_context(|| format!("cannot attach a subscriber to bus `{}`", bus.name()))?;
     for p in patterns {
         sub.subscribe(p)

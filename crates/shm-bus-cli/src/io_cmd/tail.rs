@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use shm_bus_core::{RecvError, Sample};
+use shm_bus_core::{RecvError, Sample, Start};
 
 use super::{WAIT_SLICE, bus_removed, check_patterns, subscribe, warn_near_misses};
 use crate::bus_cmd::check_name;
@@ -31,7 +31,12 @@ pub(crate) fn tail(a: &TailArgs) -> Result<ExitCode> {
     };
     warn_near_misses("tail", "pattern", patterns.iter().map(String::as_str));
     let bus = common::attach(&a.bus, a.create)?;
-    let mut sub = subscribe(&bus, "shm-bus tail", &patterns)?;
+    let start = if a.from_oldest {
+        Start::Oldest
+    } else {
+        Start::Now
+    };
+    let mut sub = subscribe(&bus, "shm-bus tail", &patterns, start)?;
     catch_interrupts();
 
     let mut out = io::stdout().lock();
