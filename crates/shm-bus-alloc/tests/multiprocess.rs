@@ -19,6 +19,7 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 /// blocks. A block handed out twice would be overwritten by the other
 /// process and fail its checksum.
 #[test]
+#[ignore = "a child process role (see common::ChildProc)"]
 fn child_stress() {
     let Some(seg_name) = child_param("child_stress", "SHMB_SEG") else {
         return;
@@ -82,6 +83,7 @@ fn pattern(tag: u64, i: usize) -> u8 {
 /// Inserts `key-0..key-N` into the map at root 0 with its own values and
 /// writes the value it observed for each key.
 #[test]
+#[ignore = "a child process role (see common::ChildProc)"]
 fn child_map_insert() {
     let Some(seg_name) = child_param("child_map_insert", "SHMB_SEG") else {
         return;
@@ -112,6 +114,7 @@ fn child_map_insert() {
 /// Takes the allocator lock, half-performs an allocation, signals and waits
 /// for SIGKILL.
 #[test]
+#[ignore = "a child process role (see common::ChildProc)"]
 fn child_hold_lock() {
     let Some(seg_name) = child_param("child_hold_lock", "SHMB_SEG") else {
         return;
@@ -130,6 +133,7 @@ fn child_hold_lock() {
 
 /// Creates a segment whose init closure never finishes.
 #[test]
+#[ignore = "a child process role (see common::ChildProc)"]
 fn child_create_and_hang() {
     let Some(seg_name) = child_param("child_create_and_hang", "SHMB_SEG") else {
         return;
@@ -146,6 +150,7 @@ fn child_create_and_hang() {
 
 /// `open_or_create`, then records its id in the map at root 0.
 #[test]
+#[ignore = "a child process role (see common::ChildProc)"]
 fn child_open_or_create() {
     let Some(seg_name) = child_param("child_open_or_create", "SHMB_SEG") else {
         return;

@@ -77,8 +77,7 @@ fn permission_denied_for_another_user() {
     let (uid, gid) = nobody();
     assert_ne!(uid, 0);
     let spawned = ChildProc::try_spawn_with(ROLE_NAME, &[("SHMB_SEG", name.0.clone())], |cmd| {
-        cmd.arg("--include-ignored")
-            .uid(uid)
+        cmd.uid(uid)
             .gid(gid)
             .current_dir("/")
             .stdout(Stdio::piped());

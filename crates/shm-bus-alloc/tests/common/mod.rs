@@ -50,9 +50,15 @@ impl Drop for TempPath {
 
 /// A child process running `role` (a test function of this binary), killed
 /// on drop if still running.
+///
+/// The role's test is `#[ignore]`d (so it does not show as a test of its
+/// own); the child runs it with `--include-ignored`. The child's stdout
+/// (libtest's own lines) is discarded and its stderr kept, so neither
+/// interleaves with the test run's output; stderr is shown if it fails.
 pub struct ChildProc {
     pub child: Child,
     role: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl ChildProc {
@@ -69,15 +75,40 @@ impl ChildProc {
         configure: impl FnOnce(&mut Command),
     ) -> std::io::Result<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.args(["--exact", role, "--nocapture", "--test-threads=1"])
-            .env(ROLE, role);
+        cmd.args([
+            "--exact",
+            role,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE, role)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         configure(&mut cmd);
+        let mut child = cmd.spawn()?;
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let sink = text.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let mut t = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    t.push_str(&line);
+                    t.push('\n');
+                }
+            });
+        }
         Ok(ChildProc {
-            child: cmd.spawn()?,
+            child,
             role: role.to_owned(),
+            stderr: text,
         })
     }
 
@@ -107,7 +138,12 @@ impl ChildProc {
 
     pub fn wait_success(&mut self, deadline: Duration) {
         let st = self.wait(deadline);
-        assert!(st.success(), "child {} failed: {st:?}", self.role);
+        assert!(
+            st.success(),
+            "child {} failed: {st:?}; stderr:\n{}",
+            self.role,
+            self.stderr.lock().unwrap_or_else(|e| e.into_inner())
+        );
     }
 
     pub fn kill9(&mut self) {
