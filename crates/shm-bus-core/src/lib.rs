@@ -69,10 +69,10 @@ mod members;
 pub mod payload;
 #[cfg(not(loom))]
 mod publisher;
-// The ring protocol is internal; loom models (tests/loom_*.rs) reach it
-// under `--cfg loom`, where nothing else is built.
 #[cfg(not(loom))]
 mod receive;
+// The ring protocol is internal; loom models (tests/loom_*.rs) reach it
+// under `--cfg loom`, where nothing else is built.
 #[cfg(loom)]
 pub mod ring;
 #[cfg(not(loom))]
