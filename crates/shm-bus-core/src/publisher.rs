@@ -138,7 +138,11 @@ impl Bus {
             .store(clock::wall_ns(), Ordering::Relaxed);
         slot.space_waiters.store(0, Ordering::Relaxed);
         let overwrite = sh.config.policy == Policy::Overwrite;
-        let writer = match Writer::attach(&sh.ring(p), &sh.ring_ctl(slot), overwrite) {
+        // SAFETY: stored in the publisher next to the `Bus` (an `Arc` of
+        // the same `Shared`) and never handed out, so the mapping outlives
+        // every use.
+        let pr = unsafe { sh.producer_ref(p) };
+        let writer = match Writer::attach(&pr, &pr.ctl(), overwrite) {
             Ok(writer) => writer.with_max_payload(sh.config.max_payload() as u64),
             Err(what) => {
                 // Release: pairs with the AcqRel CAS of the next claimer.
@@ -162,10 +166,7 @@ impl Bus {
             // Relaxed: our own slot's counter, ordered by the claim's CAS.
             published: slot.published.load(Ordering::Relaxed),
             staging: Vec::new(),
-            // SAFETY: stored in the publisher next to the `Bus` (an `Arc` of
-            // the same `Shared`) and never handed out, so the mapping
-            // outlives every use.
-            pr: unsafe { sh.producer_ref(p) },
+            pr,
         })
     }
 }

@@ -1,5 +1,5 @@
 //! [`Shared`]: what every handle on a bus uses — the validated pointers
-//! into the segment, the producer's limit, reaping, and [`SegRing`], a
+//! into the segment, the producer's limit, reaping, and [`ProducerRef`], a
 //! producer's ring in the segment.
 
 use std::ptr::NonNull;
@@ -167,19 +167,6 @@ impl Shared {
         unsafe { &*self.cursors.as_ptr().add(s * self.cursor_stride + p) }
     }
 
-    #[inline]
-    pub(crate) fn ring(&self, p: usize) -> SegRing<'_> {
-        assert!(p < self.config.max_producers as usize);
-        let cap = self.config.ring_bytes;
-        SegRing {
-            // SAFETY: the rings region (max_producers × ring_bytes) was
-            // bounds-checked at open; `p` is in range.
-            base: unsafe { self.rings.as_ptr().add(p * cap as usize) },
-            cap,
-            _shared: std::marker::PhantomData,
-        }
-    }
-
     /// Producer `p`'s ring and slot, resolved once (index checked here) for
     /// the per-message paths of a handle.
     ///
@@ -188,13 +175,17 @@ impl Shared {
     /// returned value, or any copy of it, is used: a handle stores it next
     /// to the `Bus` it came from and never hands it out.
     pub(crate) unsafe fn producer_ref(&self, p: usize) -> ProducerRef {
-        let ring = self.ring(p);
+        // Also checks `p` (so the ring offset below is in range).
+        let slot = NonNull::from(self.producer(p));
+        let cap = self.config.ring_bytes;
         ProducerRef {
-            // SAFETY: an in-bounds offset from the rings region's non-null
-            // base (`SegRing`), so never null.
-            base: unsafe { NonNull::new_unchecked(ring.base) },
-            mask: ring.cap - 1,
-            slot: NonNull::from(self.producer(p)),
+            // SAFETY: the rings region (max_producers × ring_bytes) was
+            // bounds-checked at open and `p < max_producers`, so the offset
+            // stays inside it (`add`'s requirement) and, from a non-null
+            // base, is not null.
+            base: unsafe { NonNull::new_unchecked(self.rings.as_ptr().add(p * cap as usize)) },
+            mask: cap - 1,
+            slot,
         }
     }
 
@@ -422,41 +413,5 @@ unsafe impl RingMem for ProducerRef {
         // SAFETY: `slot & mask` is inside the ring, so the offset stays in
         // the mapping.
         unsafe { self.base.as_ptr().add((slot & self.mask) as usize) }
-    }
-}
-
-/// A producer's ring inside the segment.
-pub(crate) struct SegRing<'a> {
-    base: *mut u8,
-    cap: u64,
-    _shared: std::marker::PhantomData<&'a Shared>,
-}
-
-// SAFETY: `base` is the start of producer `p`'s `cap` bytes inside the
-// rings region, which `Bus::from_segment` bounds-checked and found 4 KiB
-// aligned; the `'a` borrow of `Shared` keeps the mapping alive; `cap` is
-// the validated `ring_bytes` (a power of two, at least `MIN_RING_BYTES`);
-// and every process touches ring bytes only through the ring protocol.
-unsafe impl RingMem for SegRing<'_> {
-    #[inline]
-    fn capacity(&self) -> u64 {
-        self.cap
-    }
-
-    #[inline]
-    fn word(&self, slot: u64) -> &sync::AtomicU64 {
-        debug_assert!(slot % 8 == 0);
-        // SAFETY: `slot & (cap - 1)` is inside the ring (see the impl's
-        // SAFETY), and 8-aligned since callers pass 8-aligned slots and the
-        // base is page aligned; AtomicU64 is valid for any bits, and shared
-        // words are only ever accessed atomically or under the protocol.
-        unsafe { &*(self.base.add((slot & (self.cap - 1)) as usize) as *const sync::AtomicU64) }
-    }
-
-    #[inline]
-    fn ptr(&self, slot: u64) -> *mut u8 {
-        // SAFETY: `slot & (cap - 1)` is inside the ring, so the offset stays
-        // inside the mapping (`add`'s in-bounds requirement).
-        unsafe { self.base.add((slot & (self.cap - 1)) as usize) }
     }
 }

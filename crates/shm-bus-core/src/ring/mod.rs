@@ -610,20 +610,10 @@ pub fn resync<M: RingMem>(mem: &M, ctl: &RingCtl<'_>) -> u64 {
     let cap = mem.capacity();
     for _ in 0..8 {
         // Relaxed: a bound for choosing a candidate; the candidate is then
-        // validated by `peek` (stamp, then `intact`).
+        // validated by `peek` (stamp, then `intact`) in `oldest_start`.
         let h = ctl.head.load(Ordering::Relaxed);
-        let oldest = h.saturating_sub(cap).saturating_add(cap / 4);
-        let candidate = ctl
-            .checkpoints
-            .iter()
-            // Acquire: pairs with the Release store in `commit`.
-            .map(|c| c.load(Ordering::Acquire))
-            .filter(|&c| c >= oldest && c < h)
-            .min();
-        if let Some(pos) = candidate {
-            if let Peek::Record(_) | Peek::Padding { .. } = peek(mem, pos, Some(ctl.head)) {
-                return pos;
-            }
+        if let Some(pos) = oldest_start(mem, ctl, h, cap - cap / 4, Some(ctl.head)) {
+            return pos;
         }
     }
     // The tail is always a record boundary. Acquire: pairs with the Release
