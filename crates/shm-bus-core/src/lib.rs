@@ -100,7 +100,7 @@ pub use config::{
 #[cfg(not(loom))]
 pub use error::{BusError, PayloadError, PublishError, RecvError};
 #[cfg(not(loom))]
-pub use info::{BusInfo, ProducerInfo, SubscriberInfo};
+pub use info::{BusInfo, ProducerInfo, RingTopics, SubscriberInfo};
 #[cfg(not(loom))]
 pub use layout::NAME_BYTES;
 #[cfg(not(loom))]
