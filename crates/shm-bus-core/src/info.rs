@@ -370,12 +370,14 @@ mod tests {
         assert_eq!(next.counts, vec![(b, 1)]);
         assert_eq!(next.from, walk.to);
 
-        // Read 4 of the records on `a` (passing those on `b` on the way).
-        for _ in 0..4 {
+        // Read the 10 records on `a` (passing those on `b` on the way): the
+        // cursor is published every 1/64 of the ring (1 KiB here), so the
+        // lag shrinks, but not necessarily to the one record left.
+        for _ in 0..10 {
             drop(sub.try_recv().unwrap());
         }
         let lag = bus.info().subscribers[0].lag_messages.unwrap();
-        assert!(lag < 16 && lag > 0, "{lag}");
+        assert!((1..16).contains(&lag), "{lag}");
         assert!(bus.ring_topics(99, None).is_none());
     }
 }
