@@ -134,6 +134,35 @@ pub(crate) fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration, BadI
         .map_err(|_| BadInput(format!("--{flag} {secs} is not a valid number of seconds")))
 }
 
+/// Parses a duration flag: seconds (`2`, `0.5`) or a number with a unit
+/// `ms`, `s`, `m` or `h` (`500ms`, `30s`, `10m`, `1h`). Zero, negative,
+/// not-a-number and absurd values are refused.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let scale = match &t[digits.len()..] {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        unit => {
+            return Err(format!(
+                "unknown unit `{unit}` (use seconds, or ms, s, m or h: 500ms, 30s, 10m)"
+            ));
+        }
+    };
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| "not a duration (seconds, or 500ms, 30s, 10m, 1h)".to_owned())?;
+    if !(n > 0.0) {
+        return Err("a duration must be positive".to_owned());
+    }
+    std::time::Duration::try_from_secs_f64(n * scale)
+        .ok()
+        .filter(|d| d.as_secs() < 100 * 365 * 86_400)
+        .ok_or_else(|| "too long".to_owned())
+}
+
 /// Parses a size flag: a positive whole number of bytes, optionally with a
 /// `K`, `M` or `G` suffix (powers of 1024; `KiB`/`MiB`/`GiB` and
 /// lower case are accepted too): `4096`, `64K`, `1M`, `1G`.
@@ -181,7 +210,28 @@ pub(crate) fn parse_size_usize(text: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use std::time::Duration;
+
+    use super::{parse_duration, parse_size};
+
+    #[test]
+    fn durations_take_units_and_must_be_positive() {
+        for (text, want) in [
+            ("2", Duration::from_secs(2)),
+            ("0.5", Duration::from_millis(500)),
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("10m", Duration::from_secs(600)),
+            ("1h", Duration::from_secs(3600)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for text in ["0", "-1", "0s", "NaN"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("1e30").unwrap_err().contains("too long"));
+    }
 
     #[test]
     fn sizes_take_suffixes_and_must_be_positive() {

@@ -3,7 +3,9 @@
 //! **What this crate is:** the command-line tool (documented for users in
 //! `docs/CLI.md`): manage the buses of a host (`create`, `remove`, `list`,
 //! `inspect`, `gc`), move events by hand (`publish`, `consume`, `tail`),
-//! work with topics (`topic`), measure (`bench`) and show (`demo`).
+//! record and replay them (`record`, `replay`), watch a live bus (`top`,
+//! `hz`), work with topics (`topic`), measure (`bench`) and show (`demo`,
+//! also a soak run with `--duration`).
 //!
 //! **What it is not:** a library, nor a second implementation of the bus:
 //! every bus operation goes through `shm-bus-core`'s public API (and
@@ -12,7 +14,7 @@
 //!
 //! **Where to start reading:** this file (the flags of every command and
 //! the dispatch), then one directory per command group: `bus_cmd/`,
-//! `io_cmd/`, `bench_cmd/`, and `topic_cmd.rs`, `demo_cmd.rs`. Shared
+//! `io_cmd/`, `top_cmd/`, `bench_cmd/`, and `topic_cmd.rs`, `demo_cmd.rs`. Shared
 //! pieces: `common.rs` (exit codes, errors, attaching to a bus),
 //! `format.rs` (tables, byte counts), `time.rs` (clock, dates),
 //! `payload.rs` (generated, verifiable payloads), `peer.rs` (child
@@ -43,6 +45,7 @@ mod os;
 mod payload;
 mod peer;
 mod time;
+mod top_cmd;
 mod topic_cmd;
 
 pub(crate) use common::BadInput;
@@ -101,6 +104,16 @@ enum Command {
     Consume(ConsumeArgs),
     /// Print events as they arrive.
     Tail(TailArgs),
+    /// Record matching events to a file (binary, checksummed; or JSON
+    /// Lines), for `replay`.
+    Record(io_cmd::RecordArgs),
+    /// Publish a recording into a bus again, keeping its timing (scaled by
+    /// --speed) or as fast as possible (--max-rate).
+    Replay(io_cmd::ReplayArgs),
+    /// Per-topic rate and inter-arrival statistics over a window.
+    Hz(io_cmd::HzArgs),
+    /// A live view of a bus: producers, subscribers, topics, with rates.
+    Top(top_cmd::TopArgs),
     /// Parse, match, format and check topics.
     #[command(subcommand)]
     Topic(topic_cmd::TopicCommand),
@@ -292,6 +305,10 @@ fn main() -> ExitCode {
         Command::Publish(a) => io_cmd::publish(&a),
         Command::Consume(a) => io_cmd::consume(&a),
         Command::Tail(a) => io_cmd::tail(&a),
+        Command::Record(a) => io_cmd::record(&a),
+        Command::Replay(a) => io_cmd::replay(&a),
+        Command::Hz(a) => io_cmd::hz(&a),
+        Command::Top(a) => top_cmd::run(&a),
         Command::Topic(cmd) => topic_cmd::run(cmd),
         Command::Bench(cmd) => bench_cmd::run(cmd),
         Command::Demo(a) => demo_cmd::run(&a),

@@ -360,7 +360,10 @@ mod tests {
 
         let walk = bus.ring_topics(0, None).unwrap();
         assert_eq!((walk.records, walk.payload_bytes), (15, 15 * 40));
-        let (a, b) = (publisher.topic_id("a").unwrap(), publisher.topic_id("b").unwrap());
+        let (a, b) = (
+            publisher.topic_id("a").unwrap(),
+            publisher.topic_id("b").unwrap(),
+        );
         // Sorted by id: `b` was interned first.
         assert_eq!(walk.counts, vec![(b, 5), (a, 10)]);
         assert!(!walk.skipped);

@@ -293,7 +293,7 @@ fn info_human(info: &BusInfo) -> String {
 /// may have to wait for this subscriber. Subscribers tied for the most are
 /// all marked. Never under overwrite (producers do not wait), and never a
 /// dead subscriber (a waiting producer reaps it).
-fn holding_back(info: &BusInfo) -> Vec<u32> {
+pub(crate) fn holding_back(info: &BusInfo) -> Vec<u32> {
     if info.config.policy != Policy::Block {
         return Vec::new();
     }

@@ -24,7 +24,7 @@ mod list;
 
 pub(crate) use create::{CreateCmd, RemoveArgs, create, remove};
 pub(crate) use gc::gc;
-pub(crate) use inspect::inspect;
+pub(crate) use inspect::{holding_back, inspect};
 pub(crate) use list::list;
 
 /// Where POSIX shared-memory objects appear on Linux.

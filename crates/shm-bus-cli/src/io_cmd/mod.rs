@@ -1,4 +1,5 @@
-//! `shm-bus publish | consume | tail`: moving events by hand.
+//! `shm-bus publish | consume | tail | record | replay | hz`: moving
+//! events by hand, recording and replaying them, measuring their rates.
 //!
 //! Every argument is checked before the bus is touched, so a bad topic,
 //! pattern or size never leaves a freshly created bus behind. The three
@@ -13,8 +14,10 @@
 //! reported as usual and the exit code is 0 (`"interrupted": true` in the
 //! JSON of `publish` and `consume`).
 //!
-//! One file per command: [`publish`], [`consume`], [`tail`]; this file
-//! holds what they share (attaching, checking patterns, subscribing).
+//! One file per command: [`publish`], [`consume`], [`tail`], [`record`],
+//! [`replay`], [`hz`] (and `recording.rs`, the recording file format);
+//! this file holds what they share (attaching, checking patterns,
+//! subscribing).
 
 use std::time::Duration;
 
@@ -25,11 +28,18 @@ use shm_bus_topic::Topic;
 use crate::common::{self, BadInput};
 
 mod consume;
+mod hz;
 mod publish;
+mod record;
+mod recording;
+mod replay;
 mod tail;
 
 pub(crate) use consume::consume;
+pub(crate) use hz::{HzArgs, hz};
 pub(crate) use publish::publish;
+pub(crate) use record::{RecordArgs, record};
+pub(crate) use replay::{ReplayArgs, replay};
 pub(crate) use tail::tail;
 
 /// Longest single wait, so that Ctrl-C is noticed promptly.
