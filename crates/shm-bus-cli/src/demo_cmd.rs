@@ -3,6 +3,11 @@
 //! progress, then a summary of what every worker received against what its
 //! pattern should have matched. The bus is removed at the end, also on
 //! Ctrl-C.
+//!
+//! With `--duration` it is a soak run: the producer publishes for that
+//! long instead of `--events` times, and the summary adds every process's
+//! resident memory (VmRSS from `/proc/PID/status`) at the start and at the
+//! end, and its peak (VmHWM), so that a leak or a slow drift shows.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +33,11 @@ pub(crate) struct DemoArgs {
     /// Events the producer publishes.
     #[arg(long, default_value_t = 5_000_000)]
     pub events: u64,
+    /// Soak: publish for this long instead of --events times (seconds, or
+    /// 30s, 10m, 1h), then report events, losses and each process's memory
+    /// at the start and the end.
+    #[arg(long, value_parser = crate::common::parse_duration, conflicts_with = "events")]
+    pub duration: Option<Duration>,
     /// Print the summary as JSON (no progress bars).
     #[arg(long)]
     pub json: bool,
@@ -74,7 +84,7 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     if !(1..=16).contains(&a.workers) {
         return Err(BadInput(format!("--workers {}: use 1 to 16", a.workers)).into());
     }
-    if a.events == 0 {
+    if a.events == 0 && a.duration.is_none() {
         return Err(BadInput("--events must be at least 1".into()).into());
     }
     catch_interrupts();
@@ -83,8 +93,18 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     let _cleanup = Scratch(name.clone());
     let topics = topics();
 
+    // Events the producer is asked for (a soak run: as many as it
+    // publishes in `--duration`; known at the end).
+    let events = if a.duration.is_some() {
+        u64::MAX
+    } else {
+        a.events
+    };
+    let rss_start_demo = rss(None);
+
     // Workers first, so that they see every event.
     let mut workers = Vec::new();
+    let mut matching_of = Vec::new();
     let mut expected = Vec::new();
     for i in 0..a.workers {
         let (pat, _) = pattern(i);
@@ -93,7 +113,12 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
             .iter()
             .map(|t| parsed.matches(&Topic::parse(t).expect("demo topics are valid")))
             .collect();
-        expected.push((0..a.events).filter(|&k| matching[topic_of(k)]).count() as u64);
+        expected.push(if a.duration.is_some() {
+            0
+        } else {
+            expected_of(&matching, a.events)
+        });
+        matching_of.push(matching);
         let mut w = Peer::spawn(
             "demo-worker",
             &[name.clone(), i.to_string(), pat.to_owned()],
@@ -112,7 +137,13 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     let style = ProgressStyle::with_template("{prefix:<56} {bar:30} {pos:>9}/{len:<9} {msg:>10}")
         .expect("valid template");
     let producer_bar = bars.add(ProgressBar::new(a.events).with_style(style.clone()));
-    producer_bar.set_prefix("producer".to_owned());
+    if let Some(d) = a.duration {
+        producer_bar.set_length(d.as_secs().max(1));
+        producer_bar.set_prefix(format!("producer (soak: {} s)", d.as_secs_f64()));
+    }
+    if a.duration.is_none() {
+        producer_bar.set_prefix("producer".to_owned());
+    }
     let worker_bars: Vec<ProgressBar> = (0..a.workers)
         .map(|i| {
             let (pat, kind) = pattern(i);
@@ -123,11 +154,22 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
         .collect();
 
     let start = Instant::now();
-    let mut producer = Peer::spawn("demo-producer", &[name.clone(), a.events.to_string()])?;
+    let mut producer = Peer::spawn(
+        "demo-producer",
+        &[
+            name.clone(),
+            events.to_string(),
+            a.duration.map_or(0, |d| d.as_millis()).to_string(),
+        ],
+    )?;
+    let limit = a
+        .duration
+        .map_or(Duration::from_secs(600), |d| d + Duration::from_secs(120));
     // Live progress from the bus's own counters, until the producer and
     // every worker are done.
     let mut results: Vec<Option<String>> = vec![None; workers.len()];
     let mut producer_done = false;
+    let mut producer_result: Option<String> = None;
     loop {
         if interrupted() {
             bars.clear().ok();
@@ -138,8 +180,13 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
         let secs = start.elapsed().as_secs_f64().max(1e-3);
         let rate = |n: u64| format!("{:.2} M/s", n as f64 / secs / 1e6);
         let published: u64 = info.producers.iter().map(|p| p.published).sum();
-        producer_bar.set_position(published.min(a.events));
-        producer_bar.set_message(rate(published));
+        if a.duration.is_some() {
+            producer_bar.set_position(start.elapsed().as_secs());
+            producer_bar.set_message(format!("{published} events, {}", rate(published)));
+        } else {
+            producer_bar.set_position(published.min(a.events));
+            producer_bar.set_message(rate(published));
+        }
         for s in &info.subscribers {
             if let Some(i) = s
                 .name
@@ -147,7 +194,10 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
                 .and_then(|n| n.parse::<usize>().ok())
             {
                 if let Some(b) = worker_bars.get(i) {
-                    b.set_position(s.received.min(expected[i]));
+                    if a.duration.is_some() {
+                        b.set_length(published.max(1));
+                    }
+                    b.set_position(s.received.min(b.length().unwrap_or(0)));
                     b.set_message(rate(s.received));
                 }
             }
@@ -158,14 +208,16 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
                     bail!("the producer failed: {status}");
                 }
                 producer_done = true;
-                producer_bar.set_position(a.events);
+                producer_result = Some(producer.line(Duration::from_secs(5))?);
+                if a.duration.is_none() {
+                    producer_bar.set_position(a.events);
+                }
             }
         }
         for (i, w) in workers.iter_mut().enumerate() {
             if results[i].is_none() {
                 if let Ok(line) = w.line(Duration::from_millis(0)) {
                     results[i] = Some(line);
-                    worker_bars[i].set_position(expected[i]);
                     worker_bars[i].finish();
                 }
             }
@@ -173,13 +225,34 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
         if producer_done && results.iter().all(Option::is_some) {
             break;
         }
-        if start.elapsed() > Duration::from_secs(600) {
-            bail!("the demo did not finish in 10 minutes");
+        if start.elapsed() > limit {
+            bail!("the demo did not finish in {} s", limit.as_secs());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let seconds = start.elapsed().as_secs_f64();
+    let rss_end_demo = rss(None);
     producer_bar.finish();
+    let producer_line = producer_result.unwrap_or_default();
+    let published = field(&producer_line, "published");
+    if a.duration.is_some() {
+        let counts = per_topic(&producer_line);
+        if counts.len() != topics.len() {
+            bail!("the producer did not report its per-topic counts: {producer_line:?}");
+        }
+        expected = matching_of
+            .iter()
+            .map(|m| expected_from_counts(m, &counts))
+            .collect();
+    }
+    let mut memory = vec![json!({
+        "process": "demo",
+        "pid": std::process::id(),
+        "start_kib": rss_start_demo.map(|r| r.0),
+        "end_kib": rss_end_demo.map(|r| r.0),
+        "peak_kib": rss_end_demo.map(|r| r.1),
+    })];
+    memory.push(memory_of("producer", producer.child.id(), &producer_line));
     for w in &mut workers {
         w.wait(Duration::from_secs(30))?;
     }
@@ -189,15 +262,13 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     let (mut delivered, mut lost, mut duplicates, mut corrupt) = (0u64, 0u64, 0u64, 0u64);
     for (i, line) in results.iter().enumerate() {
         let line = line.as_deref().unwrap_or_default();
-        let field = |k: &str| -> u64 {
-            line.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(key, _)| *key == k)
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0)
-        };
-        let got = field("received");
-        let (d, c) = (field("duplicates"), field("corrupt"));
+        memory.push(memory_of(
+            &format!("worker {i}"),
+            workers[i].child.id(),
+            line,
+        ));
+        let got = field(line, "received");
+        let (d, c) = (field(line, "duplicates"), field(line, "corrupt"));
         // Lost: expected events not received once (duplicates don't count).
         let l = expected[i].saturating_sub(got.saturating_sub(d));
         delivered += got;
@@ -213,14 +284,16 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     let out = json!({
         "bus": name,
         "workers": a.workers,
-        "events": a.events,
+        "events": published,
+        "duration_secs": a.duration.map(|d| d.as_secs_f64()),
         "delivered": delivered,
         "lost": lost,
         "duplicates": duplicates,
         "corrupt": corrupt,
         "seconds": seconds,
-        "rate": if seconds > 0.0 { (a.events as f64 / seconds).round() } else { 0.0 },
+        "rate": if seconds > 0.0 { (published as f64 / seconds).round() } else { 0.0 },
         "per_worker": rows,
+        "memory": memory,
     });
     let mut stdout = std::io::stdout().lock();
     if a.json {
@@ -228,8 +301,10 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     } else {
         writeln!(
             stdout,
-            "shm-bus demo: 1 producer, {} workers, {} events on bus `{name}`\n",
-            a.workers, a.events
+            "shm-bus demo: 1 producer, {} workers, {published} events on bus `{name}`{}\n",
+            a.workers,
+            a.duration
+                .map_or_else(String::new, |d| format!(" (soak: {} s)", d.as_secs_f64())),
         )?;
         writeln!(
             stdout,
@@ -256,6 +331,26 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
              {seconds:.2} s, {:.0} events/s published",
             out["rate"].as_f64().unwrap_or(0.0)
         )?;
+        if a.duration.is_some() {
+            writeln!(
+                stdout,
+                "\n  {:<10} {:>8} {:>14} {:>14} {:>14}",
+                "process", "pid", "RSS start", "RSS end", "RSS peak"
+            )?;
+            let kib =
+                |v: &serde_json::Value| v.as_u64().map_or("?".to_owned(), |k| format!("{k} KiB"));
+            for m in &memory {
+                writeln!(
+                    stdout,
+                    "  {:<10} {:>8} {:>14} {:>14} {:>14}",
+                    m["process"].as_str().unwrap_or(""),
+                    m["pid"],
+                    kib(&m["start_kib"]),
+                    kib(&m["end_kib"]),
+                    kib(&m["peak_kib"]),
+                )?;
+            }
+        }
     }
     Ok(if lost == 0 && duplicates == 0 && corrupt == 0 {
         ExitCode::SUCCESS
@@ -273,10 +368,11 @@ pub(crate) fn child(role: &str, args: &[String]) -> Result<ExitCode> {
 }
 
 fn producer(args: &[String]) -> Result<ExitCode> {
-    let [bus_name, events] = args else {
-        bail!(BadInput("demo-producer BUS EVENTS".into()));
+    let [bus_name, events, duration_ms] = args else {
+        bail!(BadInput("demo-producer BUS EVENTS DURATION_MS".into()));
     };
     let events: u64 = events.parse()?;
+    let duration = Duration::from_millis(duration_ms.parse()?);
     let bus = Bus::open(bus_name)?;
     let mut publisher = bus.publisher("demo producer")?;
     let ids = topics()
@@ -285,7 +381,14 @@ fn producer(args: &[String]) -> Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     let id = publisher.id();
     let mut topic_seqs = payload::TopicCounter::new(ids.len());
+    let rss_start = rss(None);
+    let start = Instant::now();
+    let mut published = 0;
+    let mut counts = vec![0u64; ids.len()];
     for k in 0..events {
+        if !duration.is_zero() && k % 1024 == 0 && start.elapsed() >= duration {
+            break;
+        }
         // Generated payloads (id, sequences, checksum) of 32..96 bytes,
         // written in place in the ring.
         let len = payload::MIN_SIZE + (k % 3) as usize * 32;
@@ -299,8 +402,21 @@ fn producer(args: &[String]) -> Result<ExitCode> {
         };
         payload::fill(loan.as_mut_slice(), stamp);
         loan.commit();
+        published = k + 1;
+        counts[t] += 1;
     }
     publisher.publish("demo.end", b"")?;
+    let rss_end = rss(None);
+    println!(
+        "RESULT published={published} per_topic={} {}",
+        counts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        rss_fields(rss_start, rss_end)
+    );
+    std::io::stdout().flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -316,6 +432,7 @@ fn worker(args: &[String]) -> Result<ExitCode> {
     let parsed = Topic::parse(pattern)?;
     println!("READY");
     std::io::stdout().flush()?;
+    let rss_start = rss(None);
     let mut tally = Tally::default();
     let mut received = 0u64;
     let mut gaps = 0u64;
@@ -347,9 +464,133 @@ fn worker(args: &[String]) -> Result<ExitCode> {
             next_matching = seq + 1;
         }
     }
+    let rss_end = rss(None);
     println!(
-        "RESULT received={received} gaps={gaps} duplicates={} corrupt={}",
-        tally.duplicates, tally.corrupt
+        "RESULT received={received} gaps={gaps} duplicates={} corrupt={} {}",
+        tally.duplicates,
+        tally.corrupt,
+        rss_fields(rss_start, rss_end)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Events of `0..events` whose topic a pattern with `matching` matches.
+fn expected_of(matching: &[bool], events: u64) -> u64 {
+    (0..events).filter(|&k| matching[topic_of(k)]).count() as u64
+}
+
+/// Events a pattern with `matching` matches, from the producer's count of
+/// events per topic (`per_topic=N,N,...` in its RESULT line).
+fn expected_from_counts(matching: &[bool], per_topic: &[u64]) -> u64 {
+    matching
+        .iter()
+        .zip(per_topic)
+        .filter(|(m, _)| **m)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The `per_topic=N,N,...` field of the producer's RESULT line.
+fn per_topic(line: &str) -> Vec<u64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("per_topic="))
+        .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// A `key=value` field of a child's RESULT line (0 if absent).
+fn field(line: &str, k: &str) -> u64 {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(key, _)| *key == k)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of a process (this one for `None`): `(VmRSS, VmHWM)`
+/// in KiB, from `/proc/PID/status`.
+fn rss(pid: Option<u32>) -> Option<(u64, u64)> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+    };
+    Some((kib("VmRSS:")?, kib("VmHWM:")?))
+}
+
+/// The memory fields of a RESULT line.
+fn rss_fields(start: Option<(u64, u64)>, end: Option<(u64, u64)>) -> String {
+    format!(
+        "rss_start_kib={} rss_end_kib={} rss_peak_kib={}",
+        start.map_or(0, |r| r.0),
+        end.map_or(0, |r| r.0),
+        end.map_or(0, |r| r.1)
+    )
+}
+
+/// A process's memory, from its RESULT line (`null` where unknown).
+fn memory_of(process: &str, pid: u32, line: &str) -> serde_json::Value {
+    let kib = |k: &str| Some(field(line, k)).filter(|&v| v > 0);
+    json!({
+        "process": process,
+        "pid": pid,
+        "start_kib": kib("rss_start_kib"),
+        "end_kib": kib("rss_end_kib"),
+        "peak_kib": kib("rss_peak_kib"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_counts_from_the_producers_per_topic_counts_match_counting_every_event() {
+        for i in 0..8 {
+            let parsed = Topic::parse(pattern(i).0).unwrap();
+            let matching: Vec<bool> = topics()
+                .iter()
+                .map(|t| parsed.matches(&Topic::parse(t).unwrap()))
+                .collect();
+            for events in [0, 1, 191, 5000] {
+                let mut counts = [0u64; 24];
+                for k in 0..events {
+                    counts[topic_of(k)] += 1;
+                }
+                let line = format!(
+                    "RESULT published={events} per_topic={}",
+                    counts.map(|n| n.to_string()).join(",")
+                );
+                assert_eq!(
+                    expected_from_counts(&matching, &per_topic(&line)),
+                    expected_of(&matching, events),
+                    "worker {i}, {events}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn memory_of_this_process_is_read() {
+        let (rss_kib, peak) = rss(None).unwrap();
+        assert!(rss_kib > 0 && peak >= rss_kib);
+        assert_eq!(
+            field("RESULT published=12 rss_start_kib=5", "published"),
+            12
+        );
+        assert_eq!(
+            memory_of("x", 1, "rss_start_kib=5")["end_kib"],
+            serde_json::Value::Null
+        );
+    }
 }
