@@ -1,0 +1,600 @@
+//! [`BusPort`]: the bus side of a Python `EventEngine` (its publisher, its
+//! subscriber to `**`, the dispatch loop with a per-topic route cache).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, TryLockError};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use shm_bus_core::{Bus, BusError, PublishError, Publisher, RecvError, Sample, Subscriber};
+
+use crate::codec::{self, Encoded};
+use crate::errors::{Empty, Full, bus_error, publish_error};
+
+/// How long one wait lasts before signals are checked and the GIL is
+/// taken back.
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+/// Buses whose ring memory was handed to Python as memoryviews. A view
+/// derived from a handler's memoryview (a slice, a numpy array over it)
+/// cannot be revoked by CPython's buffer protocol; keeping the mapping
+/// until the process exits means such a view can at worst read bytes a
+/// producer rewrote, never unmapped memory.
+static KEEP_MAPPED: Mutex<Vec<Bus>> = Mutex::new(Vec::new());
+
+pub(crate) fn keep_mapped(bus: &Bus) {
+    let mut keep = KEEP_MAPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if !keep.iter().any(|b| b.name() == bus.name()) {
+        keep.push(bus.clone());
+    }
+}
+
+/// The topic of a `put`: a `str`, or any object with a `value` str
+/// attribute (the package's `Topic`).
+pub(crate) fn topic_text<'py>(topic: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    if let Ok(s) = topic.cast::<PyString>() {
+        return Ok(s.clone());
+    }
+    let v = topic.getattr("value")?;
+    Ok(v.cast_into::<PyString>()?)
+}
+
+/// Publishes `payload` on `topic`: once without waiting, then (if `block`
+/// and allowed) in slices with the GIL released, checking signals.
+pub(crate) fn put_bytes(
+    py: Python<'_>,
+    publisher: &Mutex<Publisher>,
+    topic: &str,
+    encoded: &Encoded,
+    block: bool,
+    timeout: f64,
+    may_block: bool,
+) -> PyResult<u64> {
+    let payload = encoded.bytes(py);
+    match publisher.try_lock() {
+        Ok(mut p) => match p.try_publish(topic, payload) {
+            Ok(seq) => return Ok(seq),
+            Err(PublishError::Full) => {}
+            Err(e) => return Err(publish_error(e)),
+        },
+        Err(TryLockError::Poisoned(p)) => {
+            let mut p = p.into_inner();
+            match p.try_publish(topic, payload) {
+                Ok(seq) => return Ok(seq),
+                Err(PublishError::Full) => {}
+                Err(e) => return Err(publish_error(e)),
+            }
+        }
+        Err(TryLockError::WouldBlock) => {}
+    }
+    if !block || !may_block {
+        if !may_block && block {
+            return Err(Full::new_err(
+                "the ring is full and this put runs on the engine's own dispatch thread \
+                 (waiting would wait for itself)",
+            ));
+        }
+        return Err(Full::new_err("the ring is full"));
+    }
+    let deadline = (timeout > 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
+    loop {
+        let slice = match deadline {
+            None => SLICE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Full::new_err(format!(
+                        "the ring stayed full for {timeout} s"
+                    )));
+                }
+                left.min(SLICE)
+            }
+        };
+        let result = py.detach(|| {
+            let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
+            p.publish_timeout(topic, payload, slice)
+        });
+        match result {
+            Ok(seq) => return Ok(seq),
+            Err(PublishError::Full) => py.check_signals()?,
+            Err(e) => return Err(publish_error(e)),
+        }
+    }
+}
+
+/// A message taken off the bus by `get` (owned).
+struct Taken {
+    topic: String,
+    payload: Vec<u8>,
+    sequence: u64,
+}
+
+fn take(sample: &Sample<'_>) -> Taken {
+    Taken {
+        topic: sample.topic().to_owned(),
+        payload: sample.payload().to_vec(),
+        sequence: sample.sequence(),
+    }
+}
+
+/// Handlers of one hook as the route cache holds them.
+struct RouteHook {
+    hook: Py<PyAny>,
+    /// A plain `EventHook` (not a subclass): handlers are called here.
+    fast: bool,
+    captures: Py<PyDict>,
+}
+
+struct Route {
+    topic: Py<PyAny>,
+    hooks: Vec<RouteHook>,
+}
+
+/// The bus side of an engine. Python's `EventEngine` drives it.
+#[pyclass(module = "shm_bus._native")]
+pub(crate) struct BusPort {
+    bus: Bus,
+    publisher: Mutex<Publisher>,
+    subscriber: Mutex<Subscriber>,
+    /// Bumped by `invalidate` after every registration change.
+    generation: AtomicU64,
+    /// Whether `run` keeps dispatching.
+    active: AtomicBool,
+    /// The OS thread dispatching (`run`), 0 if none: a `put` from it must
+    /// not wait for room (its own dispatch frees the room).
+    dispatcher: AtomicU64,
+    handled_views: AtomicU64,
+    escaped_views: AtomicU64,
+}
+
+thread_local! {
+    static THREAD_KEY: u8 = const { 0 };
+}
+
+/// A number unique to the calling thread while it lives (the address of
+/// a thread-local).
+fn thread_key() -> u64 {
+    THREAD_KEY.with(|k| k as *const u8 as u64)
+}
+
+impl BusPort {
+    fn resolve<'py>(
+        &self,
+        py: Python<'py>,
+        resolver: &Bound<'py, PyAny>,
+        literal: &str,
+        hook_type: &Bound<'py, PyAny>,
+    ) -> PyResult<Route> {
+        let resolved = resolver.call1((literal,))?;
+        let (topic, hooks): (Bound<'py, PyAny>, Bound<'py, PyList>) = resolved.extract()?;
+        let mut out = Vec::with_capacity(hooks.len());
+        for item in hooks.iter() {
+            let (hook, captures): (Bound<'py, PyAny>, Bound<'py, PyDict>) = item.extract()?;
+            let fast = hook.get_type().is(hook_type);
+            out.push(RouteHook {
+                hook: hook.unbind(),
+                fast,
+                captures: captures.unbind(),
+            });
+        }
+        let _ = py;
+        Ok(Route {
+            topic: topic.unbind(),
+            hooks: out,
+        })
+    }
+
+    /// Fires every hook the sample routes to.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch<'py>(
+        &self,
+        py: Python<'py>,
+        sample: &Sample<'_>,
+        routes: &mut Vec<Option<Route>>,
+        generation: &mut u64,
+        resolver: &Bound<'py, PyAny>,
+        hook_type: &Bound<'py, PyAny>,
+        make_payload: &Bound<'py, PyAny>,
+        on_error: &Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        // Acquire: pairs with the Release in `invalidate`.
+        let current = self.generation.load(Ordering::Acquire);
+        if current != *generation {
+            routes.clear();
+            *generation = current;
+        }
+        let i = sample.topic_id().index();
+        if routes.get(i).is_none_or(|r| r.is_none()) {
+            let route = self.resolve(py, resolver, sample.topic(), hook_type)?;
+            if i >= routes.len() {
+                routes.resize_with(i + 1, || None);
+            }
+            routes[i] = Some(route);
+        }
+        let Some(Some(route)) = routes.get(i) else {
+            return Ok(());
+        };
+        if route.hooks.is_empty() {
+            return Ok(());
+        }
+        let decoded = codec::decode(py, sample.payload(), false)?;
+        if !decoded.views.is_empty() {
+            self.handled_views.fetch_add(1, Ordering::Relaxed);
+        }
+        let topic = route.topic.bind(py);
+        let mut result = Ok(());
+        for rh in &route.hooks {
+            let hook = rh.hook.bind(py);
+            let r = if rh.fast {
+                fire_fast(py, hook, topic, &decoded, rh.captures.bind(py), on_error)
+            } else {
+                make_payload
+                    .call1((topic, &decoded.args, &decoded.kwargs, sample.sequence()))
+                    .and_then(|msg| hook.call_method1("trigger", (msg,)))
+                    .map(drop)
+            };
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+        }
+        // The ring bytes may be rewritten once the sample drops: every
+        // view handed out is released now, so a kept one raises.
+        for view in decoded.views.iter().rev() {
+            if view.call_method0("release").is_err() {
+                self.escaped_views.fetch_add(1, Ordering::Relaxed);
+                let _ = on_error.call1((
+                    py.None(),
+                    "a handler kept a buffer exported from its payload memoryview \
+                     (e.g. numpy.frombuffer); it cannot be revoked and will see bytes \
+                     rewritten by later events: copy it (bytes(mv), numpy.array(mv)) to keep it",
+                ));
+            }
+        }
+        result
+    }
+}
+
+/// Calls a plain hook's handlers (`hook._handlers`: a list of
+/// `(fn, with_topic, with_captures)`) the way `EventHook.trigger` does;
+/// a failing handler goes to `hook._handler_failed`.
+fn fire_fast<'py>(
+    py: Python<'py>,
+    hook: &Bound<'py, PyAny>,
+    topic: &Bound<'py, PyAny>,
+    decoded: &codec::Decoded<'py>,
+    captures: &Bound<'py, PyDict>,
+    _on_error: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let handlers = hook.getattr(pyo3::intern!(py, "_handlers"))?;
+    let handlers = handlers.cast::<PyList>()?;
+    let no_kwargs = decoded.kwargs.is_empty();
+    for entry in handlers.iter() {
+        let entry = entry.cast::<PyTuple>()?;
+        let f = entry.get_item(0)?;
+        let with_topic = entry.get_item(1)?.is_truthy()?;
+        let with_captures = entry.get_item(2)?.is_truthy()?;
+        let result = if !with_topic && !with_captures && no_kwargs {
+            f.call1(&decoded.args)
+        } else {
+            let kw = decoded.kwargs.copy()?;
+            if with_topic {
+                kw.set_item(pyo3::intern!(py, "topic"), topic)?;
+            }
+            if with_captures {
+                kw.set_item(pyo3::intern!(py, "captures"), captures.copy()?)?;
+            }
+            f.call(&decoded.args, Some(&kw))
+        };
+        if let Err(err) = result {
+            hook.call_method1(
+                pyo3::intern!(py, "_handler_failed"),
+                (f, with_topic, &decoded.args, &decoded.kwargs, topic, err),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[pymethods]
+impl BusPort {
+    /// Attaches to bus `bus` (created with `ring_bytes` etc. when absent
+    /// and `create`) as publisher and subscriber `name`.
+    #[new]
+    #[pyo3(signature = (bus, name, create = true, ring_bytes = None, policy = None))]
+    fn new(
+        bus: &str,
+        name: &str,
+        create: bool,
+        ring_bytes: Option<u64>,
+        policy: Option<&str>,
+    ) -> PyResult<BusPort> {
+        let config = crate::bus::config_from(ring_bytes, policy)?;
+        let bus = if create {
+            Bus::open_or_create(bus, config)
+        } else {
+            Bus::open(bus)
+        }
+        .map_err(bus_error)?;
+        let publisher = bus.publisher(name).map_err(bus_error)?;
+        let mut subscriber = bus.subscriber(name).map_err(bus_error)?;
+        subscriber
+            .subscribe("**")
+            .map_err(|e: BusError| bus_error(e))?;
+        Ok(BusPort {
+            bus,
+            publisher: Mutex::new(publisher),
+            subscriber: Mutex::new(subscriber),
+            generation: AtomicU64::new(0),
+            active: AtomicBool::new(false),
+            dispatcher: AtomicU64::new(0),
+            handled_views: AtomicU64::new(0),
+            escaped_views: AtomicU64::new(0),
+        })
+    }
+
+    #[getter]
+    fn bus_name(&self) -> &str {
+        self.bus.name()
+    }
+
+    /// The bus's ring size in bytes.
+    #[getter]
+    fn capacity(&self) -> u64 {
+        self.bus.config().ring_bytes
+    }
+
+    /// Bytes of this engine's ring not yet read by the slowest subscriber.
+    #[getter]
+    fn occupied(&self) -> u64 {
+        self.publisher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .backlog()
+    }
+
+    #[getter]
+    fn max_payload(&self) -> usize {
+        self.bus.config().max_payload()
+    }
+
+    /// Events whose payload was handed to handlers as memoryviews, and
+    /// how many of those had an export that outlived the handler.
+    #[getter]
+    fn view_stats(&self) -> (u64, u64) {
+        (
+            self.handled_views.load(Ordering::Relaxed),
+            self.escaped_views.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Registrations changed: routes are resolved again.
+    fn invalidate(&self) {
+        // Release: pairs with the Acquire load in `dispatch`.
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    #[getter]
+    fn active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::SeqCst);
+    }
+
+    /// Sends `args` / `kwargs` on the exact `topic`. `ValueError` for a
+    /// pattern or invalid topic, `Full` when there was no room in time.
+    #[pyo3(signature = (topic, args, kwargs, block = true, timeout = 0.0))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        block: bool,
+        timeout: f64,
+    ) -> PyResult<u64> {
+        let topic = topic_text(topic)?;
+        let topic = topic.to_cow()?;
+        let encoded = codec::encode(py, args, kwargs)?;
+        let may_block = self.dispatcher.load(Ordering::Relaxed) != thread_key();
+        put_bytes(py, &self.publisher, &topic, &encoded, block, timeout, may_block)
+    }
+
+    /// `put(topic, *args, block=True, max_spin=65535, timeout=0.0, **kwargs)`.
+    #[pyo3(signature = (topic, *args, block = true, max_spin = 65535, timeout = 0.0, **kwargs))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        block: bool,
+        max_spin: u64,
+        timeout: f64,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<u64> {
+        let _ = max_spin;
+        self.publish(py, topic, args, kwargs, block, timeout)
+    }
+
+    /// Takes the next event: `(topic_literal, args, kwargs, sequence)`,
+    /// memoryviews over private copies. `Empty` when none came in time.
+    #[pyo3(signature = (block = true, timeout = 0.0))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: f64,
+    ) -> PyResult<(String, Bound<'py, PyTuple>, Bound<'py, PyDict>, u64)> {
+        let mut guard = match self.subscriber.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return Err(PyRuntimeError::new_err(
+                    "the engine is dispatching (run/start): get() would take its events",
+                ));
+            }
+        };
+        let sub: &mut Subscriber = &mut guard;
+        let deadline = (timeout > 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
+        let mut taken = match sub.try_recv() {
+            Ok(s) => Some(take(&s)),
+            Err(RecvError::Empty) => None,
+            Err(e) => return Err(recv_error(e)),
+        };
+        while taken.is_none() {
+            if !block {
+                return Err(Empty::new_err("no event available"));
+            }
+            let slice = match deadline {
+                None => SLICE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Empty::new_err(format!("no event within {timeout} s")));
+                    }
+                    left.min(SLICE)
+                }
+            };
+            let got = py.detach(|| match sub.recv_timeout(slice) {
+                Ok(s) => Ok(Some(take(&s))),
+                Err(RecvError::Timeout | RecvError::Empty) => Ok(None),
+                Err(e) => Err(e),
+            });
+            taken = got.map_err(recv_error)?;
+            py.check_signals()?;
+        }
+        let t = taken.expect("loop ends with an event");
+        let decoded = codec::decode(py, &t.payload, true)?;
+        Ok((t.topic, decoded.args, decoded.kwargs, t.sequence))
+    }
+
+    /// Dispatches until `set_active(False)` (or the bus is removed):
+    /// `resolver(literal) -> (topic, [(hook, captures)])` is asked once
+    /// per topic after each `invalidate`; plain `hook_type` hooks have
+    /// their handlers called here, other hooks get
+    /// `hook.trigger(make_payload(topic, args, kwargs, seq))`;
+    /// `on_error(None, text)` logs. The GIL is released while waiting;
+    /// signals are checked every slice (Ctrl-C in the main thread).
+    fn run(
+        &self,
+        py: Python<'_>,
+        resolver: &Bound<'_, PyAny>,
+        hook_type: &Bound<'_, PyAny>,
+        make_payload: &Bound<'_, PyAny>,
+        on_error: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let mut guard = match self.subscriber.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return Err(PyRuntimeError::new_err("the engine is already dispatching"));
+            }
+        };
+        keep_mapped(&self.bus);
+        let sub: &mut Subscriber = &mut guard;
+        self.dispatcher.store(thread_key(), Ordering::Relaxed);
+        let _reset = ResetOnDrop(&self.dispatcher);
+        let mut routes: Vec<Option<Route>> = Vec::new();
+        let mut generation = u64::MAX;
+        let resolver = resolver.clone().unbind();
+        let hook_type = hook_type.clone().unbind();
+        let make_payload = make_payload.clone().unbind();
+        let on_error = on_error.clone().unbind();
+        let report = |py: Python<'_>, e: PyErr| {
+            let _ = on_error.bind(py).call1((py.None(), e.to_string()));
+        };
+        while self.active.load(Ordering::SeqCst) {
+            // Drain what is ready, holding the GIL (handlers run Python
+            // anyway; the GIL is offered to other threads every 256).
+            let mut n = 0u32;
+            loop {
+                match sub.try_recv() {
+                    Ok(sample) => {
+                        if let Err(e) = self.dispatch(
+                            py,
+                            &sample,
+                            &mut routes,
+                            &mut generation,
+                            resolver.bind(py),
+                            hook_type.bind(py),
+                            make_payload.bind(py),
+                            on_error.bind(py),
+                        ) {
+                            report(py, e);
+                        }
+                    }
+                    Err(RecvError::Empty) => break,
+                    Err(RecvError::BusRemoved) => {
+                        report(py, recv_error(RecvError::BusRemoved));
+                        self.active.store(false, Ordering::SeqCst);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        report(py, recv_error(e));
+                        break;
+                    }
+                }
+                n += 1;
+                if n % 256 == 0 {
+                    py.detach(|| {});
+                    py.check_signals()?;
+                    if !self.active.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                }
+            }
+            py.check_signals()?;
+            // Wait, GIL released; dispatch what arrives with it taken back.
+            let outcome: Result<(), RecvError> = py.detach(|| match sub.recv_timeout(SLICE) {
+                Ok(sample) => {
+                    Python::attach(|py| {
+                        if let Err(e) = self.dispatch(
+                            py,
+                            &sample,
+                            &mut routes,
+                            &mut generation,
+                            resolver.bind(py),
+                            hook_type.bind(py),
+                            make_payload.bind(py),
+                            on_error.bind(py),
+                        ) {
+                            report(py, e);
+                        }
+                    });
+                    Ok(())
+                }
+                Err(RecvError::Timeout | RecvError::Empty) => Ok(()),
+                Err(e) => Err(e),
+            });
+            match outcome {
+                Ok(()) => {}
+                Err(RecvError::BusRemoved) => {
+                    report(py, recv_error(RecvError::BusRemoved));
+                    self.active.store(false, Ordering::SeqCst);
+                    return Ok(());
+                }
+                Err(e) => report(py, recv_error(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ResetOnDrop<'a>(&'a AtomicU64);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn recv_error(e: RecvError) -> PyErr {
+    match e {
+        RecvError::Empty | RecvError::Timeout => Empty::new_err(e.to_string()),
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
