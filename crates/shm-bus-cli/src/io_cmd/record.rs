@@ -108,8 +108,11 @@ pub(crate) fn record(a: &RecordArgs) -> Result<ExitCode> {
         return Err(BadInput("--count must be at least 1".into()).into());
     }
     warn_near_misses("record", "pattern", a.patterns.iter().map(String::as_str));
-    let file = create_output(&a.output, a.force)?;
+    if !a.force && a.output.exists() {
+        return Err(exists(&a.output));
+    }
     let bus = common::attach(&a.bus, a.create)?;
+    let file = create_output(&a.output, a.force)?;
     let policy = bus.config().policy;
     let mut sub = subscribe(&bus, &a.name, &a.patterns, Start::Now)?;
     catch_interrupts();
@@ -266,14 +269,19 @@ fn create_output(path: &Path, force: bool) -> Result<File> {
     }
     o.open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
-            anyhow!(
-                "{} exists: choose another file, or pass --force to overwrite it",
-                path.display()
-            )
+            exists(path)
         } else {
             anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
         }
     })
+}
+
+/// The error of an output file that exists.
+fn exists(path: &Path) -> anyhow::Error {
+    anyhow!(
+        "{} exists: choose another file, or pass --force to overwrite it",
+        path.display()
+    )
 }
 
 /// The writer thread: writes `head`, then every batch it receives, then
@@ -289,7 +297,11 @@ fn spawn_writer(file: File, head: Vec<u8>) -> (SyncSender<Vec<u8>>, JoinHandle<i
             written += batch.len() as u64;
         }
         let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_data()?;
+        match file.sync_data() {
+            // A pipe or a device (`-o /dev/stdout`) cannot be synced.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            r => r?,
+        }
         Ok(written)
     });
     (tx, handle)

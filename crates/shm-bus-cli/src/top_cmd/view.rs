@@ -160,9 +160,10 @@ const HEADER: Style = Style::new().add_modifier(Modifier::BOLD);
 /// Draws one frame.
 pub(crate) fn draw(f: &mut Frame<'_>, s: &Snapshot, ui: &Ui) {
     let topic_rows = (s.topics.len().clamp(1, 10) + 3) as u16;
+    let producer_rows = (s.producers.len().max(1) + 3) as u16;
     let [head, prods, subs, topics, keys] = Layout::vertical([
         Constraint::Length(3),
-        Constraint::Min(4),
+        Constraint::Max(producer_rows),
         Constraint::Min(4),
         Constraint::Length(topic_rows),
         Constraint::Length(1),
