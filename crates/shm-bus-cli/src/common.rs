@@ -154,7 +154,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     let n: f64 = digits
         .parse()
         .map_err(|_| "not a duration (seconds, or 500ms, 30s, 10m, 1h)".to_owned())?;
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         return Err("a duration must be positive".to_owned());
     }
     std::time::Duration::try_from_secs_f64(n * scale)
