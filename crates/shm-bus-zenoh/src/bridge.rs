@@ -1,0 +1,839 @@
+//! The bridge: one bus subscriber exporting to Zenoh, one bus publisher
+//! importing from it, and the counters.
+//!
+//! ## Export
+//!
+//! A bus subscriber named `zenoh:NAME` holds the export patterns. Each
+//! record it receives, unless its own publisher wrote it (that is an
+//! import: never exported again), is put on the key of its topic (see
+//! [`mapping`](crate::mapping)) with reliable delivery and
+//! `CongestionControl::Block`, and the [`Meta`] attachment. One Zenoh
+//! publisher per topic, declared on first use, keeps the topic's export
+//! sequence and whether any remote subscriber matches it.
+//!
+//! ## Import
+//!
+//! One Zenoh subscriber per import pattern, remote samples only, feeding
+//! one bounded queue. A sample's key is decoded into a topic, filtered with
+//! the import patterns (Zenoh's key expressions are coarser), checked
+//! against its (source, topic) export sequence, and published into the bus
+//! by the bridge's publisher `zenoh:NAME` with its original topic. When
+//! keys of two import patterns overlap, the first pattern whose key
+//! includes the sample's key takes it, so nothing is imported twice.
+//!
+//! ## Flow control
+//!
+//! Under the Block policy a full bus ring blocks the importer, which stops
+//! draining the queue, which stops Zenoh's receive task, which fills TCP,
+//! which blocks the exporter's `put` (`CongestionControl::Block`), which
+//! stops the exporter reading its subscriber, which holds back the
+//! producers on the exporting bus. Zenoh closes a link whose sender stays
+//! blocked longer than `queue/congestion_control/block/wait_before_close`
+//! (5 s by default); what is lost then is counted as below.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use shm_bus_core::{Bus, BusConfig, BusError, PublishError, Publisher, RecvError, TopicId};
+use shm_bus_topic::Topic;
+use zenoh::bytes::ZBytes;
+use zenoh::key_expr::OwnedKeyExpr;
+use zenoh::qos::CongestionControl;
+use zenoh::sample::{Locality, Sample};
+use zenoh::{Session, Wait};
+
+use crate::mapping::{self, MapError};
+use crate::meta::{Meta, MetaError};
+
+/// Longest `--name`: the bus keeps 32 bytes of a member's name, and
+/// `zenoh:` takes 6.
+pub const MAX_NAME: usize = shm_bus_core::NAME_BYTES - 6;
+/// How often the worker threads look at the stop flag while idle.
+const POLL: Duration = Duration::from_millis(50);
+/// Samples queued between Zenoh's receive task and the importer.
+const IMPORT_QUEUE: usize = 8192;
+/// Route cache entries before the cache is cleared (keys come from the
+/// network: bounded).
+const MAX_ROUTES: usize = 1 << 16;
+
+/// What the bridge is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BridgeConfig {
+    /// The bus.
+    pub bus: String,
+    /// Create the bus (default configuration) when it does not exist.
+    pub create: bool,
+    /// Patterns of local events to put on Zenoh.
+    pub exports: Vec<String>,
+    /// Patterns of Zenoh samples to publish into the bus.
+    pub imports: Vec<String>,
+    /// Zenoh endpoints to listen on (`tcp/127.0.0.1:7447`).
+    pub listen: Vec<String>,
+    /// Zenoh endpoints to connect to.
+    pub connect: Vec<String>,
+    /// A Zenoh configuration file (JSON5); `listen`/`connect` add to it.
+    pub zenoh_config: Option<std::path::PathBuf>,
+    /// The bridge's name (`zenoh:NAME` on the bus); default: the Zenoh id.
+    pub name: Option<String>,
+    /// Put each exported event at once instead of batching (Zenoh's
+    /// `express`): lower latency under light load, lower throughput.
+    pub express: bool,
+}
+
+/// Why the bridge could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// A pattern, a name or an endpoint is malformed (bad usage).
+    #[error("{0}")]
+    Usage(String),
+    /// A pattern the mapping cannot carry.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// The Zenoh configuration file is unreadable or invalid.
+    #[error("zenoh configuration: {0}")]
+    Config(String),
+    /// Opening or attaching to the bus failed.
+    #[error("bus `{bus}`: {source}")]
+    Bus {
+        /// The bus.
+        bus: String,
+        /// Why.
+        source: BusError,
+    },
+    /// The bus was removed while the bridge ran.
+    #[error("bus `{0}` was removed")]
+    BusRemoved(String),
+    /// Zenoh failed (opening the session, declaring).
+    #[error("zenoh: {0}")]
+    Zenoh(String),
+}
+
+impl BridgeError {
+    /// Whether the error is the user's input (exit code 2) rather than a
+    /// runtime failure (exit code 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            BridgeError::Usage(_) | BridgeError::Map(_) | BridgeError::Config(_)
+        )
+    }
+}
+
+fn zerr(e: impl std::fmt::Display) -> BridgeError {
+    BridgeError::Zenoh(e.to_string())
+}
+
+/// The bridge's counters, shared by its threads (all `Relaxed`: they are
+/// statistics, read after the threads are joined or as a snapshot).
+#[derive(Debug, Default)]
+pub struct Counters {
+    exported: AtomicU64,
+    imported: AtomicU64,
+    unrouted: AtomicU64,
+    gaps: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: AtomicU64,
+    filtered: AtomicU64,
+    lagged: AtomicU64,
+    put_failed: AtomicU64,
+    publish_failed: AtomicU64,
+    abandoned: AtomicU64,
+    echo_suppressed: AtomicU64,
+    peers: AtomicU64,
+    link_downs: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Events put on Zenoh.
+    pub exported: u64,
+    /// Events published into the bus.
+    pub imported: u64,
+    /// Events lost that the bridge knows of: `gaps + rejected + lagged +
+    /// put_failed + publish_failed + abandoned`.
+    pub dropped: u64,
+    /// Of `exported`, those put while no remote subscriber matched their
+    /// key (nobody wanted them, or the peer that did was down): Zenoh
+    /// stores nothing, so nobody gets them.
+    pub unrouted: u64,
+    /// Events missing in the export sequences that arrived (lost between
+    /// the bridges, e.g. on a link that failed and came back).
+    pub gaps: u64,
+    /// Samples seen twice (same source, topic and export sequence), not
+    /// imported again.
+    pub duplicates: u64,
+    /// Samples whose key is not a topic, or whose topic the bus refused
+    /// (table full, too long).
+    pub rejected: u64,
+    /// Samples inside an import key expression that the topic language
+    /// filtered out (expected: key expressions are coarser).
+    pub filtered: u64,
+    /// Local events overwritten before the exporter read them (Overwrite
+    /// buses).
+    pub lagged: u64,
+    /// Puts Zenoh refused.
+    pub put_failed: u64,
+    /// Imports the bus refused (payload too large, …).
+    pub publish_failed: u64,
+    /// Samples still queued for import when the bridge stopped.
+    pub abandoned: u64,
+    /// Local events the exporter skipped because this bridge imported them
+    /// (the loop guard), plus remote samples carrying this bridge's own
+    /// source id.
+    pub echo_suppressed: u64,
+    /// Zenoh peers and routers connected now.
+    pub peers: u64,
+    /// Times the last link went down.
+    pub link_downs: u64,
+}
+
+impl Stats {
+    /// The counters as one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "exported": self.exported,
+            "imported": self.imported,
+            "dropped": self.dropped,
+            "unrouted": self.unrouted,
+            "gaps": self.gaps,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "filtered": self.filtered,
+            "lagged": self.lagged,
+            "put_failed": self.put_failed,
+            "publish_failed": self.publish_failed,
+            "abandoned": self.abandoned,
+            "echo_suppressed": self.echo_suppressed,
+            "peers": self.peers,
+            "link": if self.peers > 0 { "up" } else { "down" },
+            "link_downs": self.link_downs,
+        })
+    }
+}
+
+impl Counters {
+    /// A snapshot.
+    pub fn stats(&self) -> Stats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut s = Stats {
+            exported: g(&self.exported),
+            imported: g(&self.imported),
+            unrouted: g(&self.unrouted),
+            gaps: g(&self.gaps),
+            duplicates: g(&self.duplicates),
+            rejected: g(&self.rejected),
+            filtered: g(&self.filtered),
+            lagged: g(&self.lagged),
+            put_failed: g(&self.put_failed),
+            publish_failed: g(&self.publish_failed),
+            abandoned: g(&self.abandoned),
+            echo_suppressed: g(&self.echo_suppressed),
+            peers: g(&self.peers),
+            link_downs: g(&self.link_downs),
+            dropped: 0,
+        };
+        s.dropped = s.gaps + s.rejected + s.lagged + s.put_failed + s.publish_failed + s.abandoned;
+        s
+    }
+}
+
+/// A running bridge. [`Bridge::stop`] detaches it and returns its counters.
+pub struct Bridge {
+    session: Session,
+    name: String,
+    stop: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<BridgeError>>>,
+    counters: Arc<Counters>,
+    threads: Vec<JoinHandle<()>>,
+    /// Import subscribers (kept alive; undeclared on stop).
+    subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
+    client_mode: bool,
+    listen: Vec<String>,
+}
+
+/// The Zenoh configuration: the file if given (its mode, scouting, …),
+/// else peer mode with multicast scouting off; `listen` and `connect`
+/// endpoints added either way.
+///
+/// # Errors
+/// [`BridgeError::Config`] for an unreadable or invalid file,
+/// [`BridgeError::Usage`] for a malformed endpoint.
+pub fn zenoh_config(cfg: &BridgeConfig) -> Result<zenoh::Config, BridgeError> {
+    let mut zc = match &cfg.zenoh_config {
+        Some(path) => zenoh::Config::from_file(path)
+            .map_err(|e| BridgeError::Config(format!("{}: {e}", path.display())))?,
+        None => {
+            let mut zc = zenoh::Config::default();
+            zc.insert_json5("mode", "\"peer\"")
+                .and_then(|()| zc.insert_json5("scouting/multicast/enabled", "false"))
+                .map_err(|e| BridgeError::Config(e.to_string()))?;
+            zc
+        }
+    };
+    for (what, list) in [("listen", &cfg.listen), ("connect", &cfg.connect)] {
+        if list.is_empty() {
+            continue;
+        }
+        let mut endpoints = Vec::new();
+        for ep in list {
+            let parsed: zenoh::config::EndPoint = ep
+                .parse()
+                .map_err(|e| BridgeError::Usage(format!("--{what} `{ep}`: {e}")))?;
+            endpoints.push(parsed.to_string());
+        }
+        let json = serde_json::to_string(&endpoints).map_err(|e| BridgeError::Config(e.to_string()))?;
+        zc.insert_json5(&format!("{what}/endpoints"), &json)
+            .map_err(|e| BridgeError::Usage(format!("--{what}: {e}")))?;
+    }
+    Ok(zc)
+}
+
+struct Patterns {
+    topics: Vec<Topic>,
+    keys: Vec<OwnedKeyExpr>,
+}
+
+fn patterns(list: &[String]) -> Result<Patterns, BridgeError> {
+    let mut topics = Vec::new();
+    let mut keys = Vec::new();
+    for text in list {
+        let topic = mapping::parse_pattern(text)?;
+        keys.push(mapping::pattern_to_key(&topic)?);
+        topics.push(topic);
+    }
+    Ok(Patterns { topics, keys })
+}
+
+impl Bridge {
+    /// Validates the configuration, opens the bus and the Zenoh session,
+    /// attaches and declares everything, and starts the threads.
+    ///
+    /// # Errors
+    /// [`BridgeError`]: usage errors before anything is opened.
+    pub fn start(cfg: &BridgeConfig) -> Result<Bridge, BridgeError> {
+        // Everything the user typed is checked before anything is opened.
+        let exports = patterns(&cfg.exports)?;
+        let imports = patterns(&cfg.imports)?;
+        if exports.topics.is_empty() && imports.topics.is_empty() {
+            return Err(BridgeError::Usage(
+                "nothing to bridge: give --export and/or --import patterns".into(),
+            ));
+        }
+        if let Some(name) = &cfg.name {
+            if name.is_empty() || name.len() > MAX_NAME {
+                return Err(BridgeError::Usage(format!(
+                    "--name must be 1 to {MAX_NAME} bytes (the bus shows `zenoh:NAME`)"
+                )));
+            }
+        }
+        let zc = zenoh_config(cfg)?;
+        let client_mode = cfg.zenoh_config.is_some()
+            && zc
+                .get_json("mode")
+                .map(|m| m.contains("client"))
+                .unwrap_or(false);
+        let bus = if cfg.create {
+            Bus::open_or_create(&cfg.bus, BusConfig::default())
+        } else {
+            Bus::open(&cfg.bus)
+        }
+        .map_err(|source| BridgeError::Bus {
+            bus: cfg.bus.clone(),
+            source,
+        })?;
+
+        let session = zenoh::open(zc).wait().map_err(zerr)?;
+        let zid = session.zid();
+        let id_bytes = zid.to_le_bytes();
+        let mut source = 0u64;
+        for chunk in id_bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            source ^= u64::from_le_bytes(w);
+        }
+        let name = match &cfg.name {
+            Some(n) => format!("zenoh:{n}"),
+            None => format!("zenoh:{zid}"),
+        };
+        let bus_err = |source| BridgeError::Bus {
+            bus: cfg.bus.clone(),
+            source,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let failure = Arc::new(Mutex::new(None));
+        let counters = Arc::new(Counters::default());
+        let mut threads = Vec::new();
+        let mut subscribers = Vec::new();
+
+        // The publisher first: the exporter must know its id to skip what
+        // the bridge imported.
+        let publisher = if imports.topics.is_empty() {
+            None
+        } else {
+            Some(bus.publisher(&name).map_err(bus_err)?)
+        };
+        let own_producer = publisher.as_ref().map(|p| p.id());
+
+        if !exports.topics.is_empty() {
+            let mut sub = bus.subscriber(&name).map_err(bus_err)?;
+            for t in &exports.topics {
+                sub.subscribe(t.as_str()).map_err(bus_err)?;
+            }
+            let ex = Exporter {
+                session: session.clone(),
+                source,
+                own_producer,
+                express: cfg.express,
+                counters: counters.clone(),
+                topics: Vec::new(),
+            };
+            let (stop, failure, bus_name) = (stop.clone(), failure.clone(), cfg.bus.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("export".into())
+                    .spawn(move || {
+                        if let Err(e) = ex.run(sub, &stop, &bus_name) {
+                            fail(&failure, &stop, e);
+                        }
+                    })
+                    .map_err(|e| BridgeError::Zenoh(format!("spawning the exporter: {e}")))?,
+            );
+        }
+
+        if let Some(publisher) = publisher {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Sample)>(IMPORT_QUEUE);
+            for (i, key) in imports.keys.iter().enumerate() {
+                let tx: SyncSender<(usize, Sample)> = tx.clone();
+                let sub = session
+                    .declare_subscriber(key.clone())
+                    .allowed_origin(Locality::Remote)
+                    .callback(move |sample| {
+                        // Blocks while the queue is full (back-pressure);
+                        // fails once the importer is gone (stopping).
+                        let _ = tx.send((i, sample));
+                    })
+                    .wait()
+                    .map_err(zerr)?;
+                subscribers.push(sub);
+            }
+            drop(tx);
+            let im = Importer {
+                publisher,
+                source,
+                patterns: imports,
+                counters: counters.clone(),
+                routes: HashMap::new(),
+            };
+            let (stop, failure, bus_name) = (stop.clone(), failure.clone(), cfg.bus.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("import".into())
+                    .spawn(move || {
+                        if let Err(e) = im.run(rx, &stop, &bus_name) {
+                            fail(&failure, &stop, e);
+                        }
+                    })
+                    .map_err(|e| BridgeError::Zenoh(format!("spawning the importer: {e}")))?,
+            );
+        }
+
+        let bridge = Bridge {
+            session,
+            name,
+            stop,
+            failure,
+            counters,
+            threads,
+            subscribers,
+            client_mode,
+            listen: cfg.listen.clone(),
+        };
+        bridge.poll_link();
+        Ok(bridge)
+    }
+
+    /// `zenoh:NAME`: the bridge's producer and subscriber on the bus.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Zenoh session's id.
+    pub fn zid(&self) -> String {
+        self.session.zid().to_string()
+    }
+
+    /// The endpoints it listens on (as configured).
+    pub fn listen(&self) -> &[String] {
+        &self.listen
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> Stats {
+        self.counters.stats()
+    }
+
+    /// Reads how many peers (and routers) are connected; returns the
+    /// previous and the current count. Call it now and then: it keeps the
+    /// `peers` and `link_downs` counters.
+    pub fn poll_link(&self) -> (u64, u64) {
+        let info = self.session.info();
+        let mut n = info.peers_zid().wait().count() as u64;
+        if self.client_mode || n == 0 {
+            n += info.routers_zid().wait().count() as u64;
+        }
+        let before = self.counters.peers.swap(n, Ordering::Relaxed);
+        if before > 0 && n == 0 {
+            bump(&self.counters.link_downs, 1);
+        }
+        (before, n)
+    }
+
+    /// Whether a thread failed (the bus was removed, …); the bridge stops
+    /// itself then, and [`stop`](Self::stop) returns the error.
+    pub fn failed(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Stops the threads, detaches from the bus, closes the session, and
+    /// returns the final counters, or the error that stopped it early.
+    ///
+    /// # Errors
+    /// The first error a thread met.
+    pub fn stop(mut self) -> Result<Stats, BridgeError> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // The importer is gone: Zenoh callbacks fail fast from here on.
+        for sub in self.subscribers.drain(..) {
+            let _ = sub.undeclare().wait();
+        }
+        self.poll_link();
+        let _ = self.session.close().wait();
+        let failure = self.failure.lock().map(|mut f| f.take()).unwrap_or(None);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(self.counters.stats()),
+        }
+    }
+}
+
+fn fail(failure: &Mutex<Option<BridgeError>>, stop: &AtomicBool, e: BridgeError) {
+    if let Ok(mut f) = failure.lock() {
+        f.get_or_insert(e);
+    }
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// One exported topic.
+struct ExportTopic {
+    publisher: zenoh::pubsub::Publisher<'static>,
+    seq: u64,
+    matching: Arc<AtomicBool>,
+}
+
+struct Exporter {
+    session: Session,
+    source: u64,
+    own_producer: Option<u32>,
+    express: bool,
+    counters: Arc<Counters>,
+    /// By `TopicId` index; `None` until first exported.
+    topics: Vec<Option<ExportTopic>>,
+}
+
+impl Exporter {
+    fn run(
+        mut self,
+        mut sub: shm_bus_core::Subscriber,
+        stop: &AtomicBool,
+        bus: &str,
+    ) -> Result<(), BridgeError> {
+        let mut payload = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let sample = match sub.recv_timeout(POLL) {
+                Ok(s) => s,
+                Err(RecvError::Timeout | RecvError::Empty) => continue,
+                Err(RecvError::Lagged(n)) => {
+                    bump(&self.counters.lagged, n);
+                    continue;
+                }
+                Err(RecvError::BusRemoved) => return Err(BridgeError::BusRemoved(bus.into())),
+                Err(e) => {
+                    tracing::warn!("export: {e}");
+                    eprintln!("shm-bus-zenoh: export: {e}");
+                    continue;
+                }
+            };
+            if Some(sample.producer()) == self.own_producer {
+                bump(&self.counters.echo_suppressed, 1);
+                continue;
+            }
+            payload.clear();
+            payload.extend_from_slice(sample.payload());
+            let meta = Meta {
+                source: self.source,
+                export_seq: 0,
+                producer: sample.producer(),
+                producer_seq: sample.sequence(),
+                timestamp_ns: sample.timestamp_ns(),
+            };
+            let id = sample.topic_id();
+            let topic = sample.topic().to_owned();
+            drop(sample);
+            self.export(id, &topic, &payload, meta)?;
+        }
+        Ok(())
+    }
+
+    fn declare(&self, topic: &str) -> Result<ExportTopic, BridgeError> {
+        let parsed = Topic::parse(topic).map_err(|source| MapError::InvalidTopic {
+            text: topic.into(),
+            source,
+        })?;
+        let key = mapping::topic_to_key(&parsed)?;
+        let publisher = self
+            .session
+            .declare_publisher(key)
+            .congestion_control(CongestionControl::Block)
+            .express(self.express)
+            .allowed_destination(Locality::Remote)
+            .wait()
+            .map_err(zerr)?;
+        let matching = Arc::new(AtomicBool::new(false));
+        let flag = matching.clone();
+        publisher
+            .matching_listener()
+            .callback(move |status| flag.store(status.matching(), Ordering::Relaxed))
+            .background()
+            .wait()
+            .map_err(zerr)?;
+        if let Ok(status) = publisher.matching_status().wait() {
+            matching.store(status.matching(), Ordering::Relaxed);
+        }
+        Ok(ExportTopic {
+            publisher,
+            seq: 0,
+            matching,
+        })
+    }
+
+    fn export(
+        &mut self,
+        id: TopicId,
+        topic: &str,
+        payload: &[u8],
+        mut meta: Meta,
+    ) -> Result<(), BridgeError> {
+        let i = id.index();
+        if i >= self.topics.len() {
+            self.topics.resize_with(i + 1, || None);
+        }
+        if self.topics[i].is_none() {
+            match self.declare(topic) {
+                Ok(t) => self.topics[i] = Some(t),
+                // Every exact topic maps (see `mapping`); a Zenoh failure
+                // here is counted, reported, and retried on the next event.
+                Err(e) => {
+                    bump(&self.counters.put_failed, 1);
+                    eprintln!("shm-bus-zenoh: export of `{topic}`: {e}");
+                    return Ok(());
+                }
+            }
+        }
+        let Some(t) = self.topics[i].as_mut() else {
+            return Ok(());
+        };
+        meta.export_seq = t.seq;
+        t.seq += 1;
+        if !t.matching.load(Ordering::Relaxed) {
+            bump(&self.counters.unrouted, 1);
+        }
+        let res = t
+            .publisher
+            .put(ZBytes::from(payload.to_vec()))
+            .attachment(ZBytes::from(meta.encode().to_vec()))
+            .wait();
+        match res {
+            Ok(()) => bump(&self.counters.exported, 1),
+            Err(e) => {
+                bump(&self.counters.put_failed, 1);
+                tracing::warn!("put on `{topic}`: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where samples of one key go.
+struct Route {
+    /// The import subscriber whose samples of this key count: the first
+    /// whose key expression includes the key (others get copies).
+    owner: usize,
+    kind: RouteKind,
+}
+
+enum RouteKind {
+    /// Into the bus as this topic; next export sequence expected per
+    /// source.
+    Import {
+        topic: TopicId,
+        next: HashMap<u64, u64>,
+    },
+    /// Not wanted by the import patterns (precise filter).
+    Filtered,
+    /// Not a topic, or refused by the bus.
+    Reject,
+}
+
+struct Importer {
+    publisher: Publisher,
+    source: u64,
+    patterns: Patterns,
+    counters: Arc<Counters>,
+    routes: HashMap<String, Route>,
+}
+
+impl Importer {
+    fn run(
+        mut self,
+        rx: Receiver<(usize, Sample)>,
+        stop: &AtomicBool,
+        bus: &str,
+    ) -> Result<(), BridgeError> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                // Count what is still queued; the callbacks fail fast once
+                // `rx` is dropped.
+                let left = rx.try_iter().count() as u64;
+                bump(&self.counters.abandoned, left);
+                return Ok(());
+            }
+            let (i, sample) = match rx.recv_timeout(POLL) {
+                Ok(x) => x,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            self.import(i, &sample, stop, bus)?;
+        }
+    }
+
+    fn route(&mut self, key: &str) -> Route {
+        let owner = zenoh::key_expr::keyexpr::new(key)
+            .ok()
+            .and_then(|ke| self.patterns.keys.iter().position(|k| k.includes(ke)))
+            .unwrap_or(0);
+        let kind = match mapping::key_to_topic(key) {
+            Err(e) => {
+                eprintln!("shm-bus-zenoh: import: {e}");
+                RouteKind::Reject
+            }
+            Ok(topic) if !self.patterns.topics.iter().any(|p| p.matches(&topic)) => {
+                RouteKind::Filtered
+            }
+            Ok(topic) => match self.publisher.topic_id(topic.as_str()) {
+                Ok(id) => RouteKind::Import {
+                    topic: id,
+                    next: HashMap::new(),
+                },
+                Err(e) => {
+                    eprintln!("shm-bus-zenoh: import of `{topic}`: {e}");
+                    RouteKind::Reject
+                }
+            },
+        };
+        Route { owner, kind }
+    }
+
+    fn import(
+        &mut self,
+        from: usize,
+        sample: &Sample,
+        stop: &AtomicBool,
+        bus: &str,
+    ) -> Result<(), BridgeError> {
+        let key = sample.key_expr().as_str();
+        if !self.routes.contains_key(key) {
+            if self.routes.len() >= MAX_ROUTES {
+                self.routes.clear();
+            }
+            let route = self.route(key);
+            self.routes.insert(key.to_owned(), route);
+        }
+        let c = &*self.counters;
+        let Some(route) = self.routes.get_mut(key) else {
+            return Ok(());
+        };
+        if route.owner != from {
+            // Another import subscriber's key expression includes this key
+            // too and takes it: one copy only.
+            return Ok(());
+        }
+        let topic = match &mut route.kind {
+            RouteKind::Import { topic, next } => {
+                match Meta::decode(sample.attachment().map(|a| a.to_bytes()).as_deref()) {
+                    Ok(meta) => {
+                        if meta.source == self.source {
+                            bump(&c.echo_suppressed, 1);
+                            return Ok(());
+                        }
+                        let expected = next.entry(meta.source).or_insert(meta.export_seq);
+                        if meta.export_seq < *expected {
+                            bump(&c.duplicates, 1);
+                            return Ok(());
+                        }
+                        bump(&c.gaps, meta.export_seq - *expected);
+                        *expected = meta.export_seq + 1;
+                    }
+                    // A plain Zenoh publisher (not a bridge): imported as
+                    // is, without sequence checks.
+                    Err(MetaError::Missing | MetaError::Foreign { .. }) => {}
+                }
+                *topic
+            }
+            RouteKind::Filtered => {
+                bump(&c.filtered, 1);
+                return Ok(());
+            }
+            RouteKind::Reject => {
+                bump(&c.rejected, 1);
+                return Ok(());
+            }
+        };
+        let payload = sample.payload().to_bytes();
+        loop {
+            match self.publisher.publish_timeout(&topic, &payload, POLL) {
+                Ok(_) => {
+                    bump(&c.imported, 1);
+                    return Ok(());
+                }
+                Err(PublishError::Full) => {
+                    // The bus's readers are behind (Block policy): wait,
+                    // holding Zenoh back, unless stopping.
+                    if stop.load(Ordering::Relaxed) {
+                        bump(&c.abandoned, 1);
+                        return Ok(());
+                    }
+                }
+                Err(PublishError::BusRemoved) => {
+                    return Err(BridgeError::BusRemoved(bus.into()));
+                }
+                Err(e) => {
+                    bump(&c.publish_failed, 1);
+                    eprintln!("shm-bus-zenoh: import into `{bus}`: {e}");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `shm-bus-zenoh`: a bridge between a bus and a Zenoh session.
+//!
+//! ```sh
+//! # host A: export md.** to Zenoh, import cmd.** from it
+//! shm-bus-zenoh quotes --export 'md.**' --import 'cmd.**' --listen tcp/0.0.0.0:7447
+//! # host B: the other way round
+//! shm-bus-zenoh quotes --import 'md.**' --export 'cmd.**' --connect tcp/hostA:7447
+//! ```
+//!
+//! Runs until SIGINT or SIGTERM, then detaches and prints its counters.
+//! Exit codes: 0 stopped by a signal, 1 runtime failure, 2 bad usage.
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use shm_bus_zenoh::{Bridge, BridgeConfig, BridgeError, Stats};
+
+/// Bridges a bus and Zenoh: local events matching --export are put on
+/// Zenoh; Zenoh samples matching --import are published into the bus.
+#[derive(Parser, Debug)]
+#[command(name = "shm-bus-zenoh", version)]
+struct Args {
+    /// The bus.
+    bus: String,
+    /// Pattern of local events to put on Zenoh (repeatable).
+    #[arg(long = "export", value_name = "PATTERN")]
+    exports: Vec<String>,
+    /// Pattern of Zenoh samples to publish into the bus (repeatable).
+    #[arg(long = "import", value_name = "PATTERN")]
+    imports: Vec<String>,
+    /// Zenoh endpoint to listen on, e.g. tcp/0.0.0.0:7447 (repeatable).
+    #[arg(long, value_name = "ENDPOINT")]
+    listen: Vec<String>,
+    /// Zenoh endpoint to connect to, e.g. tcp/10.0.0.2:7447 (repeatable).
+    #[arg(long, value_name = "ENDPOINT")]
+    connect: Vec<String>,
+    /// A Zenoh configuration file (JSON5); its mode and scouting apply,
+    /// --listen and --connect replace its endpoints.
+    #[arg(long, value_name = "ZENOH_CONFIG_FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Name on the bus, shown as `zenoh:NAME` (default: the Zenoh id).
+    #[arg(long)]
+    name: Option<String>,
+    /// Create the bus (default configuration) if it does not exist.
+    #[arg(long)]
+    create: bool,
+    /// Put each exported event at once instead of batching: lower latency
+    /// under light load, lower throughput.
+    #[arg(long)]
+    express: bool,
+    /// Print the final counters as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = BridgeConfig {
+        bus: args.bus,
+        create: args.create,
+        exports: args.exports,
+        imports: args.imports,
+        listen: args.listen,
+        connect: args.connect,
+        zenoh_config: args.config,
+        name: args.name,
+        express: args.express,
+    };
+    match run(&cfg) {
+        Ok(stats) => {
+            print_stats(&stats, args.json);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shm-bus-zenoh: {e}");
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+        }
+    }
+}
+
+fn print_stats(s: &Stats, json: bool) {
+    if json {
+        println!("{}", s.to_json());
+        return;
+    }
+    println!(
+        "exported {}  imported {}  dropped {}  (unrouted {}, gaps {}, duplicates {}, rejected {}, \
+         filtered {}, lagged {}, put failed {}, publish failed {}, abandoned {}, echo suppressed {})  \
+         link {} ({} peers, {} times down)",
+        s.exported,
+        s.imported,
+        s.dropped,
+        s.unrouted,
+        s.gaps,
+        s.duplicates,
+        s.rejected,
+        s.filtered,
+        s.lagged,
+        s.put_failed,
+        s.publish_failed,
+        s.abandoned,
+        s.echo_suppressed,
+        if s.peers > 0 { "up" } else { "down" },
+        s.peers,
+        s.link_downs,
+    );
+}
+
+fn run(cfg: &BridgeConfig) -> Result<Stats, BridgeError> {
+    // The signal handlers are installed before the bridge starts, so a
+    // signal during start-up is not lost (it is acted on once started).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BridgeError::Zenoh(format!("signal runtime: {e}")))?;
+    let (mut int, mut term) = rt
+        .block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            ))
+        })
+        .map_err(|e| BridgeError::Zenoh(format!("installing signal handlers: {e}")))?;
+    let bridge = Bridge::start(cfg)?;
+    eprintln!(
+        "shm-bus-zenoh: bridging bus `{}` as `{}` (zenoh id {}; export {:?}, import {:?}; listen {:?}, connect {:?})",
+        cfg.bus,
+        bridge.name(),
+        bridge.zid(),
+        cfg.exports,
+        cfg.imports,
+        bridge.listen(),
+        cfg.connect,
+    );
+    rt.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = int.recv() => break,
+                _ = term.recv() => break,
+                _ = tick.tick() => {
+                    if bridge.failed() {
+                        break;
+                    }
+                    let (before, now) = bridge.poll_link();
+                    if before == 0 && now > 0 {
+                        eprintln!("shm-bus-zenoh: link up ({now} peers)");
+                    } else if before > 0 && now == 0 {
+                        eprintln!("shm-bus-zenoh: link down");
+                    }
+                }
+            }
+        }
+    });
+    bridge.stop()
+}
