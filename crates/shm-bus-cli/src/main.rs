@@ -346,11 +346,21 @@ fn usage_error(err: clap::Error) -> ExitCode {
         };
     }
     let rendered = err.render().to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
+    let mut lines = rendered.lines().filter(|l| !l.trim().is_empty());
+    let mut first = lines
+        .next()
         .unwrap_or("bad usage")
-        .trim_start_matches("error: ");
+        .trim_start_matches("error: ")
+        .to_owned();
+    // "the following required arguments were not provided:" lists them on
+    // the next lines.
+    if first.ends_with(':') {
+        let listed: Vec<&str> = lines
+            .take_while(|l| l.starts_with(' '))
+            .map(str::trim)
+            .collect();
+        first = format!("{first} {}", listed.join(" "));
+    }
     eprintln!("shm-bus: {first} (see `shm-bus --help`)");
     ExitCode::from(2)
 }
