@@ -23,8 +23,8 @@ impl Bus {
         let seg = &sh.seg;
         let members = self.members();
         let mask = sh.producer_mask();
-        // The Acquire loads below pair with the Release stores in
-        // `publish_progress` (tail, next_seq) and `publish_cursor`. A
+        // The progress snapshot pairs with `publish_progress`, the cursor
+        // loads with `publish_cursor` (Acquire / Release). A
         // snapshot for people: words of different slots are not read at
         // one instant.
         let producers: Vec<ProducerInfo> = members
@@ -34,20 +34,27 @@ impl Bus {
             .map(|m| {
                 let slot = sh.producer(m.slot as usize);
                 let attached = m.state == SlotState::Active;
+                let walked = progress(sh, m.slot as usize);
+                let last_publish = walked
+                    .last_timestamp
+                    // Relaxed: statistics.
+                    .unwrap_or_else(|| slot.last_publish.load(Ordering::Relaxed));
                 ProducerInfo {
                     id: m.slot,
                     pid: m.pid,
                     alive: attached && m.is_alive(),
                     name: m.name,
                     attached,
+                    // Every record through this slot carries the next
+                    // sequence number, from 0, across owners.
+                    published: walked.seq,
+                    tail: walked.tail,
+                    next_seq: walked.seq,
                     // Relaxed: statistics.
-                    published: slot.published.load(Ordering::Relaxed),
-                    tail: slot.tail.load(Ordering::Acquire),
-                    next_seq: slot.next_seq.load(Ordering::Acquire),
                     full_waits: slot.full_waits.load(Ordering::Relaxed),
                     generation: m.generation,
-                    last_publish_ns: sh.wall_ns(slot.last_publish.load(Ordering::Relaxed)),
-                    unread_bytes: unread_bytes(sh, m.slot as usize),
+                    last_publish_ns: sh.wall_ns(last_publish),
+                    unread_bytes: unread_bytes(sh, m.slot as usize, walked.tail),
                 }
             })
             .collect();
@@ -213,9 +220,7 @@ pub struct RingTopics {
 
 /// Block policy: bytes between the slowest subscriber the producer counts
 /// and producer `p`'s tail (0 with no subscriber).
-fn unread_bytes(sh: &Shared, p: usize) -> u64 {
-    // Acquire: pairs with the Release store in `publish_progress`.
-    let tail = sh.producer(p).tail.load(Ordering::Acquire);
+fn unread_bytes(sh: &Shared, p: usize, tail: u64) -> u64 {
     let cap = sh.config.ring_bytes;
     (0..sh.config.max_subscribers as usize)
         // Acquire (state, cursor): as in `ring::limit`.
@@ -228,6 +233,19 @@ fn unread_bytes(sh: &Shared, p: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// Producer `p`'s progress: the published `(tail, next_seq)`, which trail
+/// its records by less than 1/64 of the ring (see `ring::Writer::commit`),
+/// walked forward over the records committed since. The walk validates
+/// every header it reads.
+fn progress(sh: &Shared, p: usize) -> ring::Walked {
+    // SAFETY: `sh` (and so the mapping) outlives `ring`, a local of this
+    // function that is not handed out.
+    let ring = unsafe { sh.producer_ref(p) };
+    let head = (sh.config.policy == Policy::Overwrite).then_some(&ring.slot().head);
+    let (tail, seq) = ring::snapshot(&ring.ctl());
+    ring::walk(&ring, tail, seq, head)
+}
+
 /// Records subscriber `s` has not read in producer `p`'s ring: the
 /// producer's next sequence number minus the sequence number of the record
 /// at the cursor. `None` if that record cannot be read.
@@ -237,9 +255,12 @@ fn lag_records(sh: &Shared, s: usize, p: usize) -> Option<u64> {
     // function that is not handed out.
     let ring = unsafe { sh.producer_ref(p) };
     let head = (sh.config.policy == Policy::Overwrite).then_some(&slot.head);
-    // Acquire: pairs with the Release stores in `publish_progress` and the
-    // subscriber's cursor store.
-    let (tail, next_seq) = ring::snapshot(&sh.ring_ctl(slot));
+    let ring::Walked {
+        tail,
+        seq: next_seq,
+        ..
+    } = progress(sh, p);
+    // Acquire: pairs with the subscriber's Release cursor store.
     let mut pos = sh.cursor(s, p).load(Ordering::Acquire);
     // A padding record at the end of a lap is followed by a real one.
     for _ in 0..2 {
@@ -284,9 +305,10 @@ impl Bus {
         let ctl = sh.ring_ctl(slot);
         let head = (sh.config.policy == Policy::Overwrite).then_some(&slot.head);
         let cap = sh.config.ring_bytes;
-        let window = cap / 2;
-        // Acquire: pairs with the Release store in `publish_progress`.
-        let tail = slot.tail.load(Ordering::Acquire);
+        // Half the ring, less the 1/64 by which the published tail that
+        // `recheck` reads may trail the producer (`ring::Writer::commit`).
+        let window = cap / 2 - cap / 64;
+        let tail = progress(sh, p).tail;
         let safe = |pos: u64, tail_now: u64| tail_now < pos.saturating_add(window);
         let start = match since {
             Some(s) if s <= tail && safe(s, tail) => Some(s),

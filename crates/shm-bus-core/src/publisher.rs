@@ -48,20 +48,11 @@ impl AsTopic for Topic {
 impl AsTopic for TopicId {
     #[inline]
     fn topic_id(&self, publisher: &mut Publisher) -> Result<TopicId, BusError> {
-        let known = publisher
-            .known_ids
-            .get(self.index())
-            .copied()
-            .unwrap_or(false);
-        if known || publisher.bus.shared.topic_literal(*self).is_some() {
-            if self.index() >= publisher.known_ids.len() {
-                publisher.known_ids.resize(self.index() + 1, false);
-            }
-            publisher.known_ids[self.index()] = true;
-            Ok(*self)
-        } else {
-            Err(BusError::UnknownTopic(self.0))
+        // An id checked once stays valid (topic records are never removed).
+        if let Some(true) = publisher.known_ids.get(self.index()) {
+            return Ok(*self);
         }
+        publisher.learn_id(*self)
     }
 }
 
@@ -200,8 +191,7 @@ impl Publisher {
     /// waits): what a blocking publish is measured against.
     pub fn backlog(&self) -> u64 {
         let sh = &*self.bus.shared;
-        // Relaxed: our own word (this publisher is its only writer).
-        let tail = sh.producer(self.slot).tail.load(Ordering::Relaxed);
+        let tail = self.writer.tail();
         let free_from = sh
             .limit(self.slot, tail)
             .saturating_sub(sh.config.ring_bytes);
@@ -231,6 +221,19 @@ impl Publisher {
         }
         let id = self.bus.shared.topics()?.intern_literal(parsed.as_str())?;
         self.ids.insert(topic.into(), id);
+        Ok(id)
+    }
+
+    /// Checks an id not seen before against the topic table.
+    #[cold]
+    fn learn_id(&mut self, id: TopicId) -> Result<TopicId, BusError> {
+        if self.bus.shared.topic_literal(id).is_none() {
+            return Err(BusError::UnknownTopic(id.0));
+        }
+        if id.index() >= self.known_ids.len() {
+            self.known_ids.resize(id.index() + 1, false);
+        }
+        self.known_ids[id.index()] = true;
         Ok(id)
     }
 
@@ -487,10 +490,14 @@ impl Publisher {
         let slot = ring.slot();
         let now = clock::ticks();
         let seq = self.writer.commit(&ring, &ring.ctl(), res, topic.0, now);
-        // Relaxed, and a plain store (one writer): statistics only.
         self.published = self.published.wrapping_add(1);
-        slot.published.store(self.published, Ordering::Relaxed);
-        slot.last_publish.store(now, Ordering::Relaxed);
+        if self.writer.is_flushed() {
+            // With the progress (once per 1/64 of the ring): readers of
+            // these statistics walk the stamps past it (`Bus::info`).
+            // Relaxed, and plain stores (one writer): statistics only.
+            slot.published.store(self.published, Ordering::Relaxed);
+            slot.last_publish.store(now, Ordering::Relaxed);
+        }
         let header = sh.header();
         // Relaxed: no fence between our stamp store and this load, so a
         // subscriber that registers as a sleeper at the same instant may be
@@ -509,7 +516,12 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        let slot = self.bus.shared.producer(self.slot);
+        let ring = self.pr;
+        // Leave the controls where this publisher ended (no walk needed).
+        self.writer.flush(&ring.ctl());
+        let slot = ring.slot();
+        // Relaxed: statistics, published by the Release store below.
+        slot.published.store(self.published, Ordering::Relaxed);
         // Release: pairs with the AcqRel CAS of the next claimer.
         slot.state.store(SLOT_FREE, Ordering::Release);
     }

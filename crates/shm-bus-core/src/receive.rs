@@ -42,16 +42,20 @@ pub(crate) struct State {
     pub(crate) next_pattern: u32,
     /// Per `TopicId`: `UNKNOWN`, `MATCH` or `NO_MATCH`.
     pub(crate) cache: Vec<u8>,
-    pub(crate) cursors: Vec<u64>,
-    /// The cursors as last published to the segment.
-    pub(crate) shared_cursors: Vec<u64>,
+    /// Per producer slot: its ring and this subscriber's place in it.
+    /// Always 64 lanes (the most producers a bus has), indexed with
+    /// `p & 63`, so the receive path needs no bounds check; lanes past
+    /// `max_producers` are never visited (the producer mask has no bits
+    /// for them) and point at producer 0's ring.
+    pub(crate) lanes: Box<[Lane; 64]>,
     /// Bytes consumed between cursor publications (1/64 of the ring).
     pub(crate) cursor_batch: u64,
-    pub(crate) expected: Vec<u64>,
     /// Producers whose ring was found corrupt; skipped from then on.
     pub(crate) broken: u64,
     pub(crate) next_producer: usize,
     pub(crate) received: u64,
+    /// `received` as last stored in the segment (with the cursors).
+    pub(crate) shared_received: u64,
     pub(crate) lagged: u64,
     pub(crate) spin: Duration,
     pub(crate) overwrite: bool,
@@ -60,11 +64,22 @@ pub(crate) struct State {
     /// The copy of the last payload handed out (when `copy`).
     pub(crate) scratch: Vec<Line>,
     pub(crate) empty_polls: u32,
-    /// Every producer's ring and slot, resolved once at join (the receive
-    /// path checks no index). Valid while the subscriber's `Bus` lives: the
-    /// subscriber holds both, and never hands these out.
-    pub(crate) producers: Vec<ProducerRef>,
     pub(crate) nap: Duration,
+}
+
+/// A subscriber's place in one producer's ring.
+#[derive(Clone, Copy)]
+pub(crate) struct Lane {
+    /// The producer's ring and slot, resolved once at join (the receive
+    /// path checks no index). Valid while the subscriber's `Bus` lives:
+    /// the subscriber holds both, and never hands this out.
+    pub(crate) ring: ProducerRef,
+    /// Where the next record is read.
+    pub(crate) cursor: u64,
+    /// The cursor as last published to the segment.
+    pub(crate) shared_cursor: u64,
+    /// Sequence number of the next record (Overwrite counts lag from it).
+    pub(crate) expected: u64,
 }
 
 /// Where a received record is (no borrow, so `recv` can loop).
@@ -102,32 +117,44 @@ impl State {
         slot.state
             .store(slot_word(me.token(), SLOT_ACTIVE), Ordering::SeqCst);
         ring::join_fence();
-        let (cursors, expected): (Vec<u64>, Vec<u64>) = (0..producers)
-            .map(|p| ring::join_after(&sh.ring_ctl(sh.producer(p)), sh.cursor(s, p), before[p]))
-            .unzip();
+        let after: Vec<(u64, u64)> = (0..producers)
+            .map(|p| {
+                // SAFETY: used only in this closure, while `sh` (and so the
+                // mapping) is borrowed.
+                let ring = unsafe { sh.producer_ref(p) };
+                let head = (sh.config.policy == Policy::Overwrite).then_some(&ring.slot().head);
+                ring::join_after(&ring, &ring.ctl(), sh.cursor(s, p), before[p], head)
+            })
+            .collect();
+        let lanes: Box<[Lane; 64]> = Box::new(std::array::from_fn(|p| {
+            let (cursor, expected) = after.get(p).copied().unwrap_or((0, 0));
+            Lane {
+                // SAFETY: kept in the subscriber's state, next to its `Bus`
+                // (an `Arc` of the same `Shared`), and never handed out.
+                // `max_producers >= 1` (validated at open).
+                ring: unsafe { sh.producer_ref(if p < producers { p } else { 0 }) },
+                cursor,
+                shared_cursor: cursor,
+                expected,
+            }
+        }));
         State {
             slot: s,
             index: SubscriptionIndex::new(),
             patterns: Vec::new(),
             next_pattern: 0,
             cache: Vec::new(),
-            shared_cursors: cursors.clone(),
-            cursors,
+            lanes,
             cursor_batch: (sh.config.ring_bytes / 64).max(1),
-            expected,
             broken: 0,
             next_producer: 0,
             received: 0,
+            shared_received: 0,
             lagged: 0,
             spin: Duration::from_micros(50),
             overwrite: sh.config.policy == Policy::Overwrite,
             copy,
             scratch: Vec::new(),
-            // SAFETY: kept in the subscriber's state, next to its `Bus` (an
-            // `Arc` of the same `Shared`), and never handed out.
-            producers: (0..producers)
-                .map(|p| unsafe { sh.producer_ref(p) })
-                .collect(),
             empty_polls: 0,
             nap: FIRST_NAP,
         }
@@ -152,10 +179,11 @@ impl State {
         if back == 0 {
             return;
         }
-        for p in 0..self.producers.len() {
-            let ring = self.producers[p];
+        for p in 0..sh.config.max_producers as usize {
+            let lane = &mut self.lanes[p & 63];
+            let ring = lane.ring;
             let head = self.overwrite.then_some(&ring.slot().head);
-            let Some(mut pos) = ring::oldest_start(&ring, &ring.ctl(), self.cursors[p], back, head)
+            let Some(mut pos) = ring::oldest_start(&ring, &ring.ctl(), lane.cursor, back, head)
             else {
                 continue;
             };
@@ -165,17 +193,17 @@ impl State {
                 match ring::peek(&ring, pos, head) {
                     Peek::Padding { next } => pos = next,
                     Peek::Record(v) => {
-                        self.expected[p] = v.seq;
+                        lane.expected = v.seq;
                         break;
                     }
                     _ => break,
                 }
             }
-            if pos >= self.cursors[p] {
+            if pos >= lane.cursor {
                 continue;
             }
-            self.cursors[p] = pos;
-            self.shared_cursors[p] = pos;
+            lane.cursor = pos;
+            lane.shared_cursor = pos;
             // Release: pairs with the Acquire cursor load in `ring::limit`.
             // Moving back to `pos >= tail - history` is safe: a producer
             // that computed its limit from our previous cursor (the tail)
@@ -211,30 +239,36 @@ impl State {
 
     /// Moves the cursor in producer `p`'s ring to `next`. The shared copy
     /// (what a blocked producer waits on) is published once 1/64 of the
-    /// ring has been consumed, when the producer waits for space, when this
-    /// ring is caught up with, or at once with `publish`: storing it on
-    /// every record makes its cache line bounce between the two cores
-    /// whenever the producer is checking for space.
+    /// ring has been consumed, when this ring is caught up with, or at once
+    /// with `publish`: storing it on every record makes its cache line
+    /// bounce between the two cores whenever the producer is checking for
+    /// space. A producer waiting for space is woken by the publication
+    /// (`wake_producer`), which comes at the latest 1/64 of the ring later.
     #[inline]
     pub(crate) fn advance(&mut self, sh: &Shared, p: usize, next: u64, publish: bool) {
-        self.cursors[p] = next;
-        if publish
-            || next.wrapping_sub(self.shared_cursors[p]) >= self.cursor_batch
-            // Relaxed: a hint; see `publish_cursor`.
-            || self.producers[p].slot().space_waiters.load(Ordering::Relaxed) != 0
-        {
+        let lane = &mut self.lanes[p & 63];
+        lane.cursor = next;
+        if publish || next.wrapping_sub(lane.shared_cursor) >= self.cursor_batch {
             self.publish_cursor(sh, p);
         }
     }
 
-    /// Publishes producer `p`'s cursor and wakes the producer if it waits
-    /// for space.
+    /// Publishes producer `p`'s cursor (and this subscriber's `received`
+    /// count) and wakes the producer if it waits for space.
     pub(crate) fn publish_cursor(&mut self, sh: &Shared, p: usize) {
-        let next = self.cursors[p];
-        if self.shared_cursors[p] == next {
+        if self.received != self.shared_received {
+            self.shared_received = self.received;
+            // Relaxed: statistics only.
+            sh.subscriber(self.slot)
+                .received
+                .store(self.received, Ordering::Relaxed);
+        }
+        let lane = &mut self.lanes[p & 63];
+        let next = lane.cursor;
+        if lane.shared_cursor == next {
             return;
         }
-        self.shared_cursors[p] = next;
+        lane.shared_cursor = next;
         // Release: pairs with the Acquire load in `ring::limit`; the bytes
         // before `next` have been read. A plain store: the producer reads
         // this line only when it runs out of space.
@@ -258,11 +292,11 @@ impl State {
             let bit = rotated.trailing_zeros();
             rotated &= rotated - 1;
             let p = ((bit + start) & 63) as usize;
-            let ring = self.producers[p];
+            let ring = self.lanes[p].ring;
             let slot = ring.slot();
             let head = self.overwrite.then_some(&slot.head);
             loop {
-                match ring::peek(&ring, self.cursors[p], head) {
+                match ring::peek(&ring, self.lanes[p].cursor, head) {
                     Peek::Empty => {
                         // Caught up with this producer: let it reuse
                         // everything read so far.
@@ -272,7 +306,7 @@ impl State {
                     Peek::Padding { next } => self.advance(sh, p, next, false),
                     Peek::Lagged => {
                         let pos = ring::resync(&ring, &ring.ctl());
-                        if pos <= self.cursors[p] {
+                        if pos <= self.lanes[p].cursor {
                             // A lapped reader always finds a later record
                             // boundary; none means the producer's words
                             // are damaged (head beyond its tail).
@@ -284,9 +318,10 @@ impl State {
                     }
                     Peek::Corrupt(what) => return Err(self.corrupt(p, what)),
                     Peek::Record(view) => {
-                        if self.overwrite && view.seq > self.expected[p] {
-                            let missed = view.seq - self.expected[p];
-                            self.expected[p] = view.seq;
+                        let lane = &mut self.lanes[p];
+                        if self.overwrite && view.seq > lane.expected {
+                            let missed = view.seq - lane.expected;
+                            lane.expected = view.seq;
                             self.lagged = self.lagged.saturating_add(missed);
                             // Relaxed: statistics only.
                             sh.subscriber(self.slot)
@@ -295,7 +330,7 @@ impl State {
                             return Err(RecvError::Lagged(missed));
                         }
                         if !self.wants(sh, view.topic) {
-                            self.expected[p] = view.seq.wrapping_add(1);
+                            self.lanes[p].expected = view.seq.wrapping_add(1);
                             self.advance(sh, p, view.next, false);
                             continue;
                         }
@@ -332,7 +367,7 @@ impl State {
         if self.scratch.len() < lines {
             self.scratch.resize(lines, Line([0; 4]));
         }
-        let ring = self.producers[p];
+        let ring = self.lanes[p & 63].ring;
         let words: &mut [u64] = bytemuck::cast_slice_mut(&mut self.scratch[..lines]);
         if self.overwrite {
             let n = view.len.div_ceil(8) as usize;
@@ -359,12 +394,8 @@ impl State {
     pub(crate) fn delivered(&mut self, sh: &Shared, found: Found) {
         let Found { producer, view } = found;
         // Wrapping: `seq` is a word of the segment (unchecked on this path).
-        self.expected[producer] = view.seq.wrapping_add(1);
+        self.lanes[producer & 63].expected = view.seq.wrapping_add(1);
         self.received += 1;
-        // Relaxed: statistics only.
-        sh.subscriber(self.slot)
-            .received
-            .store(self.received, Ordering::Relaxed);
         self.advance(sh, producer, view.next, false);
     }
 

@@ -222,7 +222,7 @@ impl<M: Delivery> Subscriber<M> {
         let ptr = if self.st.copy {
             self.st.scratch.as_ptr().cast::<u8>()
         } else {
-            let ring = self.st.producers[found.producer];
+            let ring = self.st.lanes[found.producer & 63].ring;
             // SAFETY: Block policy (`copy` is false only then: see
             // `Delivery::copies`); `peek` saw the record committed and
             // inside the ring; our cursor stays at it until the sample,

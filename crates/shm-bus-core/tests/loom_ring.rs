@@ -63,13 +63,18 @@ struct Ctl {
 
 impl Ctl {
     fn new() -> Self {
+        // Four checkpoints keep the model small (the bus has 64).
+        Self::with_checkpoints(4)
+    }
+    /// With one checkpoint the producer publishes its progress once per
+    /// lap (and before each limit computation): joiners must walk stamps.
+    fn with_checkpoints(n: usize) -> Self {
         Ctl {
             tail: AtomicU64::new(0),
             head: AtomicU64::new(0),
             next_seq: AtomicU64::new(0),
             progress: AtomicU64::new(0),
-            // Four checkpoints keep the model small (the bus has 64).
-            checkpoints: (0..4).map(|_| AtomicU64::new(0)).collect(),
+            checkpoints: (0..n).map(|_| AtomicU64::new(0)).collect(),
         }
     }
     fn ctl(&self) -> RingCtl<'_> {
@@ -256,12 +261,25 @@ fn snapshot_gives_the_position_and_sequence_of_the_next_record() {
 /// overwrote a record the reader starts before.
 #[test]
 fn join_racing_publish_never_lets_the_producer_overwrite_unread_records() {
+    join_model(4);
+}
+
+/// The same with one checkpoint: the producer publishes its progress once
+/// per lap and before each limit computation, so the joiner's snapshot
+/// usually trails the records and `join_after` walks the stamps forward.
+/// Starting anywhere at or after the published tail must be as safe.
+#[test]
+fn join_with_stale_progress_never_lets_the_producer_overwrite_unread_records() {
+    join_model(1);
+}
+
+fn join_model(checkpoints: usize) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
     builder.max_branches = 100_000;
-    builder.check(|| {
+    builder.check(move || {
         let mem = Arc::new(HeapRing::new(CAP));
-        let ctl = Arc::new(Ctl::new());
+        let ctl = Arc::new(Ctl::with_checkpoints(checkpoints));
         let state = Arc::new(AtomicU64::new(0)); // SLOT_FREE
         let cursor = Arc::new(AtomicU64::new(0xA5A5)); // garbage until joined
         let done = Arc::new(AtomicBool::new(false));
@@ -291,7 +309,7 @@ fn join_racing_publish_never_lets_the_producer_overwrite_unread_records() {
         let before = ring::join_before(&ctl.ctl(), &cursor);
         state.store(slot_word(1, SLOT_ACTIVE), Ordering::SeqCst);
         ring::join_fence();
-        let (mut pos, mut next) = ring::join_after(&ctl.ctl(), &cursor, before);
+        let (mut pos, mut next) = ring::join_after(&*mem, &ctl.ctl(), &cursor, before, None);
         loop {
             match ring::peek(&*mem, pos, None) {
                 Peek::Record(v) => {
@@ -416,7 +434,7 @@ fn join_from_oldest_model(margin: u64) {
         let before = ring::join_before(&ctl.ctl(), &cursor);
         state.store(slot_word(1, SLOT_ACTIVE), Ordering::SeqCst);
         ring::join_fence();
-        let (tail, _) = ring::join_after(&ctl.ctl(), &cursor, before);
+        let (tail, _) = ring::join_after(&*mem, &ctl.ctl(), &cursor, before, None);
         let mut pos = match ring::oldest_start(&*mem, &ctl.ctl(), tail, HISTORY_MARGIN, None) {
             Some(oldest) => {
                 cursor.store(oldest, Ordering::Release);

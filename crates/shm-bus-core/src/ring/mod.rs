@@ -213,6 +213,8 @@ pub struct Writer {
     overwrite: bool,
     /// Block policy: highest position that may be written, cached.
     limit: u64,
+    /// The tail as last published in `RingCtl::tail` (see [`Writer::flush`]).
+    published_tail: u64,
     last_chunk: u64,
     /// `log2(cap / number of checkpoints)`.
     chunk_shift: u32,
@@ -248,8 +250,8 @@ impl Writer {
         // Acquire: pairs with the Release stores of `tail` / `next_seq` in
         // `publish_progress` (a previous owner's records before `tail` are
         // complete; the slot claim's AcqRel CAS already orders them).
-        let mut tail = ctl.tail.load(Ordering::Acquire);
-        let mut seq = ctl.next_seq.load(Ordering::Acquire);
+        let tail = ctl.tail.load(Ordering::Acquire);
+        let seq = ctl.next_seq.load(Ordering::Acquire);
         // Relaxed: only this producer writes `head`; the previous owner's
         // last store is ordered before us by the slot claim's AcqRel CAS.
         let head = ctl.head.load(Ordering::Relaxed);
@@ -259,33 +261,10 @@ impl Writer {
         if tail % ALIGN != 0 {
             return Err("producer position not on a record boundary");
         }
-        // Walk records committed but not yet published as the tail.
-        for _ in 0..(cap / ALIGN) {
-            let slot = tail & mask;
-            // Acquire: pairs with the commit stamp store.
-            if mem.word(slot).load(Ordering::Acquire) != tail + 1 {
-                break;
-            }
-            let w1 = mem.word(slot + 8).load(Ordering::Relaxed);
-            let (len, topic) = (w1 & 0xffff_ffff, (w1 >> 32) as u32);
-            let size = if topic == PADDING_TOPIC {
-                if slot == 0 {
-                    break; // damaged: a padding record never starts a lap
-                }
-                cap - slot
-            } else {
-                let next = mem.word(slot + 16).load(Ordering::Relaxed);
-                if len > max_payload(cap) || next >= MAX_POSITION || slot + record_size(len) > cap {
-                    break; // damaged: stop here, the next write overwrites it
-                }
-                seq = next + 1;
-                record_size(len)
-            };
-            if tail + size >= MAX_POSITION {
-                break;
-            }
-            tail += size;
-        }
+        // Records committed but not yet published as the tail (progress is
+        // published once per chunk: see `commit`).
+        let walked = walk(mem, tail, seq, None);
+        let (tail, seq) = (walked.tail, walked.seq);
         // The previous producer may have cleared or half-written the header
         // at the tail; make sure it does not carry this position's stamp.
         // Relaxed: published by the Release stores of `publish_progress`
@@ -298,6 +277,7 @@ impl Writer {
             seq,
             overwrite,
             limit: 0,
+            published_tail: tail,
             last_chunk: u64::MAX,
             chunk_shift: (cap
                 / (ctl.checkpoints.len().max(1) as u64)
@@ -367,6 +347,11 @@ impl Writer {
             ctl.head.store(end, Ordering::Relaxed);
             fence(Ordering::Release);
         } else if end > self.limit {
+            // The join handshake needs the tail published before every
+            // limit computation (the SeqCst fence in `limit` follows this
+            // store): a joiner that the limit does not see starts at or
+            // after this tail (see `join_after`).
+            self.flush(ctl);
             self.limit = limit(self.tail);
             if end > self.limit {
                 return Err(ReserveError::Full);
@@ -385,7 +370,7 @@ impl Writer {
             // Release: pairs with the Acquire stamp load in `peek`.
             mem.word(slot).store(pos + 1, Ordering::Release);
             self.tail += pad;
-            publish_progress(ctl, self.tail, self.seq);
+            self.flush(ctl);
         }
         Ok(Reservation {
             pos: self.tail,
@@ -435,9 +420,91 @@ impl Writer {
                 ctl.checkpoints[chunk as usize & (n - 1)].store(res.pos, Ordering::Release);
             }
         }
-        publish_progress(ctl, self.tail, self.seq);
+        // Progress (tail, next_seq) is published when the tail enters a new
+        // 1/n-th of the ring, not on every record, so the published tail
+        // always trails the true one by less than `cap / n`; readers that
+        // need the true tail walk the stamps forward from it ([`walk`]).
+        if self.tail >> self.chunk_shift != self.published_tail >> self.chunk_shift {
+            self.flush(ctl);
+        }
         seq
     }
+
+    /// Publishes the tail and next sequence number in the ring's controls
+    /// if they moved since last published. [`commit`](Self::commit) does so
+    /// once per 1/n-th of the ring (n checkpoints), [`reserve`](Self::reserve) before it
+    /// computes a limit; call it when the producer stops publishing (the
+    /// bus's `Publisher` does on drop), so the controls say where it ended
+    /// without a walk.
+    #[inline]
+    pub fn flush(&mut self, ctl: &RingCtl<'_>) {
+        if self.published_tail != self.tail {
+            self.published_tail = self.tail;
+            publish_progress(ctl, self.tail, self.seq);
+        }
+    }
+
+    /// Whether the controls hold this writer's current tail (the last
+    /// [`commit`](Self::commit) or [`reserve`](Self::reserve) published it).
+    #[inline]
+    pub fn is_flushed(&self) -> bool {
+        self.published_tail == self.tail
+    }
+
+    /// The position where the next record will start.
+    #[inline]
+    pub fn tail(&self) -> u64 {
+        self.tail
+    }
+}
+
+/// Where [`walk`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Walked {
+    /// One past the last committed record found (a record boundary).
+    pub tail: u64,
+    /// The sequence number the next record will carry.
+    pub seq: u64,
+    /// Records walked over (padding not counted).
+    pub records: u64,
+    /// Timestamp of the last record walked over, if any.
+    pub last_timestamp: Option<u64>,
+}
+
+/// From a published `(tail, seq)` (a producer's controls, which trail its
+/// records by less than 1/64 of the ring: see [`Writer::commit`]), walks the
+/// commit stamps forward to one past the last committed record. Stops at
+/// the first position that holds no complete record, at damage ([`peek`]
+/// validates every header), at [`MAX_POSITION`], or after a ring's worth
+/// of records. `head` as for [`peek`] (Overwrite policy: a record lapped
+/// while walked ends the walk).
+pub fn walk<M: RingMem>(mem: &M, tail: u64, seq: u64, head: Option<&AtomicU64>) -> Walked {
+    let mut w = Walked {
+        tail,
+        seq,
+        records: 0,
+        last_timestamp: None,
+    };
+    for _ in 0..(mem.capacity() / ALIGN) {
+        let next = match peek(mem, w.tail, head) {
+            Peek::Record(view) => {
+                if view.seq >= MAX_POSITION {
+                    break; // damaged: the next write goes here
+                }
+                w.seq = view.seq + 1;
+                w.records += 1;
+                w.last_timestamp = Some(view.timestamp);
+                view.next
+            }
+            Peek::Padding { next } => next,
+            Peek::Empty | Peek::Lagged | Peek::Corrupt(_) => break,
+        };
+        if next >= MAX_POSITION {
+            break;
+        }
+        w.tail = next;
+    }
+    w
 }
 
 /// Publishes the producer's progress under the `progress` seqlock (one
@@ -616,9 +683,10 @@ pub fn resync<M: RingMem>(mem: &M, ctl: &RingCtl<'_>) -> u64 {
             return pos;
         }
     }
-    // The tail is always a record boundary. Acquire: pairs with the Release
-    // store in `publish_progress`.
-    ctl.tail.load(Ordering::Acquire)
+    // The published tail is always a record boundary; the walk moves it to
+    // the producer's true tail.
+    let (tail, seq) = snapshot(ctl);
+    walk(mem, tail, seq, Some(ctl.head)).tail
 }
 
 /// The slot-state word of a subscriber that the producer counts in
@@ -731,14 +799,28 @@ pub fn join_fence() {
 }
 
 /// Step 3 of the join handshake (see [`join_before`]): the `(tail, seq)`
-/// to start reading at.
-pub fn join_after(ctl: &RingCtl<'_>, cursor: &AtomicU64, before: (u64, u64)) -> (u64, u64) {
-    let now = snapshot(ctl);
-    if now.0 != before.0 {
+/// to start reading at — the published progress, walked forward over the
+/// records committed since ([`walk`]; `head` as for [`peek`]), so that the
+/// reader starts after everything committed before it joined.
+///
+/// Starting anywhere at or after the published tail is safe: the producer
+/// publishes its tail before every limit computation ([`Writer::reserve`]),
+/// so a limit that did not count this reader was computed with a tail at
+/// or before the one read here.
+pub fn join_after<M: RingMem>(
+    mem: &M,
+    ctl: &RingCtl<'_>,
+    cursor: &AtomicU64,
+    before: (u64, u64),
+    head: Option<&AtomicU64>,
+) -> (u64, u64) {
+    let (tail, seq) = snapshot(ctl);
+    let now = walk(mem, tail, seq, head);
+    if now.tail != before.0 {
         // Release: pairs with the Acquire cursor load in `limit`.
-        cursor.store(now.0, Ordering::Release);
+        cursor.store(now.tail, Ordering::Release);
     }
-    now
+    (now.tail, now.seq)
 }
 
 /// The protocol on heap memory with std threads, as production runs it;

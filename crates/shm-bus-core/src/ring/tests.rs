@@ -179,6 +179,8 @@ fn miri_overwrite_copies_are_validated() {
                 copy_in(&*mem, res.payload_slot(CAP - 1), &payload_of(seq, len));
                 w.commit(&*mem, &ctl.ctl(), res, 3, 0);
             }
+            // As `Publisher` does on drop: the controls say where it ended.
+            w.flush(&ctl.ctl());
         })
     };
     let (mut cursor, mut expected, mut kept, mut missed) = (0, 0, 0u64, 0u64);
@@ -246,6 +248,7 @@ fn miri_join_racing_publish_never_loses_a_record() {
                         Err(_) => thread::yield_now(),
                     }
                 }
+                w.flush(&ctl.ctl());
             })
         };
         for _ in 0..round % 7 {
@@ -254,7 +257,7 @@ fn miri_join_racing_publish_never_loses_a_record() {
         let before = join_before(&ctl.ctl(), &reader.cursor);
         reader.state.store(ACTIVE, Ordering::SeqCst);
         join_fence();
-        let (mut cursor, mut next) = join_after(&ctl.ctl(), &reader.cursor, before);
+        let (mut cursor, mut next) = join_after(&*mem, &ctl.ctl(), &reader.cursor, before, None);
         let mut producer = Some(producer);
         loop {
             match peek(&*mem, cursor, None) {
