@@ -409,6 +409,15 @@ unsafe impl RingMem for ProducerRef {
     }
 
     #[inline]
+    fn header(&self, slot: u64) -> &[sync::AtomicU64; 4] {
+        let at = (slot & self.mask & !31) as usize;
+        // SAFETY: `at` is 32-aligned and below `mask + 1` (a multiple of
+        // 32), so its 32 bytes are inside the ring; the base is page
+        // aligned; AtomicU64 is valid for any bits.
+        unsafe { &*(self.base.as_ptr().add(at) as *const [sync::AtomicU64; 4]) }
+    }
+
+    #[inline]
     fn ptr(&self, slot: u64) -> *mut u8 {
         // SAFETY: `slot & mask` is inside the ring, so the offset stays in
         // the mapping.

@@ -47,6 +47,10 @@ unsafe impl RingMem for HeapRing {
     fn word(&self, slot: u64) -> &AtomicU64 {
         &self.words[((slot & (self.capacity() - 1)) / 8) as usize]
     }
+    fn header(&self, slot: u64) -> &[AtomicU64; 4] {
+        let i = ((slot & (self.capacity() - 1) & !31) / 8) as usize;
+        self.words[i..i + 4].try_into().expect("four words")
+    }
     fn ptr(&self, _: u64) -> *mut u8 {
         panic!("loom models copy payloads with atomic words")
     }

@@ -86,7 +86,8 @@ pub const fn record_size(len: u64) -> u64 {
 ///
 /// # Safety
 /// Implementors promise that `word(slot)` for every 8-aligned
-/// `slot < capacity()` and `ptr(slot)` for every `slot < capacity()` point
+/// `slot < capacity()`, `header(slot)` for every 32-aligned one, and
+/// `ptr(slot)` for every `slot < capacity()` point
 /// into one live allocation of `capacity()` bytes, 32-byte aligned at
 /// offset 0, that stays valid while `self` lives; that `capacity()` is a
 /// power of two of at least `8 * ALIGN`; and that the bytes are accessed
@@ -97,6 +98,10 @@ pub unsafe trait RingMem {
     /// The 8-byte word at ring offset `slot & (capacity - 1)` (`slot`
     /// 8-aligned).
     fn word(&self, slot: u64) -> &AtomicU64;
+    /// The four words of the record header at ring offset
+    /// `slot & (capacity - 1) & !31` (a record boundary): one masking for
+    /// the header's four accesses.
+    fn header(&self, slot: u64) -> &[AtomicU64; 4];
     /// A raw pointer to ring byte `slot & (capacity - 1)`.
     fn ptr(&self, slot: u64) -> *mut u8;
 }
@@ -393,11 +398,11 @@ impl Writer {
         let slot = res.pos & self.mask;
         let size = record_size(res.len);
         let seq = self.seq;
+        let header = mem.header(slot);
         // Relaxed: published by the Release stamp store below.
-        mem.word(slot + 8)
-            .store(res.len | ((topic as u64) << 32), Ordering::Relaxed);
-        mem.word(slot + 16).store(seq, Ordering::Relaxed);
-        mem.word(slot + 24).store(timestamp, Ordering::Relaxed);
+        header[1].store(res.len | ((topic as u64) << 32), Ordering::Relaxed);
+        header[2].store(seq, Ordering::Relaxed);
+        header[3].store(timestamp, Ordering::Relaxed);
         // The next record's header must not carry a stale stamp when a
         // reader reaches it (it is inside the reservation: `end` included it).
         mem.word((res.pos + size) & self.mask)
@@ -405,7 +410,7 @@ impl Writer {
         // Release: pairs with the Acquire stamp load in `peek`. A plain
         // store, not a locked one: the line is usually being polled by a
         // reader, and a locked op would stall until it is owned again.
-        mem.word(slot).store(res.pos + 1, Ordering::Release);
+        header[0].store(res.pos + 1, Ordering::Release);
         self.tail = res.pos + size;
         self.seq += 1;
         // Checkpoint the first record starting in each 1/n-th of the ring
@@ -609,7 +614,8 @@ pub fn peek<M: RingMem>(mem: &M, cursor: u64, head: Option<&AtomicU64>) -> Peek 
     let slot = cursor & (cap - 1);
     // Acquire: pairs with the stamp store in `commit` / `reserve`; the
     // header words and payload written before it are visible.
-    let stamp = mem.word(slot).load(Ordering::Acquire);
+    let header = mem.header(slot);
+    let stamp = header[0].load(Ordering::Acquire);
     if stamp != cursor + 1 {
         if let Some(head) = head {
             // Relaxed: only a hint that we were lapped; `resync` and the
@@ -622,9 +628,9 @@ pub fn peek<M: RingMem>(mem: &M, cursor: u64, head: Option<&AtomicU64>) -> Peek 
     }
     // Relaxed: ordered after the stamp's Acquire load (Block), and
     // validated by `intact` (Overwrite).
-    let w1 = mem.word(slot + 8).load(Ordering::Relaxed);
-    let seq = mem.word(slot + 16).load(Ordering::Relaxed);
-    let timestamp = mem.word(slot + 24).load(Ordering::Relaxed);
+    let w1 = header[1].load(Ordering::Relaxed);
+    let seq = header[2].load(Ordering::Relaxed);
+    let timestamp = header[3].load(Ordering::Relaxed);
     if let Some(head) = head {
         if !intact(head, cursor, cap) {
             return Peek::Lagged;

@@ -49,6 +49,10 @@ unsafe impl RingMem for HeapRing {
         let slot = slot & (self.capacity() - 1);
         &self.lines[(slot / 32) as usize].0[(slot % 32 / 8) as usize]
     }
+    fn header(&self, slot: u64) -> &[AtomicU64; 4] {
+        let slot = slot & (self.capacity() - 1);
+        &self.lines[(slot / 32) as usize].0
+    }
     fn ptr(&self, slot: u64) -> *mut u8 {
         let slot = slot & (self.capacity() - 1);
         // In bounds of the allocation (masked); writes through it are
