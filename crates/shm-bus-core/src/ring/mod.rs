@@ -220,6 +220,9 @@ pub struct Writer {
     limit: u64,
     /// The tail as last published in `RingCtl::tail` (see [`Writer::flush`]).
     published_tail: u64,
+    /// Where the 1/n-th of the ring after `published_tail`'s begins: a
+    /// commit whose tail reaches it publishes the progress.
+    flush_at: u64,
     last_chunk: u64,
     /// `log2(cap / number of checkpoints)`.
     chunk_shift: u32,
@@ -275,6 +278,11 @@ impl Writer {
         // Relaxed: published by the Release stores of `publish_progress`
         // below and of the next commit stamp.
         mem.word(tail & mask).store(0, Ordering::Relaxed);
+        let chunk_shift = (cap
+            / (ctl.checkpoints.len().max(1) as u64)
+                .next_power_of_two()
+                .min(cap))
+        .trailing_zeros();
         let writer = Writer {
             cap,
             mask,
@@ -283,12 +291,9 @@ impl Writer {
             overwrite,
             limit: 0,
             published_tail: tail,
+            flush_at: ((tail >> chunk_shift) + 1) << chunk_shift,
             last_chunk: u64::MAX,
-            chunk_shift: (cap
-                / (ctl.checkpoints.len().max(1) as u64)
-                    .next_power_of_two()
-                    .min(cap))
-            .trailing_zeros(),
+            chunk_shift,
             max_len: max_payload(cap),
         };
         if overwrite {
@@ -429,7 +434,7 @@ impl Writer {
         // 1/n-th of the ring, not on every record, so the published tail
         // always trails the true one by less than `cap / n`; readers that
         // need the true tail walk the stamps forward from it ([`walk`]).
-        if self.tail >> self.chunk_shift != self.published_tail >> self.chunk_shift {
+        if self.tail >= self.flush_at {
             self.flush(ctl);
         }
         seq
@@ -445,6 +450,7 @@ impl Writer {
     pub fn flush(&mut self, ctl: &RingCtl<'_>) {
         if self.published_tail != self.tail {
             self.published_tail = self.tail;
+            self.flush_at = ((self.tail >> self.chunk_shift) + 1) << self.chunk_shift;
             publish_progress(ctl, self.tail, self.seq);
         }
     }
