@@ -1,16 +1,16 @@
 //! `shm-bus bench latency`: ping-pong over the bus against a cache-line
-//! ping-pong floor, alternating in rounds, and the echo child.
+//! ping-pong floor (`shm-bus-floor`'s, as in compare/), alternating in
+//! rounds, and the echo child.
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use serde_json::json;
 use shm_bus_core::{Bus, BusConfig, RecvError};
+use shm_bus_floor::segment;
 
-use super::floor::Floor;
 use super::{check_size, print_result, ring_for};
 use crate::BadInput;
 use crate::peer::{Peer, unique};
@@ -26,7 +26,7 @@ pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Resul
     let bus_name = unique("lat");
     let floor_name = unique("latfloor");
     let bus = Bus::create(&bus_name.0, config)?;
-    let floor = Floor::create(&floor_name.0, 2, 0)?;
+    let mut floor = segment::create_ping_pong(&floor_name.0)?;
     let total = rounds as u64 * (warmup + per_round);
     let mut echo = Peer::spawn(
         "bench-echo",
@@ -47,7 +47,6 @@ pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Resul
     let mut bus_rtt = Vec::with_capacity((rounds as u64 * per_round) as usize);
     let mut floor_rtt = Vec::with_capacity(bus_rtt.capacity());
     let mut per_round_p50 = Vec::new();
-    let (ping_word, pong_word) = (floor.word(0), floor.word(1));
     let mut floor_seq = 0u64;
     for _ in 0..rounds {
         // Bus round.
@@ -86,18 +85,31 @@ pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Resul
         round.sort_unstable();
         let bus_p50 = percentile(&round, 0.5);
         bus_rtt.extend_from_slice(&round);
-        // Floor round: a bare cache-line ping-pong.
+        // Floor round: a bare cache-line ping-pong, polled the same way.
         let mut fround = Vec::with_capacity(per_round as usize);
         for i in 0..warmup + per_round {
-            floor_seq += 1;
             let t0 = Instant::now();
-            // Release: pairs with the echo's Acquire load.
-            ping_word.store(floor_seq, Ordering::Release);
-            // Acquire: pairs with the echo's Release store.
-            while pong_word.load(Ordering::Acquire) != floor_seq {
-                std::hint::spin_loop();
+            floor.send(floor_seq);
+            let mut spins = 0u64;
+            loop {
+                match floor.try_recv() {
+                    Some(s) if s == floor_seq => break,
+                    Some(s) => bail!("floor echo answered {s} to {floor_seq}"),
+                    None => {
+                        spins += 1;
+                        if spins % (1 << 24) == 0 {
+                            if crate::os::interrupted() {
+                                bail!("interrupted");
+                            }
+                            if echo.child.try_wait()?.is_some() {
+                                bail!("echo process died");
+                            }
+                        }
+                    }
+                }
             }
             let rtt = t0.elapsed().as_nanos() as u64;
+            floor_seq += 1;
             if i >= warmup {
                 fround.push(rtt);
             }
@@ -106,8 +118,7 @@ pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Resul
         per_round_p50.push((bus_p50 / 2, percentile(&fround, 0.5) / 2));
         floor_rtt.extend_from_slice(&fround);
     }
-    // Tell the echo to stop.
-    ping_word.store(u64::MAX, Ordering::Release);
+    // The echo stops once it has answered `total` bus and floor pings.
     echo.wait(Duration::from_secs(30))?;
     bus_rtt.sort_unstable();
     floor_rtt.sort_unstable();
@@ -143,7 +154,8 @@ pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Resul
     })
 }
 
-/// The ping-pong partner: answers bus pings with pongs, then floor pings.
+/// The ping-pong partner: answers bus pings with pongs and floor pings
+/// with floor pongs, `total` of each, then exits.
 pub(super) fn echo(args: &[String]) -> Result<ExitCode> {
     let [bus_name, floor_name, size, total] = args else {
         bail!(BadInput("bench-echo BUS FLOOR SIZE TOTAL".into()));
@@ -151,19 +163,18 @@ pub(super) fn echo(args: &[String]) -> Result<ExitCode> {
     let size: usize = size.parse()?;
     let total: u64 = total.parse()?;
     let bus = Bus::open(bus_name)?;
-    let floor = Floor::open(floor_name, 2, 0)?;
+    let mut floor = segment::open_ping_pong(floor_name)?;
     let mut subscriber = bus.subscriber("bench echo")?;
     subscriber.subscribe("bench.ping")?;
     let mut publisher = bus.publisher("bench echo")?;
     let pong = publisher.topic_id("bench.pong")?;
     println!("READY");
     std::io::stdout().flush()?;
-    let (ping_word, pong_word) = (floor.word(0), floor.word(1));
     let mut answered = 0u64;
-    let mut floor_seen = 0u64;
+    let mut floor_answered = 0u64;
     let mut idle = Instant::now();
     let mut spins = 0u32;
-    loop {
+    while answered < total || floor_answered < total {
         match subscriber.try_recv() {
             Ok(s) => {
                 let mut seq = [0u8; 8];
@@ -179,37 +190,29 @@ pub(super) fn echo(args: &[String]) -> Result<ExitCode> {
             Err(RecvError::Empty) => {}
             Err(e) => return Err(e.into()),
         }
-        // Acquire: pairs with the pinger's Release store.
-        let p = ping_word.load(Ordering::Acquire);
-        if p == u64::MAX {
-            break;
-        }
-        if p != floor_seen {
-            floor_seen = p;
-            // Release: pairs with the pinger's Acquire load.
-            pong_word.store(p, Ordering::Release);
-            // Answer the floor round as tightly as the pinger asks.
-            loop {
-                let q = ping_word.load(Ordering::Acquire);
-                if q == u64::MAX {
-                    return Ok(ExitCode::SUCCESS);
+        if let Some(seq) = floor.try_recv() {
+            floor.send(seq);
+            floor_answered += 1;
+            // Answer the floor round as tightly as the pinger asks; go back
+            // to watching the bus too after 2^20 empty polls.
+            let mut polls = 0u32;
+            while floor_answered < total && polls < 1 << 20 {
+                if let Some(seq) = floor.try_recv() {
+                    floor.send(seq);
+                    floor_answered += 1;
+                    polls = 0;
+                } else {
+                    polls += 1;
                 }
-                if q != floor_seen {
-                    floor_seen = q;
-                    pong_word.store(q, Ordering::Release);
-                    continue;
-                }
-                spins += 1;
-                if spins % (1 << 20) == 0 {
-                    break; // go back to watching the bus too
-                }
-                std::hint::spin_loop();
             }
             idle = Instant::now();
         }
         spins = spins.wrapping_add(1);
         if spins % (1 << 20) == 0 && idle.elapsed() > Duration::from_secs(20) {
-            bail!("no ping for 20 s (answered {answered} of {total}); giving up");
+            bail!(
+                "no ping for 20 s (answered {answered} bus and {floor_answered} floor pings \
+                 of {total}); giving up"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

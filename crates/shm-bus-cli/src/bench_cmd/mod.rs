@@ -5,23 +5,29 @@
 //!
 //! - **latency**: one-way time as half the round trip of a ping-pong. This
 //!   process publishes on `bench.ping`; a child subscribed to it answers on
-//!   `bench.pong`; both busy-poll. Payloads are loaned in the ring and only
-//!   their first 8 bytes (a sequence number) are written: zero copy, as
-//!   iceoryx2's benchmark loans uninitialised samples. The floor is a bare
-//!   cache-line ping-pong between the same two processes. Bus and floor
-//!   alternate in rounds and every round's medians are reported.
+//!   `bench.pong`; both busy-poll (no pause instruction). Payloads are
+//!   loaned in the ring and only their first 8 bytes (a sequence number)
+//!   are written: zero copy, as iceoryx2's benchmark loans uninitialised
+//!   samples. The floor is `shm-bus-floor`'s cache-line ping-pong between
+//!   the same two processes. Bus and floor alternate in rounds and every
+//!   round's medians are reported.
 //! - **throughput**: this process publishes `--count` messages (the whole
 //!   payload written, once, into the ring) to K subscriber processes that
 //!   read each message's sequence number; the rate is `count` over the time
 //!   from the first publish to the last subscriber's last receive. The
-//!   floor is a bare SPSC ring (fixed slots, cached indices) moving the same
+//!   floor is `shm-bus-floor`'s ring (64-byte-aligned slots, each committed
+//!   by a flag in its first word; the consumer's head published every 1/64
+//!   of the ring or when caught up) with one consumer, moving the same
 //!   messages, written and read the same way, between two processes.
 //!   Subscribers receive with `recv` (spin 50 µs, then sleep on the bus's
 //!   futex), as applications do; the floor's consumer only spins.
 //!
+//! Both floors are defined once in `crates/shm-bus-floor`, which compare/
+//! also uses, so this command's ratios and compare/'s measure against the
+//! same thing.
+//!
 //! [`latency`] and [`throughput`] hold the bus measurements and their
-//! child processes; [`floor`] the bare shared-memory floors they are
-//! compared against.
+//! child processes; [`floor`] runs the throughput floor.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,8 +37,6 @@ use clap::Subcommand;
 
 use crate::BadInput;
 
-// The floor ring copies payloads through raw pointers (see its docs).
-#[allow(unsafe_code)]
 mod floor;
 mod latency;
 mod throughput;

@@ -1,5 +1,5 @@
 //! `shm-bus bench throughput`: one producer to K subscriber processes,
-//! between two runs of the SPSC-ring floor, and the subscriber child.
+//! between two runs of the floor ring, and the subscriber child.
 
 use std::io::Write;
 use std::process::ExitCode;
