@@ -1,15 +1,11 @@
-//! Bare POSIX shared memory for the floors, and the sweeper that leaves
-//! `/dev/shm` (and iceoryx2's directory) as clean as the run found them.
+//! Bare POSIX shared memory for the floors (`shm-bus-floor` over a
+//! [`Region`]), and the sweeper that leaves `/dev/shm` (and iceoryx2's
+//! directory) as clean as the run found them.
 
 use std::ffi::CString;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context, Result, bail};
-
-/// Control words sit 128 bytes apart (two cache lines: no sharing through
-/// the adjacent-line prefetcher).
-pub const LINE: usize = 128;
 
 /// A mapped POSIX shared-memory object. The creator unlinks it on drop;
 /// the orchestrator's [`Sweeper`] removes it if a creator dies.
@@ -89,13 +85,15 @@ impl Region {
         })
     }
 
-    /// The `i`-th control word (one per 128-byte line from the start).
-    pub fn word(&self, i: usize) -> &AtomicU64 {
-        assert!((i + 1) * LINE <= self.len, "control word out of the region");
-        // SAFETY: in bounds (asserted), 128-byte aligned (the mapping is
-        // page aligned), and only ever accessed atomically by every process
-        // mapping the object; zero-initialised by ftruncate.
-        unsafe { &*self.ptr.as_ptr().add(i * LINE).cast::<AtomicU64>() }
+    /// The start of the mapping (page aligned), valid for `len()` bytes
+    /// while `self` lives.
+    pub fn base(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// Pointer to byte `offset` (the caller keeps its accesses in bounds

@@ -1,255 +1,138 @@
 //! The floors: what bare shared memory costs between the same processes,
-//! with no library in the way.
+//! with no library in the way. Both are defined in `crates/shm-bus-floor`,
+//! which `shm-bus bench` uses too, so the two measure against the same
+//! floors; this file only maps the memory ([`Region`]) and adapts them to
+//! the harness's traits.
 //!
-//! - Latency: a cache-line ping-pong. Each side stores the sequence number
-//!   in its own 8-byte word (128 bytes apart) and spins on the other's.
-//! - Throughput: a minimal SPSC ring of fixed 64-byte-aligned slots. A
-//!   message's first 8 bytes (its sequence number, plus one) are its commit
-//!   flag: the producer writes the rest of the payload, then stores the
-//!   flag (Release); a consumer polls the flag of its next slot, so no
+//! - Latency: `shm-bus-floor`'s cache-line ping-pong. Each side stores the
+//!   sequence number in its own 8-byte word (128 bytes apart) and spins on
+//!   the other's.
+//! - Throughput: `shm-bus-floor`'s ring of fixed 64-byte-aligned slots. A
+//!   slot's first 8 bytes (the message's sequence number, plus one) are its
+//!   commit flag: the producer writes the rest of the payload, then stores
+//!   the flag (Release); a consumer polls the flag of its next slot, so no
 //!   shared tail counter bounces between the cores (shm-bus's records carry
 //!   a commit stamp the same way). Each consumer's `head` sits on its own
-//!   line, published every 1/64 of the ring and whenever it has caught up
+//!   lines, published every 1/64 of the ring and whenever it has caught up
 //!   (as shm-bus publishes its cursors); the producer caches the slowest
 //!   head. With two consumers, the same ring has two heads.
 //! - The "single memcpy": one thread copying the payload over and over,
 //!   either into one reused buffer or slot after slot through a shared
 //!   mapping of the ring's size.
 
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+use shm_bus_floor::{PING_PONG_BYTES, PingPong, RingLayout, Side};
 
-use super::{PingPong, Sink, Source};
+use super::{Sink, Source};
 use crate::proc::Spec;
-use crate::shm::{LINE, Region};
+use crate::shm::Region;
 
 // ------------------------------------------------------------- latency
 
-pub struct Lat {
-    _region: Region,
-    out: NonNull<AtomicU64>,
-    inp: NonNull<AtomicU64>,
-    last: u64,
-}
+/// One end of the ping-pong, in the run's floor mapping.
+pub struct Lat(PingPong<Region>);
 
 impl Lat {
+    /// The ping side: creates the mapping.
     pub fn create(spec: &Spec) -> Result<Lat> {
-        Lat::new(Region::create(&spec.floor_name(), 2 * LINE)?, 0, 1)
+        Lat::new(
+            Region::create(&spec.floor_name(), PING_PONG_BYTES)?,
+            Side::Ping,
+        )
     }
 
+    /// The echo side: opens the ping side's mapping.
     pub fn open(spec: &Spec) -> Result<Lat> {
-        Lat::new(Region::open(&spec.floor_name(), 2 * LINE)?, 1, 0)
+        Lat::new(
+            Region::open(&spec.floor_name(), PING_PONG_BYTES)?,
+            Side::Echo,
+        )
     }
 
-    fn new(region: Region, out: usize, inp: usize) -> Result<Lat> {
-        Ok(Lat {
-            out: NonNull::from(region.word(out)),
-            inp: NonNull::from(region.word(inp)),
-            _region: region,
-            last: 0,
-        })
+    fn new(region: Region, side: Side) -> Result<Lat> {
+        let (base, len) = (region.base(), region.len());
+        // SAFETY: `region` is a shared mapping of `len` bytes, kept mapped
+        // by the handle (its owner); it was zeroed by `ftruncate` at
+        // creation, and the two processes of the run access it only through
+        // the two ends of this ping-pong (one per side).
+        Ok(Lat(unsafe { PingPong::new(base, len, side, region)? }))
     }
 }
 
-impl PingPong for Lat {
+impl super::PingPong for Lat {
     #[inline]
     fn send(&mut self, seq: u64) -> Result<()> {
-        // SAFETY: points into `_region`, which lives as long as `self`.
-        let out = unsafe { self.out.as_ref() };
-        // Release: pairs with the peer's Acquire load in `try_recv`.
-        out.store(seq + 1, Ordering::Release);
+        self.0.send(seq);
         Ok(())
     }
 
     #[inline]
     fn try_recv(&mut self) -> Result<Option<u64>> {
-        // SAFETY: points into `_region`, which lives as long as `self`.
-        let inp = unsafe { self.inp.as_ref() };
-        // Acquire: pairs with the peer's Release store in `send`.
-        let v = inp.load(Ordering::Acquire);
-        if v != self.last {
-            self.last = v;
-            Ok(Some(v - 1))
-        } else {
-            Ok(None)
-        }
+        Ok(self.0.try_recv())
     }
 }
 
 // ---------------------------------------------------------- throughput
 
-/// The consumers' heads (one line each) fill the first page; the slots
-/// follow.
-const DATA: usize = 4096;
-
-struct Layout {
-    slot: usize,
-    slots: u64,
+fn layout(spec: &Spec) -> Result<RingLayout> {
+    Ok(RingLayout::new(
+        spec.size,
+        spec.ring,
+        spec.subscribers as usize,
+    )?)
 }
 
-impl Layout {
-    fn of(spec: &Spec) -> Result<Layout> {
-        if (spec.subscribers as usize + 1) * LINE > DATA {
-            bail!("too many consumers for the floor ring");
-        }
-        if spec.size < 8 {
-            bail!("payloads carry an 8-byte sequence number");
-        }
-        let slot = spec.size.div_ceil(64) * 64;
-        let slots = (spec.ring / slot as u64).max(2);
-        Ok(Layout { slot, slots })
-    }
-
-    fn bytes(&self) -> usize {
-        DATA + self.slot * self.slots as usize
-    }
-
-    /// The commit flag of slot `idx`: its first 8 bytes.
-    fn flag(&self, region: &Region, idx: u64) -> NonNull<AtomicU64> {
-        let p = region.at(DATA + idx as usize * self.slot);
-        // SAFETY (of later dereferences): inside the region, 64-byte aligned
-        // (page-aligned mapping, DATA and slot multiples of 64), accessed
-        // atomically by every process; `NonNull` because `at` never returns
-        // null for a live mapping.
-        NonNull::new(p.cast::<AtomicU64>()).expect("mapping is not null")
-    }
-}
-
-pub struct Producer {
-    region: Region,
-    layout: Layout,
-    consumers: usize,
-    tail: u64,
-    min_head: u64,
-    idx: u64,
-}
+/// The ring's producer, in the run's floor mapping.
+pub struct Producer(shm_bus_floor::Producer<Region>);
 
 impl Producer {
+    /// Creates the mapping (zeroed) and the ring's one producer.
     pub fn create(spec: &Spec) -> Result<Producer> {
-        let layout = Layout::of(spec)?;
-        Ok(Producer {
-            region: Region::create(&spec.floor_name(), layout.bytes())?,
-            layout,
-            consumers: spec.subscribers as usize,
-            tail: 0,
-            min_head: 0,
-            idx: 0,
-        })
+        let layout = layout(spec)?;
+        let region = Region::create(&spec.floor_name(), layout.bytes())?;
+        let (base, len) = (region.base(), region.len());
+        // SAFETY: `region` is a fresh shared mapping of `len` bytes, zeroed
+        // by `ftruncate` and kept mapped by the producer (its owner). Only
+        // this producer (the run's one `tput-pub` process) and the
+        // subscribers' consumers, made from the same `Spec` and so with an
+        // equal layout, use it.
+        Ok(Producer(unsafe {
+            shm_bus_floor::Producer::new(base, len, layout, region)?
+        }))
     }
 }
 
 impl Source for Producer {
     #[inline]
     fn try_send(&mut self, payload: &[u8]) -> Result<bool> {
-        if self.tail - self.min_head >= self.layout.slots {
-            let mut min = u64::MAX;
-            for c in 0..self.consumers {
-                // Acquire: pairs with the consumer's Release store of its
-                // head, so its reads of the slot are done before we reuse it.
-                min = min.min(self.region.word(1 + c).load(Ordering::Acquire));
-            }
-            self.min_head = min;
-            if self.tail - self.min_head >= self.layout.slots {
-                return Ok(false);
-            }
-        }
-        let flag = self.layout.flag(&self.region, self.idx);
-        let seq = super::seq_of(payload);
-        let dst = flag.as_ptr().cast::<u8>();
-        let head = payload.len().min(64);
-        // SAFETY: the slot lies inside the region and holds `payload.len()`
-        // bytes; no consumer reads it: every head is past its previous use
-        // (checked above) and its flag does not yet announce `seq`. The
-        // payload after the flag is copied in two parts so that the bulk
-        // copy starts 64-byte aligned (a misaligned `rep movsb` is slower).
-        unsafe {
-            std::ptr::copy_nonoverlapping(payload.as_ptr().add(8), dst.add(8), head - 8);
-            if payload.len() > 64 {
-                std::ptr::copy_nonoverlapping(
-                    payload.as_ptr().add(64),
-                    dst.add(64),
-                    payload.len() - 64,
-                );
-            }
-        }
-        // SAFETY: see `Layout::flag`.
-        let flag = unsafe { flag.as_ref() };
-        // Release: pairs with the consumers' Acquire load of the flag: the
-        // rest of the payload is visible before the message is.
-        flag.store(seq + 1, Ordering::Release);
-        self.tail += 1;
-        self.idx += 1;
-        if self.idx == self.layout.slots {
-            self.idx = 0;
-        }
-        Ok(true)
+        Ok(self.0.try_send(payload))
     }
 }
 
-pub struct Consumer {
-    region: Region,
-    layout: Layout,
-    me: usize,
-    next: u64,
-    idx: u64,
-    /// The head as last published, and how often to publish it.
-    published: u64,
-    batch: u64,
-}
+/// A consumer of the ring, in the run's floor mapping.
+pub struct Consumer(shm_bus_floor::Consumer<Region>);
 
 impl Consumer {
+    /// Opens the producer's mapping as consumer `spec.index`.
     pub fn open(spec: &Spec) -> Result<Consumer> {
-        let layout = Layout::of(spec)?;
-        Ok(Consumer {
-            region: Region::open(&spec.floor_name(), layout.bytes())?,
-            me: spec.index as usize,
-            next: 0,
-            idx: 0,
-            published: 0,
-            batch: (layout.slots / 64).max(1),
-            layout,
-        })
-    }
-
-    #[inline]
-    fn publish(&mut self) {
-        if self.published != self.next {
-            self.published = self.next;
-            // Release: pairs with the producer's Acquire load of the heads:
-            // our reads of the slots before `next` are done before it
-            // reuses them.
-            self.region
-                .word(1 + self.me)
-                .store(self.next, Ordering::Release);
-        }
+        let layout = layout(spec)?;
+        let region = Region::open(&spec.floor_name(), layout.bytes())?;
+        let (base, len) = (region.base(), region.len());
+        // SAFETY: `region` maps the producer's object of `len` bytes, kept
+        // mapped by the consumer (its owner); the producer made the ring
+        // with the layout of the same `Spec`, and is its only producer.
+        Ok(Consumer(unsafe {
+            shm_bus_floor::Consumer::new(base, len, layout, spec.index as usize, region)?
+        }))
     }
 }
 
 impl Sink for Consumer {
     #[inline]
     fn try_recv(&mut self) -> Result<Option<u64>> {
-        let flag = self.layout.flag(&self.region, self.idx);
-        // SAFETY: see `Layout::flag`.
-        let flag = unsafe { flag.as_ref() };
-        // Acquire: pairs with the producer's Release store of the flag.
-        let f = flag.load(Ordering::Acquire);
-        if f != self.next + 1 {
-            // Caught up: let the producer reuse everything read so far.
-            self.publish();
-            return Ok(None);
-        }
-        self.next += 1;
-        self.idx += 1;
-        if self.idx == self.layout.slots {
-            self.idx = 0;
-        }
-        if self.next - self.published >= self.batch {
-            self.publish();
-        }
-        Ok(Some(f - 1))
+        Ok(self.0.try_recv())
     }
 }
 
