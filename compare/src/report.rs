@@ -383,7 +383,8 @@ written in place where the system allows it, and only their first 8 bytes
 does. Loaning is part of the timed round trip for every system.
 - *floor*: a bare cache-line ping-pong; each side stores the sequence
   number into its own 8-byte word in a shared mapping (words 128 bytes
-  apart) and spins on the other's.
+  apart) and spins on the other's (`crates/shm-bus-floor`, the same
+  ping-pong as `shm-bus bench latency`'s floor).
 - *shm-bus*: one bus; `loan(topic, size)`, 8 bytes written, `commit()`;
   `try_recv()` on a subscriber to the other side's topic.
 - *iceoryx2*: `ipc::Service`, two publish-subscribe services of `[u8]` as
@@ -422,7 +423,9 @@ rows measure time-sharing as much as the systems.
   a commit stamp the same way). Each consumer publishes its head on its
   own cache line every 1/64 of the ring and whenever it has caught up (as
   shm-bus publishes its cursors); the producer caches the slowest head.
-  With 2 subscribers the same ring has 2 heads.
+  With 2 subscribers the same ring has 2 heads. The ring is
+  `crates/shm-bus-floor`'s, the one `shm-bus bench throughput` uses (with
+  one consumer) for its floor.
 - *shm-bus*: Block policy (lossless); `try_loan` + copy + `commit`;
   `try_recv()`.
 - *iceoryx2*: lossless: `enable_safe_overflow(false)` with
