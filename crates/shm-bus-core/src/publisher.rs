@@ -425,11 +425,23 @@ impl Publisher {
         payload: &[u8],
         wait: Wait,
     ) -> Result<u64, PublishError> {
+        let topic = topic.topic_id(self)?;
+        let seq = self.write_one(topic, payload, wait)?;
+        self.wake_subscribers();
+        Ok(seq)
+    }
+
+    /// Writes and commits one record (subscribers not woken).
+    #[inline]
+    fn write_one(
+        &mut self,
+        topic: TopicId,
+        payload: &[u8],
+        wait: Wait,
+    ) -> Result<u64, PublishError> {
         if self.policy == Policy::Overwrite {
-            let topic = topic.topic_id(self)?;
             return self.publish_copied(topic, payload, wait);
         }
-        let topic = topic.topic_id(self)?;
         let res = self.reserve(payload.len(), wait)?;
         let ring = self.pr;
         let raw = ring::payload_raw(&ring, &res);
@@ -454,6 +466,37 @@ impl Publisher {
         let ring = self.pr;
         ring::copy_in(&ring, res.payload_slot(ring.capacity() - 1), payload);
         Ok(self.commit(res, topic))
+    }
+
+    /// Publishes each payload of `payloads` on `topic`, in order (each
+    /// copied once, into the ring), as [`publish`](Self::publish) would one
+    /// by one, but resolving the topic once and waking sleeping subscribers
+    /// once at the end. Blocks while the ring is full (Block policy).
+    /// Returns how many were published.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish). The payloads before the one that
+    /// failed are published (and subscribers woken); that one and those
+    /// after it are not.
+    pub fn publish_many<'p>(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        payloads: impl IntoIterator<Item = &'p [u8]>,
+    ) -> Result<u64, PublishError> {
+        let topic = topic.topic_id(self)?;
+        let mut n = 0;
+        let mut result = Ok(());
+        for payload in payloads {
+            if let Err(e) = self.write_one(topic, payload, Wait::Forever) {
+                result = Err(e);
+                break;
+            }
+            n += 1;
+        }
+        if n > 0 {
+            self.wake_subscribers();
+        }
+        result.map(|()| n)
     }
 
     /// Publishes a plain-old-data value, viewable in place by subscribers
@@ -484,8 +527,8 @@ impl Publisher {
     }
 
     #[inline]
+    /// Commits `res` (subscribers not woken: see `wake_subscribers`).
     fn commit(&mut self, res: Reservation, topic: TopicId) -> u64 {
-        let sh = &*self.bus.shared;
         let ring = self.pr;
         let slot = ring.slot();
         let now = clock::ticks();
@@ -498,7 +541,13 @@ impl Publisher {
             slot.published.store(self.published, Ordering::Relaxed);
             slot.last_publish.store(now, Ordering::Relaxed);
         }
-        let header = sh.header();
+        seq
+    }
+
+    /// Wakes subscribers sleeping on the bus's futex, if any.
+    #[inline]
+    fn wake_subscribers(&self) {
+        let header = self.bus.shared.header();
         // Relaxed: no fence between our stamp store and this load, so a
         // subscriber that registers as a sleeper at the same instant may be
         // missed; it re-polls after registering and sleeps with a short,
@@ -510,7 +559,6 @@ impl Publisher {
             header.data_futex.fetch_add(1, Ordering::Release);
             futex::wake_all(&header.data_futex);
         }
-        seq
     }
 }
 
@@ -588,7 +636,9 @@ impl Loan<'_> {
         if self.publisher.policy == Policy::Overwrite {
             self.copy_staged();
         }
-        self.publisher.commit(self.res, self.topic)
+        let seq = self.publisher.commit(self.res, self.topic);
+        self.publisher.wake_subscribers();
+        seq
     }
 
     /// Overwrite policy: copies the staged payload into the ring with

@@ -65,6 +65,9 @@ pub(crate) struct State {
     pub(crate) scratch: Vec<Line>,
     pub(crate) empty_polls: u32,
     pub(crate) nap: Duration,
+    /// An error met by a batch receive after it had delivered samples:
+    /// returned by the next receive.
+    pub(crate) pending: Option<RecvError>,
 }
 
 /// A subscriber's place in one producer's ring.
@@ -157,6 +160,7 @@ impl State {
             scratch: Vec::new(),
             empty_polls: 0,
             nap: FIRST_NAP,
+            pending: None,
         }
     }
 
@@ -213,14 +217,20 @@ impl State {
     }
 
     /// Whether records on `id` are delivered to this subscriber.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wants(&mut self, sh: &Shared, id: u32) -> bool {
-        let i = id as usize;
-        if let Some(&state) = self.cache.get(i) {
-            if state != UNKNOWN {
-                return state == MATCH;
-            }
+        match self.cache.get(id as usize) {
+            Some(&MATCH) => true,
+            Some(&NO_MATCH) => false,
+            _ => self.learn_topic(sh, id),
         }
+    }
+
+    /// Matches topic `id` against the subscriptions and caches the answer.
+    #[cold]
+    #[inline(never)]
+    fn learn_topic(&mut self, sh: &Shared, id: u32) -> bool {
+        let i = id as usize;
         // An id beyond the table (damage) has no literal: skipped, and
         // never used to size the cache.
         let Some(literal) = sh.topic_literal(TopicId(id)) else {
@@ -280,6 +290,9 @@ impl State {
 
     #[inline]
     pub(crate) fn poll(&mut self, sh: &Shared) -> Result<Found, RecvError> {
+        if self.pending.is_some() {
+            return Err(self.take_pending());
+        }
         let mask = sh.producer_mask() & !self.broken;
         if mask == 0 {
             return Err(RecvError::Empty);
@@ -292,31 +305,20 @@ impl State {
             let bit = rotated.trailing_zeros();
             rotated &= rotated - 1;
             let p = ((bit + start) & 63) as usize;
+            // A copy of the lane's ring handle: `head` borrows it, not `self`.
             let ring = self.lanes[p].ring;
-            let slot = ring.slot();
-            let head = self.overwrite.then_some(&slot.head);
+            let head = self.overwrite.then_some(&ring.slot().head);
             loop {
                 match ring::peek(&ring, self.lanes[p].cursor, head) {
-                    Peek::Empty => {
-                        // Caught up with this producer: let it reuse
-                        // everything read so far.
-                        self.publish_cursor(sh, p);
+                    other @ (Peek::Empty
+                    | Peek::Padding { .. }
+                    | Peek::Lagged
+                    | Peek::Corrupt(_)) => {
+                        if self.not_a_record(sh, p, other)? {
+                            continue;
+                        }
                         break;
                     }
-                    Peek::Padding { next } => self.advance(sh, p, next, false),
-                    Peek::Lagged => {
-                        let pos = ring::resync(&ring, &ring.ctl());
-                        if pos <= self.lanes[p].cursor {
-                            // A lapped reader always finds a later record
-                            // boundary; none means the producer's words
-                            // are damaged (head beyond its tail).
-                            return Err(
-                                self.corrupt(p, "overwrite mark beyond the producer's tail")
-                            );
-                        }
-                        self.advance(sh, p, pos, true);
-                    }
-                    Peek::Corrupt(what) => return Err(self.corrupt(p, what)),
                     Peek::Record(view) => {
                         let lane = &mut self.lanes[p];
                         if self.overwrite && view.seq > lane.expected {
@@ -338,8 +340,7 @@ impl State {
                             // Rewritten while we copied it: not delivered.
                             // `expected` stays at its sequence, so the next
                             // record found reports it in `Lagged(n)`.
-                            let pos = ring::resync(&ring, &ring.ctl());
-                            self.advance(sh, p, pos, true);
+                            self.not_a_record(sh, p, Peek::Lagged)?;
                             continue;
                         }
                         self.next_producer = (p + 1) & 63;
@@ -349,6 +350,57 @@ impl State {
             }
         }
         Err(RecvError::Empty)
+    }
+
+    /// What `poll` does when producer `p`'s ring holds no deliverable
+    /// record at the cursor: `Ok(true)` when the cursor moved on (read
+    /// again), `Ok(false)` when the ring is caught up with. Out of line:
+    /// the record path is the hot one.
+    #[inline(never)]
+    fn not_a_record(&mut self, sh: &Shared, p: usize, peek: Peek) -> Result<bool, RecvError> {
+        match peek {
+            Peek::Padding { next } => self.advance(sh, p, next, false),
+            Peek::Lagged => {
+                let ring = self.lanes[p & 63].ring;
+                let pos = ring::resync(&ring, &ring.ctl());
+                if pos <= self.lanes[p & 63].cursor {
+                    // A lapped reader always finds a later record boundary;
+                    // none means the producer's words are damaged (head
+                    // beyond its tail).
+                    return Err(self.corrupt(p, "overwrite mark beyond the producer's tail"));
+                }
+                self.advance(sh, p, pos, true);
+            }
+            Peek::Corrupt(what) => return Err(self.corrupt(p, what)),
+            Peek::Empty | Peek::Record(_) => {
+                // Caught up with this producer: let it reuse everything
+                // read so far.
+                self.publish_cursor(sh, p);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The next record of producer `p`'s ring, if it is ready, wanted and
+    /// needs nothing but delivery: the batch receive's short cut past the
+    /// producer scan. Anything else (`None`) goes through [`poll`](Self::poll).
+    #[inline]
+    pub(crate) fn next_in_lane(&mut self, sh: &Shared, p: usize) -> Option<Found> {
+        let lane = &self.lanes[p & 63];
+        if self.overwrite || self.copy {
+            return None;
+        }
+        match ring::peek(&lane.ring, lane.cursor, None) {
+            Peek::Record(view) if self.wants(sh, view.topic) => Some(Found { producer: p, view }),
+            _ => None,
+        }
+    }
+
+    /// The error a batch receive left for the next receive.
+    #[cold]
+    fn take_pending(&mut self) -> RecvError {
+        self.pending.take().unwrap_or(RecvError::Empty)
     }
 
     /// Marks producer `p`'s ring as broken (skipped from now on).
