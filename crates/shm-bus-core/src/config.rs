@@ -182,6 +182,38 @@ impl BusConfig {
         self
     }
 
+    /// A ring size for payloads of up to `max_payload` bytes: the default
+    /// (1 MiB) while that holds at least eight such records, else the
+    /// smallest power of two that holds two of them (a record may take at
+    /// most half the ring), capped at [`MAX_RING_BYTES`].
+    ///
+    /// Large payloads are copied fastest when the ring stays in the
+    /// processor's caches: a ring of two records is rewritten while its
+    /// lines are still cached (measured in `docs/BENCHMARKS.md`), where a
+    /// ring of many records streams through memory. A larger ring lets the
+    /// producer run further ahead of a slow subscriber; pick it with
+    /// [`with_ring_bytes`](Self::with_ring_bytes) when bursts matter more.
+    ///
+    /// ```
+    /// use shm_bus_core::BusConfig;
+    /// assert_eq!(BusConfig::ring_bytes_for(64), 1 << 20);
+    /// assert_eq!(BusConfig::ring_bytes_for(1 << 20), 4 << 20);
+    /// let config = BusConfig::default().with_ring_bytes(BusConfig::ring_bytes_for(1 << 20));
+    /// assert!(config.max_payload() >= 1 << 20);
+    /// ```
+    pub fn ring_bytes_for(max_payload: usize) -> u64 {
+        let record = ring::record_size(max_payload as u64);
+        let default = BusConfig::default().ring_bytes;
+        if record.saturating_mul(8) <= default {
+            return default;
+        }
+        record
+            .saturating_mul(2)
+            .checked_next_power_of_two()
+            .unwrap_or(MAX_RING_BYTES)
+            .clamp(MIN_RING_BYTES, MAX_RING_BYTES)
+    }
+
     /// Largest payload a publisher can send: a record (32-byte header plus
     /// payload rounded up to 32 bytes) may take at most half the ring.
     pub fn max_payload(&self) -> usize {

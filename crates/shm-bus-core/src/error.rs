@@ -92,6 +92,10 @@ pub enum BusError {
         /// The bus's policy.
         policy: crate::Policy,
     },
+    /// [`Bus::prefault`](crate::Bus::prefault): the kernel refused to map
+    /// the rings' pages (out of memory, or a limit on locked/shared memory).
+    #[error("could not prefault the rings: {0}")]
+    Prefault(std::io::Error),
 }
 
 /// Why a publish did not happen. The ring is unchanged in every case.

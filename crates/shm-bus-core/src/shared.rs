@@ -200,6 +200,15 @@ impl Shared {
         }
     }
 
+    /// Every producer's ring, as one region: its start (page aligned) and
+    /// length (`max_producers * ring_bytes`, a multiple of the page size).
+    pub(crate) fn rings_region(&self) -> (NonNull<u8>, usize) {
+        (
+            self.rings,
+            self.config.max_producers as usize * self.config.ring_bytes as usize,
+        )
+    }
+
     /// The topic table (its map is validated again, so a segment damaged
     /// since it was opened gives an error, not a panic).
     pub(crate) fn topics(&self) -> Result<ShmTopicTable<'_>, BusError> {

@@ -730,3 +730,22 @@ fn late_subscribers_from_oldest_never_read_a_record_being_overwritten() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(producer.join().unwrap() > 0);
 }
+
+#[test]
+fn prefault_changes_no_byte_of_the_rings() {
+    let (name, _c) = unique("prefault");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(1 << 16)).unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("t").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    publ.publish("t", b"before").unwrap();
+    // Another handle (as another process would have) prefaults while a
+    // record is waiting to be read.
+    let other = Bus::open(&name).unwrap();
+    other.prefault().unwrap();
+    bus.prefault().unwrap();
+    publ.publish("t", b"after").unwrap();
+    assert_eq!(sub.try_recv().unwrap().payload(), b"before");
+    assert_eq!(sub.try_recv().unwrap().payload(), b"after");
+    assert_eq!(sub.try_recv().unwrap_err(), RecvError::Empty);
+}
