@@ -160,6 +160,20 @@ fn create_json_prints_the_bus_its_size_and_the_config_inspect_shows() {
 }
 
 #[test]
+fn create_prefault_maps_the_rings_and_the_bus_works() {
+    let bus = TestBus::new("create-prefault");
+    let out = run(&["create", &bus.name, "--prefault", "--json"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["prefaulted"], true);
+    let out = run(&["publish", &bus.name, "t", "--count", "100"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = run(&["create", &format!("{}-text", bus.name), "--prefault"]);
+    let _ = run(&["remove", &format!("{}-text", bus.name), "--force"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("rings prefaulted"), "{}", out.stdout);
+}
+
+#[test]
 fn create_with_bad_config_exits_2_and_creates_nothing() {
     let bus = TestBus::new("badcfg");
     for bad in [

@@ -19,6 +19,12 @@ pub(crate) struct CreateCmd {
     /// Print JSON: `{"bus", "segment_bytes", "config": {..}}`.
     #[arg(long)]
     pub json: bool,
+    /// Allocate and map every page of the rings now, so that the first lap
+    /// of publishing takes no page faults (costs `max_producers ×
+    /// ring_bytes` of memory at once; other processes still map the pages
+    /// on first touch, cheaply, or call `Bus::prefault`).
+    #[arg(long)]
+    pub prefault: bool,
 }
 
 /// Options of `remove`.
@@ -51,9 +57,15 @@ pub(crate) fn create(cmd: &CreateCmd) -> Result<ExitCode> {
             return Err(anyhow::Error::new(e).context(format!("cannot create bus `{}`", a.bus)));
         }
     };
+    if cmd.prefault {
+        bus.prefault().map_err(|e| {
+            anyhow::Error::new(e).context(format!("bus `{}` was created, but", a.bus))
+        })?;
+    }
     let info = bus.info();
     if cmd.json {
         let v = json!({
+            "prefaulted": cmd.prefault,
             "bus": info.name,
             "segment_bytes": info.segment_bytes,
             "max_payload": info.max_payload,
@@ -64,7 +76,7 @@ pub(crate) fn create(cmd: &CreateCmd) -> Result<ExitCode> {
     }
     println!(
         "created bus `{}`: {} segment, ring {} per producer, {} producers, {} subscribers, \
-         {} topics, policy {}, mode {:o}; payloads up to {}",
+         {} topics, policy {}, mode {:o}; payloads up to {}{}",
         info.name,
         human_bytes(info.segment_bytes),
         human_bytes(info.config.ring_bytes),
@@ -74,6 +86,11 @@ pub(crate) fn create(cmd: &CreateCmd) -> Result<ExitCode> {
         info.config.policy,
         info.config.mode,
         human_bytes(info.max_payload as u64),
+        if cmd.prefault {
+            "; rings prefaulted"
+        } else {
+            ""
+        },
     );
     Ok(ExitCode::SUCCESS)
 }
