@@ -23,17 +23,32 @@
 //!
 //! ## Flow control
 //!
-//! Under the Block policy a full bus ring blocks the importer, which stops
-//! draining the queue, which stops Zenoh's receive task, which fills TCP,
-//! which blocks the exporter's `put` (`CongestionControl::Block`), which
-//! stops the exporter reading its subscriber, which holds back the
-//! producers on the exporting bus. Zenoh closes a link whose sender stays
-//! blocked longer than `queue/congestion_control/block/wait_before_close`
-//! (5 s by default); what is lost then is counted as below.
+//! With the Block policy on both buses and a healthy link nothing is
+//! lost, end to end: a full bus ring blocks the importer, whose queue
+//! fills, which blocks Zenoh's receive task, which fills TCP, which blocks
+//! the exporter's `put` (reliable, `CongestionControl::Block`), whose
+//! queue fills, which stops the exporter reading, which holds back the
+//! producers on the exporting bus.
+//!
+//! One wait is cut on purpose. A bridge's own subscriber must read what
+//! its importer publishes (to skip it), so if the exporter stopped reading
+//! while its importer waited for room on the bus, two bridges exporting to
+//! each other could wait on each other for ever: A's importer on A's ring,
+//! A's exporter on B's importer, B's importer on B's ring, B's exporter on
+//! A's importer. So the exporter reads in a thread of its own, hands local
+//! events to a `put` thread through a queue, stops reading when that queue
+//! holds [`EXPORT_BUFFER`] bytes, and goes on reading past that bound
+//! while its importer waits on the bus. Local producers are then held
+//! back by whatever holds the importer back (a slow local reader gates
+//! every ring), so the queue stays bounded by what the rings hold.
+//!
+//! Zenoh closes a link whose sender stays blocked longer than
+//! `queue/congestion_control/block/wait_before_close` (5 s by default);
+//! what is lost then is counted (`gaps`, `unrouted`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -55,7 +70,13 @@ pub const MAX_NAME: usize = shm_bus_core::NAME_BYTES - 6;
 /// How often the worker threads look at the stop flag while idle.
 const POLL: Duration = Duration::from_millis(50);
 /// Samples queued between Zenoh's receive task and the importer.
-const IMPORT_QUEUE: usize = 8192;
+const IMPORT_QUEUE: usize = 16_384;
+/// Bytes of local events (payload + 64 each) the exporter's reader may
+/// queue for its `put` thread before it stops reading, unless the
+/// importer waits on the bus (see the module docs).
+const EXPORT_BUFFER: u64 = 8 << 20;
+/// What a queued export is charged beyond its payload.
+const EXPORT_OVERHEAD: u64 = 64;
 /// Route cache entries before the cache is cleared (keys come from the
 /// network: bounded).
 const MAX_ROUTES: usize = 1 << 16;
@@ -242,7 +263,12 @@ impl Counters {
             link_downs: g(&self.link_downs),
             dropped: 0,
         };
-        s.dropped = s.gaps + s.rejected + s.lagged + s.put_failed + s.publish_failed + s.abandoned;
+        s.dropped = s.gaps
+            + s.rejected
+            + s.lagged
+            + s.put_failed
+            + s.publish_failed
+            + s.abandoned;
         s
     }
 }
@@ -384,28 +410,49 @@ impl Bridge {
         };
         let own_producer = publisher.as_ref().map(|p| p.id());
 
+        // Raised by the importer while the bus has no room for it; the
+        // exporter's reader then never stops reading (see the module docs).
+        let importer_waits = Arc::new(AtomicBool::new(false));
+
         if !exports.topics.is_empty() {
             let mut sub = bus.subscriber(&name).map_err(bus_err)?;
             for t in &exports.topics {
                 sub.subscribe(t.as_str()).map_err(bus_err)?;
             }
-            let ex = Exporter {
-                session: session.clone(),
+            let (tx, rx) = std::sync::mpsc::channel::<Pending>();
+            let queued = Arc::new(AtomicU64::new(0));
+            let reader = Reader {
                 source,
                 own_producer,
+                counters: counters.clone(),
+                queued: queued.clone(),
+                importer_waits: importer_waits.clone(),
+                known: Vec::new(),
+            };
+            let putter = Putter {
+                session: session.clone(),
                 express: cfg.express,
                 counters: counters.clone(),
+                queued,
                 topics: Vec::new(),
             };
-            let (stop, failure, bus_name) = (stop.clone(), failure.clone(), cfg.bus.clone());
+            let (stop2, failure2, bus_name) = (stop.clone(), failure.clone(), cfg.bus.clone());
             threads.push(
                 std::thread::Builder::new()
-                    .name("export".into())
+                    .name("export-read".into())
                     .spawn(move || {
-                        if let Err(e) = ex.run(sub, &stop, &bus_name) {
-                            fail(&failure, &stop, e);
+                        // Ends with `tx` dropped: the putter then drains
+                        // the queue and ends.
+                        if let Err(e) = reader.run(sub, tx, &stop2, &bus_name) {
+                            fail(&failure2, &stop2, e);
                         }
                     })
+                    .map_err(|e| BridgeError::Zenoh(format!("spawning the exporter: {e}")))?,
+            );
+            threads.push(
+                std::thread::Builder::new()
+                    .name("export-put".into())
+                    .spawn(move || putter.run(rx))
                     .map_err(|e| BridgeError::Zenoh(format!("spawning the exporter: {e}")))?,
             );
         }
@@ -418,8 +465,8 @@ impl Bridge {
                     .declare_subscriber(key.clone())
                     .allowed_origin(Locality::Remote)
                     .callback(move |sample| {
-                        // Blocks while the queue is full (back-pressure);
-                        // fails once the importer is gone (stopping).
+                        // Blocks while the queue is full (back-pressure
+                        // across the link); fails once the importer is gone.
                         let _ = tx.send((i, sample));
                     })
                     .wait()
@@ -433,6 +480,7 @@ impl Bridge {
                 patterns: imports,
                 counters: counters.clone(),
                 routes: HashMap::new(),
+                waits: importer_waits,
             };
             let (stop, failure, bus_name) = (stop.clone(), failure.clone(), cfg.bus.clone());
             threads.push(
@@ -535,32 +583,48 @@ fn fail(failure: &Mutex<Option<BridgeError>>, stop: &AtomicBool, e: BridgeError)
     stop.store(true, Ordering::Relaxed);
 }
 
-/// One exported topic.
-struct ExportTopic {
-    publisher: zenoh::pubsub::Publisher<'static>,
-    seq: u64,
-    matching: Arc<AtomicBool>,
+/// A local event on its way to Zenoh.
+struct Pending {
+    id: TopicId,
+    /// The topic's text, the first time the reader sees it.
+    topic: Option<Box<str>>,
+    payload: Vec<u8>,
+    meta: Meta,
+    cost: u64,
 }
 
-struct Exporter {
-    session: Session,
+/// Reads the export subscriber, skips what this bridge imported, queues
+/// the rest for the [`Putter`].
+struct Reader {
     source: u64,
     own_producer: Option<u32>,
-    express: bool,
     counters: Arc<Counters>,
-    /// By `TopicId` index; `None` until first exported.
-    topics: Vec<Option<ExportTopic>>,
+    /// Bytes queued for the putter.
+    queued: Arc<AtomicU64>,
+    importer_waits: Arc<AtomicBool>,
+    /// Topics already announced to the putter, by `TopicId` index.
+    known: Vec<bool>,
 }
 
-impl Exporter {
+impl Reader {
     fn run(
         mut self,
         mut sub: shm_bus_core::Subscriber,
+        tx: Sender<Pending>,
         stop: &AtomicBool,
         bus: &str,
     ) -> Result<(), BridgeError> {
-        let mut payload = Vec::new();
         while !stop.load(Ordering::Relaxed) {
+            // Relaxed (both): a budget and a hint; a stale read only delays
+            // or hastens the next read by one round.
+            if self.queued.load(Ordering::Relaxed) > EXPORT_BUFFER
+                && !self.importer_waits.load(Ordering::Relaxed)
+            {
+                // Zenoh is slower than the producers: stop reading, so
+                // the bus holds them back.
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
             let sample = match sub.recv_timeout(POLL) {
                 Ok(s) => s,
                 Err(RecvError::Timeout | RecvError::Empty) => continue,
@@ -570,7 +634,6 @@ impl Exporter {
                 }
                 Err(RecvError::BusRemoved) => return Err(BridgeError::BusRemoved(bus.into())),
                 Err(e) => {
-                    tracing::warn!("export: {e}");
                     eprintln!("shm-bus-zenoh: export: {e}");
                     continue;
                 }
@@ -579,8 +642,15 @@ impl Exporter {
                 bump(&self.counters.echo_suppressed, 1);
                 continue;
             }
-            payload.clear();
-            payload.extend_from_slice(sample.payload());
+            let id = sample.topic_id();
+            let i = id.index();
+            if i >= self.known.len() {
+                self.known.resize(i + 1, false);
+            }
+            let topic = (!self.known[i]).then(|| Box::from(sample.topic()));
+            self.known[i] = true;
+            let payload = sample.payload().to_vec();
+            let cost = payload.len() as u64 + EXPORT_OVERHEAD;
             let meta = Meta {
                 source: self.source,
                 export_seq: 0,
@@ -588,12 +658,54 @@ impl Exporter {
                 producer_seq: sample.sequence(),
                 timestamp_ns: sample.timestamp_ns(),
             };
-            let id = sample.topic_id();
-            let topic = sample.topic().to_owned();
             drop(sample);
-            self.export(id, &topic, &payload, meta)?;
+            self.queued.fetch_add(cost, Ordering::Relaxed);
+            let pending = Pending {
+                id,
+                topic,
+                payload,
+                meta,
+                cost,
+            };
+            if tx.send(pending).is_err() {
+                return Ok(());
+            }
         }
         Ok(())
+    }
+}
+
+/// One exported topic.
+struct ExportTopic {
+    publisher: zenoh::pubsub::Publisher<'static>,
+    seq: u64,
+    matching: Arc<AtomicBool>,
+}
+
+/// Puts what the [`Reader`] queued, in its order, one Zenoh publisher per
+/// topic.
+struct Putter {
+    session: Session,
+    express: bool,
+    counters: Arc<Counters>,
+    queued: Arc<AtomicU64>,
+    /// By `TopicId` index: `None` until declared.
+    topics: Vec<Option<ExportTopic>>,
+}
+
+impl Putter {
+    /// Until the reader is gone and the queue is empty: what the reader
+    /// took off the bus is put even when stopping.
+    fn run(mut self, rx: Receiver<Pending>) {
+        let mut names: HashMap<TopicId, Box<str>> = HashMap::new();
+        while let Ok(p) = rx.recv() {
+            if let Some(t) = &p.topic {
+                names.insert(p.id, t.clone());
+            }
+            let topic = names.get(&p.id).cloned().unwrap_or_default();
+            self.export(p.id, &topic, p.payload, p.meta);
+            self.queued.fetch_sub(p.cost, Ordering::Relaxed);
+        }
     }
 
     fn declare(&self, topic: &str) -> Result<ExportTopic, BridgeError> {
@@ -628,13 +740,7 @@ impl Exporter {
         })
     }
 
-    fn export(
-        &mut self,
-        id: TopicId,
-        topic: &str,
-        payload: &[u8],
-        mut meta: Meta,
-    ) -> Result<(), BridgeError> {
+    fn export(&mut self, id: TopicId, topic: &str, payload: Vec<u8>, mut meta: Meta) {
         let i = id.index();
         if i >= self.topics.len() {
             self.topics.resize_with(i + 1, || None);
@@ -647,31 +753,31 @@ impl Exporter {
                 Err(e) => {
                     bump(&self.counters.put_failed, 1);
                     eprintln!("shm-bus-zenoh: export of `{topic}`: {e}");
-                    return Ok(());
+                    return;
                 }
             }
         }
         let Some(t) = self.topics[i].as_mut() else {
-            return Ok(());
+            return;
         };
         meta.export_seq = t.seq;
         t.seq += 1;
+        // Relaxed: set by Zenoh's matching listener; a hint for counting.
         if !t.matching.load(Ordering::Relaxed) {
             bump(&self.counters.unrouted, 1);
         }
         let res = t
             .publisher
-            .put(ZBytes::from(payload.to_vec()))
+            .put(ZBytes::from(payload))
             .attachment(ZBytes::from(meta.encode().to_vec()))
             .wait();
         match res {
             Ok(()) => bump(&self.counters.exported, 1),
             Err(e) => {
                 bump(&self.counters.put_failed, 1);
-                tracing::warn!("put on `{topic}`: {e}");
+                eprintln!("shm-bus-zenoh: put on `{topic}`: {e}");
             }
         }
-        Ok(())
     }
 }
 
@@ -702,6 +808,14 @@ struct Importer {
     patterns: Patterns,
     counters: Arc<Counters>,
     routes: HashMap<String, Route>,
+    /// Raised while the bus has no room for an import.
+    waits: Arc<AtomicBool>,
+}
+
+/// What the importer does with one sample of an import route.
+enum Verdict {
+    Import(TopicId),
+    Skip,
 }
 
 impl Importer {
@@ -713,18 +827,69 @@ impl Importer {
     ) -> Result<(), BridgeError> {
         loop {
             if stop.load(Ordering::Relaxed) {
-                // Count what is still queued; the callbacks fail fast once
-                // `rx` is dropped.
+                // Count what is still queued; the callbacks' sends fail
+                // once `rx` is dropped.
                 let left = rx.try_iter().count() as u64;
                 bump(&self.counters.abandoned, left);
                 return Ok(());
             }
-            let (i, sample) = match rx.recv_timeout(POLL) {
-                Ok(x) => x,
-                Err(RecvTimeoutError::Timeout) => continue,
+            match rx.recv_timeout(POLL) {
+                Ok((i, sample)) => self.import(i, &sample, stop, bus)?,
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            };
-            self.import(i, &sample, stop, bus)?;
+            }
+        }
+    }
+
+    /// Routes the sample of `key` from import subscriber `from` and checks
+    /// its sequence: import it (as which topic), or skip it (counted).
+    fn judge(&mut self, from: usize, key: &str, attachment: Option<&[u8]>) -> Verdict {
+        if !self.routes.contains_key(key) {
+            if self.routes.len() >= MAX_ROUTES {
+                self.routes.clear();
+            }
+            let route = self.route(key);
+            self.routes.insert(key.to_owned(), route);
+        }
+        let c = &*self.counters;
+        let Some(route) = self.routes.get_mut(key) else {
+            return Verdict::Skip;
+        };
+        if route.owner != from {
+            // Another import subscriber's key expression includes this key
+            // too and takes it: one copy only.
+            return Verdict::Skip;
+        }
+        match &mut route.kind {
+            RouteKind::Import { topic, next } => {
+                match Meta::decode(attachment) {
+                    Ok(meta) => {
+                        if meta.source == self.source {
+                            bump(&c.echo_suppressed, 1);
+                            return Verdict::Skip;
+                        }
+                        let expected = next.entry(meta.source).or_insert(meta.export_seq);
+                        if meta.export_seq < *expected {
+                            bump(&c.duplicates, 1);
+                            return Verdict::Skip;
+                        }
+                        bump(&c.gaps, meta.export_seq - *expected);
+                        *expected = meta.export_seq + 1;
+                    }
+                    // A plain Zenoh publisher (not a bridge): imported as
+                    // is, without sequence checks.
+                    Err(MetaError::Missing | MetaError::Foreign { .. }) => {}
+                }
+                Verdict::Import(*topic)
+            }
+            RouteKind::Filtered => {
+                bump(&c.filtered, 1);
+                Verdict::Skip
+            }
+            RouteKind::Reject => {
+                bump(&c.rejected, 1);
+                Verdict::Skip
+            }
         }
     }
 
@@ -762,64 +927,40 @@ impl Importer {
         stop: &AtomicBool,
         bus: &str,
     ) -> Result<(), BridgeError> {
-        let key = sample.key_expr().as_str();
-        if !self.routes.contains_key(key) {
-            if self.routes.len() >= MAX_ROUTES {
-                self.routes.clear();
-            }
-            let route = self.route(key);
-            self.routes.insert(key.to_owned(), route);
-        }
-        let c = &*self.counters;
-        let Some(route) = self.routes.get_mut(key) else {
+        let attachment = sample.attachment().map(|a| a.to_bytes());
+        let Verdict::Import(topic) =
+            self.judge(from, sample.key_expr().as_str(), attachment.as_deref())
+        else {
             return Ok(());
-        };
-        if route.owner != from {
-            // Another import subscriber's key expression includes this key
-            // too and takes it: one copy only.
-            return Ok(());
-        }
-        let topic = match &mut route.kind {
-            RouteKind::Import { topic, next } => {
-                match Meta::decode(sample.attachment().map(|a| a.to_bytes()).as_deref()) {
-                    Ok(meta) => {
-                        if meta.source == self.source {
-                            bump(&c.echo_suppressed, 1);
-                            return Ok(());
-                        }
-                        let expected = next.entry(meta.source).or_insert(meta.export_seq);
-                        if meta.export_seq < *expected {
-                            bump(&c.duplicates, 1);
-                            return Ok(());
-                        }
-                        bump(&c.gaps, meta.export_seq - *expected);
-                        *expected = meta.export_seq + 1;
-                    }
-                    // A plain Zenoh publisher (not a bridge): imported as
-                    // is, without sequence checks.
-                    Err(MetaError::Missing | MetaError::Foreign { .. }) => {}
-                }
-                *topic
-            }
-            RouteKind::Filtered => {
-                bump(&c.filtered, 1);
-                return Ok(());
-            }
-            RouteKind::Reject => {
-                bump(&c.rejected, 1);
-                return Ok(());
-            }
         };
         let payload = sample.payload().to_bytes();
+        let res = self.publish(topic, &payload, stop, bus);
+        // Relaxed: a hint for the exporter's reader (see the module docs).
+        self.waits.store(false, Ordering::Relaxed);
+        res
+    }
+
+    fn publish(
+        &mut self,
+        topic: TopicId,
+        payload: &[u8],
+        stop: &AtomicBool,
+        bus: &str,
+    ) -> Result<(), BridgeError> {
+        let c = &*self.counters;
+        let mut timeout = Duration::ZERO;
         loop {
-            match self.publisher.publish_timeout(&topic, &payload, POLL) {
+            match self.publisher.publish_timeout(&topic, payload, timeout) {
                 Ok(_) => {
                     bump(&c.imported, 1);
                     return Ok(());
                 }
                 Err(PublishError::Full) => {
                     // The bus's readers are behind (Block policy): wait,
-                    // holding Zenoh back, unless stopping.
+                    // and tell the exporter's reader to keep reading (it
+                    // may be one of them).
+                    self.waits.store(true, Ordering::Relaxed);
+                    timeout = POLL;
                     if stop.load(Ordering::Relaxed) {
                         bump(&c.abandoned, 1);
                         return Ok(());

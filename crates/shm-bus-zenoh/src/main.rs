@@ -10,6 +10,8 @@
 //! Runs until SIGINT or SIGTERM, then detaches and prints its counters.
 //! Exit codes: 0 stopped by a signal, 1 runtime failure, 2 bad usage.
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -107,21 +109,54 @@ fn print_stats(s: &Stats, json: bool) {
 }
 
 fn run(cfg: &BridgeConfig) -> Result<Stats, BridgeError> {
-    // The signal handlers are installed before the bridge starts, so a
-    // signal during start-up is not lost (it is acted on once started).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BridgeError::Zenoh(format!("signal runtime: {e}")))?;
-    let (mut int, mut term) = rt
-        .block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::interrupt())?,
-                signal(SignalKind::terminate())?,
-            ))
+    // SIGINT/SIGTERM are caught by a thread of their own running a small
+    // tokio runtime (Zenoh's blocking calls must not run inside one); it
+    // raises `stop`. The handlers are installed before the bridge starts,
+    // so a signal during start-up is acted on once started.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (mut int, mut term) =
+                    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+                        (Ok(i), Ok(t)) => (i, t),
+                        (Err(e), _) | (_, Err(e)) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                let _ = ready_tx.send(Ok(()));
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                flag.store(true, Ordering::Relaxed);
+            });
         })
-        .map_err(|e| BridgeError::Zenoh(format!("installing signal handlers: {e}")))?;
+        .map_err(|e| BridgeError::Zenoh(format!("spawning the signal thread: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(BridgeError::Zenoh(format!(
+                "installing signal handlers: {e}"
+            )));
+        }
+        Err(_) => return Err(BridgeError::Zenoh("the signal thread died".into())),
+    }
     let bridge = Bridge::start(cfg)?;
     eprintln!(
         "shm-bus-zenoh: bridging bus `{}` as `{}` (zenoh id {}; export {:?}, import {:?}; listen {:?}, connect {:?})",
@@ -133,25 +168,16 @@ fn run(cfg: &BridgeConfig) -> Result<Stats, BridgeError> {
         bridge.listen(),
         cfg.connect,
     );
-    rt.block_on(async {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                _ = int.recv() => break,
-                _ = term.recv() => break,
-                _ = tick.tick() => {
-                    if bridge.failed() {
-                        break;
-                    }
-                    let (before, now) = bridge.poll_link();
-                    if before == 0 && now > 0 {
-                        eprintln!("shm-bus-zenoh: link up ({now} peers)");
-                    } else if before > 0 && now == 0 {
-                        eprintln!("shm-bus-zenoh: link down");
-                    }
-                }
-            }
+    let mut up = false;
+    while !stop.load(Ordering::Relaxed) && !bridge.failed() {
+        let (_, now) = bridge.poll_link();
+        if !up && now > 0 {
+            eprintln!("shm-bus-zenoh: link up ({now} peers)");
+        } else if up && now == 0 {
+            eprintln!("shm-bus-zenoh: link down");
         }
-    });
+        up = now > 0;
+        std::thread::sleep(Duration::from_millis(100));
+    }
     bridge.stop()
 }

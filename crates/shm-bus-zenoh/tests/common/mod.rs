@@ -215,10 +215,10 @@ pub fn bridge(bus: &str, name: &str, args: &[&str]) -> Proc {
     p
 }
 
-/// Publishes `warmup` events on `from` (every 20 ms) until one arrives on
+/// Publishes warm-up events on `from` (every 20 ms) until one arrives on
 /// `to` under `topic`: both bridges are connected and their declarations
-/// known. Returns how many were published.
-pub fn warm_up(from: &str, to: &str, topic: &str) -> u64 {
+/// known. Returns how many were published and how many arrived.
+pub fn warm_up(from: &str, to: &str, topic: &str) -> (u64, u64) {
     let a = Bus::open(from).expect("open from");
     let b = Bus::open(to).expect("open to");
     let mut p = a.publisher("warmup").expect("publisher");
@@ -231,8 +231,11 @@ pub fn warm_up(from: &str, to: &str, topic: &str) -> u64 {
         sent += 1;
         if s.recv_timeout(Duration::from_millis(20)).is_ok() {
             // Let the stragglers through before the subscriber goes.
-            while s.recv_timeout(Duration::from_millis(200)).is_ok() {}
-            return sent;
+            let mut arrived = 1;
+            while s.recv_timeout(Duration::from_millis(300)).is_ok() {
+                arrived += 1;
+            }
+            return (sent, arrived);
         }
         assert!(
             Instant::now() < deadline,
@@ -280,8 +283,3 @@ pub fn per_topic(v: &serde_json::Value) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
-/// Removes segments left by a crashed earlier run is not our business;
-/// this only checks ours are gone.
-pub fn segment_exists(bus: &str) -> bool {
-    std::path::Path::new(&format!("/dev/shm/shm-bus.{bus}")).exists()
-}
