@@ -1,6 +1,10 @@
 //! Unit tests of the floors as data structures, over heap memory, with
 //! threads standing in for processes (the cross-process use is covered by
 //! the CLI's `bench` tests and by compare/ runs).
+//!
+//! They also run under Miri (smaller counts and rings), without the
+//! `segment` feature, whose test maps a real segment:
+//! `cargo +nightly miri test -p shm-bus-floor --no-default-features`.
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -268,8 +272,14 @@ fn heads_are_published_in_batches_or_when_caught_up() {
 #[test]
 fn every_consumer_gets_every_message_in_order_across_threads() {
     for (size, consumers) in [(8, 1), (64, 1), (200, 2), (4096, 3)] {
-        let layout = RingLayout::new(size, 64 * 1024, consumers).unwrap();
-        let count = 200_000u64.min(64 * 1024 * 1024 / size as u64);
+        // Under Miri, a few slots, so that the ring still fills and wraps.
+        let ring_bytes = if cfg!(miri) { 512 } else { 64 * 1024 };
+        let layout = RingLayout::new(size, ring_bytes, consumers).unwrap();
+        let count = if cfg!(miri) {
+            300
+        } else {
+            200_000u64.min(64 * 1024 * 1024 / size as u64)
+        };
         let (_heap, mut tx, rx) = ring(layout);
         let readers: Vec<_> = rx
             .into_iter()
@@ -318,7 +328,7 @@ fn ping_pong_answers_each_round_trip() {
     assert_eq!(echo.try_recv(), Some(0));
     assert_eq!(echo.try_recv(), None, "seen once");
     assert_eq!((heap.load(0), heap.load(LINE)), (1, 0));
-    let count = 100_000u64;
+    let count = if cfg!(miri) { 200 } else { 100_000u64 };
     let echo = thread::spawn(move || {
         echo.send(0);
         let mut answered = 1;
