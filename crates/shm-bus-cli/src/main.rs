@@ -18,15 +18,16 @@
 //! pieces: `common.rs` (exit codes, errors, attaching to a bus),
 //! `format.rs` (tables, byte counts), `time.rs` (clock, dates),
 //! `payload.rs` (generated, verifiable payloads), `peer.rs` (child
-//! processes, scratch bus names), `os.rs` (signals, poll: one of the two
-//! places with `unsafe`, the other being the benchmark floor ring).
+//! processes, scratch bus names), `os.rs` (signals, poll: the one place
+//! with `unsafe`; the benchmark floors' raw copies live in
+//! `crates/shm-bus-floor`).
 //!
 //! Exit codes: 0 success; 1 runtime failure (bus missing, timeout, I/O);
 //! 2 bad usage or bad input. Every failure prints one line on stderr
 //! saying what was wrong.
 
-// Unsafe code is confined to `os` (signals, poll) and the benchmark
-// floor ring (`bench_cmd/floor.rs`); `forbid` cannot be lifted for them.
+// Unsafe code is confined to `os` (signals, poll); `forbid` cannot be
+// lifted for it.
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;
