@@ -3,7 +3,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::Backoff;
 use rustc_hash::FxHashMap;
 use shm_bus_alloc::ProcessId;
 use shm_bus_topic::{Topic, TopicId};
@@ -14,6 +13,7 @@ use crate::config::Policy;
 use crate::error::{BusError, PublishError};
 use crate::futex;
 use crate::layout::{SLOT_ACTIVE, SLOT_FREE, slot_word, store_name};
+use crate::receive::SPIN_POLLS;
 use crate::ring::{self, Line, Reservation, ReserveError, RingMem, Writer};
 use crate::shared::{ProducerRef, Shared, SlotRole};
 
@@ -272,20 +272,23 @@ impl Publisher {
             Wait::Forever => None,
         };
         let spin_until = Instant::now() + self.spin;
-        let backoff = Backoff::new();
         loop {
-            if let Ok(res) = self
-                .writer
-                .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail))
-            {
-                return Ok(res);
+            // Spin (as `Subscriber::wait` does): retries with a pause hint,
+            // the clock read every `SPIN_POLLS` tries.
+            for _ in 0..SPIN_POLLS {
+                match self
+                    .writer
+                    .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail))
+                {
+                    Ok(res) => return Ok(res),
+                    Err(_) => std::hint::spin_loop(),
+                }
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Err(PublishError::Full);
             }
             if now < spin_until {
-                backoff.snooze();
                 continue;
             }
             if sh.is_removed() {
