@@ -42,6 +42,7 @@ pub fn ping_role(spec: &Spec) -> Result<()> {
     match spec.system {
         System::Floor => ping_with(floor::Lat::create(spec)?, spec),
         System::ShmBus => ping_with(shmbus::Lat::create(spec)?, spec),
+        System::ShmBusBatched => bail!("measured in throughput only"),
         System::Iceoryx2 | System::Iceoryx2Preloaned => ping_with(iox::Lat::create(spec)?, spec),
         System::Uds => {
             let listening = uds::listen(spec)?;
@@ -96,6 +97,7 @@ pub fn echo_role(spec: &Spec) -> Result<()> {
     match spec.system {
         System::Floor => echo_with(floor::Lat::open(spec)?, spec),
         System::ShmBus => echo_with(shmbus::Lat::open(spec)?, spec),
+        System::ShmBusBatched => bail!("measured in throughput only"),
         System::Iceoryx2 | System::Iceoryx2Preloaned => echo_with(iox::Lat::open(spec)?, spec),
         System::Uds => echo_with(uds::Lat::new(uds::connect(spec)?, spec.size), spec),
     }

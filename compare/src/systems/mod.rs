@@ -28,6 +28,10 @@ pub enum System {
     /// SPSC ring (throughput).
     Floor,
     ShmBus,
+    /// Throughput only: shm-bus with the producer publishing in bursts of
+    /// [`BURST`] through `publish_many` and subscribers draining with
+    /// `try_recv_many(BURST, ..)`.
+    ShmBusBatched,
     Iceoryx2,
     /// Latency only: iceoryx2 with the next sample loaned before waiting
     /// for the answer, as iceoryx2's own benchmark does.
@@ -36,8 +40,16 @@ pub enum System {
 }
 
 impl System {
-    /// In the order of a round (each round starts one further along).
-    pub const ALL: [System; 4] = [System::Floor, System::ShmBus, System::Iceoryx2, System::Uds];
+    /// The throughput workload's systems, in the order of a round (each
+    /// round starts one further along); shm-bus's batch APIs are a
+    /// separate row.
+    pub const THROUGHPUT: [System; 5] = [
+        System::Floor,
+        System::ShmBus,
+        System::ShmBusBatched,
+        System::Iceoryx2,
+        System::Uds,
+    ];
     /// The latency workload also measures iceoryx2 the way its own
     /// benchmark does.
     pub const LATENCY: [System; 5] = [
@@ -52,6 +64,7 @@ impl System {
         match self {
             System::Floor => "floor",
             System::ShmBus => "shm-bus",
+            System::ShmBusBatched => "shm-bus, bursts of 32",
             System::Iceoryx2 => "iceoryx2",
             System::Iceoryx2Preloaned => "iceoryx2, pre-loaned",
             System::Uds => "Unix socket",
@@ -82,11 +95,38 @@ pub trait Sink {
     fn try_recv(&mut self) -> Result<Option<u64>>;
 }
 
-/// Bytes of buffering every system gets for `size`-byte messages: several
-/// messages, at least 1 MiB (a power of two, as shm-bus needs; shm-bus
-/// needs at least 2 × payload + 64).
+/// Messages per burst of the batched throughput rows.
+pub const BURST: usize = 32;
+
+/// The producer of a batched throughput run (its own loop,
+/// `throughput::produce_bursts`; the one-by-one systems keep theirs).
+pub trait BurstSource {
+    /// Tries to publish the payloads of `payloads` in order (each copied
+    /// once into the system; the first 8 bytes of each are its sequence
+    /// number) and returns how many leading ones it published: 0 when there
+    /// is no room for the first (call again), else at least 1.
+    fn try_send_burst(&mut self, payloads: &[&[u8]]) -> Result<usize>;
+}
+
+/// A subscriber of a batched throughput run.
+pub trait BurstSink {
+    /// Polls once: hands the sequence numbers of up to `limit` messages
+    /// that are ready, in order, to `f`, and returns how many (0: none
+    /// ready).
+    fn try_recv_burst(&mut self, limit: usize, f: impl FnMut(u64)) -> Result<usize>;
+}
+
+/// Bytes of buffering every system gets for `size`-byte messages: the ring
+/// shm-bus picks for that payload, [`BusConfig::ring_bytes_for`]: its
+/// default 1 MiB while that holds eight records, else two records rounded
+/// up to a power of two (4 MiB for 1 MiB payloads), so that a ring of
+/// large messages is rewritten while still in cache instead of streaming
+/// through memory. The floor ring, iceoryx2's subscriber buffer and the
+/// ring-sized memcpy get the same bytes.
+///
+/// [`BusConfig::ring_bytes_for`]: shm_bus_core::BusConfig::ring_bytes_for
 pub fn ring_for(size: usize) -> u64 {
-    ((size as u64 + 64) * 8).next_power_of_two().max(1 << 20)
+    shm_bus_core::BusConfig::ring_bytes_for(size)
 }
 
 #[inline]

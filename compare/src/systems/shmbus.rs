@@ -6,11 +6,16 @@
 //!   is `try_recv()` (one poll).
 //! - Throughput: `try_loan`, the payload copied in, `commit`; subscribers
 //!   `try_recv`. Block policy (lossless), ring = [`ring_for`](super::ring_for).
+//! - Throughput in bursts (`System::ShmBusBatched`, the same bus, producer
+//!   and subscriber): a burst is `try_publish` of its first payload (no
+//!   room: `Ok(0)`, the harness waits as for every system) then
+//!   `publish_many` of the rest, which blocks inside, shm-bus's way, while
+//!   the ring is full; subscribers `try_recv_many(limit, ..)`.
 
 use anyhow::{Result, bail};
 use shm_bus_core::{Bus, BusConfig, PublishError, Publisher, RecvError, Subscriber, TopicId};
 
-use super::{PingPong, Sink, Source, seq_of};
+use super::{BurstSink, BurstSource, PingPong, Sink, Source, seq_of};
 use crate::proc::Spec;
 
 fn config(spec: &Spec) -> Result<BusConfig> {
@@ -123,6 +128,26 @@ impl Source for Producer {
     }
 }
 
+impl BurstSource for Producer {
+    #[inline]
+    fn try_send_burst(&mut self, payloads: &[&[u8]]) -> Result<usize> {
+        let Some((first, rest)) = payloads.split_first() else {
+            return Ok(0);
+        };
+        // `publish_many` has no non-blocking form: the first payload tells
+        // whether there is room now; the rest wait inside if need be.
+        match self.publisher.try_publish(&self.topic, first) {
+            Ok(_) => {}
+            Err(PublishError::Full) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+        let n = self
+            .publisher
+            .publish_many(&self.topic, rest.iter().copied())?;
+        Ok(1 + n as usize)
+    }
+}
+
 pub struct Consumer {
     subscriber: Subscriber,
     _bus: Bus,
@@ -150,6 +175,15 @@ impl Sink for Consumer {
     #[inline]
     fn try_recv(&mut self) -> Result<Option<u64>> {
         poll(&mut self.subscriber)
+    }
+}
+
+impl BurstSink for Consumer {
+    #[inline]
+    fn try_recv_burst(&mut self, limit: usize, mut f: impl FnMut(u64)) -> Result<usize> {
+        Ok(self
+            .subscriber
+            .try_recv_many(limit, |sample| f(seq_of(sample.payload())))?)
     }
 }
 
