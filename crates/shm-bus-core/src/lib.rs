@@ -64,6 +64,8 @@ mod info;
 #[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
+mod loan;
+#[cfg(not(loom))]
 mod members;
 #[cfg(not(loom))]
 pub mod payload;
@@ -104,9 +106,11 @@ pub use info::{BusInfo, ProducerInfo, RingTopics, SubscriberInfo};
 #[cfg(not(loom))]
 pub use layout::NAME_BYTES;
 #[cfg(not(loom))]
+pub use loan::{Loan, OwnedLoan, OwnedLoanError};
+#[cfg(not(loom))]
 pub use members::{Member, Members, SlotState};
 #[cfg(not(loom))]
-pub use publisher::{AsTopic, Loan, Publisher};
+pub use publisher::{AsTopic, Publisher};
 #[cfg(not(loom))]
 pub use sample::Sample;
 #[cfg(not(loom))]

@@ -13,6 +13,7 @@ use crate::config::Policy;
 use crate::error::{BusError, PublishError};
 use crate::futex;
 use crate::layout::{SLOT_ACTIVE, SLOT_FREE, slot_word, store_name};
+use crate::loan::Loan;
 use crate::receive::SPIN_POLLS;
 use crate::ring::{self, Line, Reservation, ReserveError, RingMem, Writer};
 use crate::shared::{ProducerRef, Shared, SlotRole};
@@ -329,15 +330,65 @@ impl Publisher {
         wait: Wait,
     ) -> Result<Loan<'_>, PublishError> {
         let topic = topic.topic_id(self)?;
+        let res = self.reserve_loan(len, wait)?;
+        Ok(Loan::new(self, res, topic))
+    }
+
+    /// Reserves the bytes of a loan (the ring's, or the staging buffer's
+    /// under Overwrite).
+    #[inline]
+    pub(crate) fn reserve_loan(
+        &mut self,
+        len: usize,
+        wait: Wait,
+    ) -> Result<Reservation, PublishError> {
         let res = self.reserve(len, wait)?;
         if self.policy == Policy::Overwrite {
             self.stage(len);
         }
-        Ok(Loan {
-            publisher: self,
-            res,
-            topic,
-        })
+        Ok(res)
+    }
+
+    /// The bytes of `res`, this publisher's current reservation (see
+    /// [`Loan::as_mut_slice`]).
+    #[inline]
+    pub(crate) fn loan_bytes(&mut self, res: &Reservation) -> &mut [u8] {
+        let len = res.len as usize;
+        if self.policy == Policy::Overwrite {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.staging);
+            return &mut bytes[..len];
+        }
+        let raw = ring::payload_raw(&self.pr, res);
+        // SAFETY: Block policy, and `res` is this publisher's current, not
+        // yet committed reservation, held by one loan (a `Loan` borrows the
+        // publisher, an `OwnedLoan` holds it: no other reservation can be
+        // made meanwhile): the bytes are inside the mapping and ours alone
+        // until the commit (see `ring::payload_raw`). The mapping lives as
+        // long as this publisher's bus handle; the slice borrows `self`,
+        // so it is gone before `commit_loan` publishes the record.
+        unsafe { &mut *raw }
+    }
+
+    /// Commits a loan's reservation (copying the staged payload under
+    /// Overwrite) and wakes sleeping subscribers.
+    #[inline]
+    pub(crate) fn commit_loan(&mut self, res: Reservation, topic: TopicId) -> u64 {
+        if self.policy == Policy::Overwrite {
+            self.copy_staged(&res);
+        }
+        let seq = self.commit(res, topic);
+        self.wake_subscribers();
+        seq
+    }
+
+    /// Overwrite policy: copies the staged payload into the ring with
+    /// atomic word stores.
+    #[inline(never)]
+    fn copy_staged(&self, res: &Reservation) {
+        let ring = self.pr;
+        let bytes: &[u8] = bytemuck::cast_slice(&self.staging);
+        let slot = res.payload_slot(ring.capacity() - 1);
+        ring::copy_in(&ring, slot, &bytes[..res.len as usize]);
     }
 
     /// Overwrite policy: makes the staging buffer hold `len` bytes.
@@ -579,79 +630,8 @@ impl Drop for Publisher {
 }
 
 #[derive(Clone, Copy)]
-enum Wait {
+pub(crate) enum Wait {
     No,
     Until(Instant),
     Forever,
-}
-
-/// Bytes loaned inside the ring for one record. Write the payload, then
-/// [`commit`](Loan::commit); dropping it uncommitted publishes nothing.
-pub struct Loan<'a> {
-    publisher: &'a mut Publisher,
-    res: Reservation,
-    topic: TopicId,
-}
-
-impl Loan<'_> {
-    /// The loaned payload bytes: inside the shared ring under Block policy
-    /// (zero copy), in the publisher's staging buffer under Overwrite
-    /// (copied into the ring with atomic word stores at commit, because a
-    /// lapped reader may be reading those ring bytes). Their initial
-    /// content is unspecified; they are 32-byte aligned.
-    #[inline]
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let len = self.res.len as usize;
-        let publisher = &mut *self.publisher;
-        if publisher.policy == Policy::Overwrite {
-            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut publisher.staging);
-            return &mut bytes[..len];
-        }
-        let ring = publisher.pr;
-        let raw = ring::payload_raw(&ring, &self.res);
-        // SAFETY: Block policy, and `res` is this publisher's current, not
-        // yet committed reservation (a loan is its only holder): the bytes
-        // are inside the mapping and ours alone until the commit (see
-        // `ring::payload_raw`). The mapping lives as long as the
-        // publisher's bus handle, which the loan borrows; the slice borrows
-        // the loan, so it is gone before `commit` publishes the record.
-        unsafe { &mut *raw }
-    }
-
-    /// The payload length.
-    pub fn len(&self) -> usize {
-        self.res.len as usize
-    }
-
-    /// Whether the payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.res.len == 0
-    }
-
-    /// The topic id the record will carry.
-    pub fn topic_id(&self) -> TopicId {
-        self.topic
-    }
-
-    /// Publishes the record. Returns its sequence number.
-    #[inline]
-    pub fn commit(self) -> u64 {
-        if self.publisher.policy == Policy::Overwrite {
-            self.copy_staged();
-        }
-        let seq = self.publisher.commit(self.res, self.topic);
-        self.publisher.wake_subscribers();
-        seq
-    }
-
-    /// Overwrite policy: copies the staged payload into the ring with
-    /// atomic word stores.
-    #[inline(never)]
-    fn copy_staged(&self) {
-        let publisher = &*self.publisher;
-        let ring = publisher.pr;
-        let bytes: &[u8] = bytemuck::cast_slice(&publisher.staging);
-        let slot = self.res.payload_slot(ring.capacity() - 1);
-        ring::copy_in(&ring, slot, &bytes[..self.res.len as usize]);
-    }
 }

@@ -145,3 +145,68 @@ fn publish_many_stops_at_the_first_failure() {
         .unwrap();
     assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
 }
+
+#[test]
+fn an_owned_loan_is_kept_filled_committed_and_reloaned() {
+    let (name, _c) = unique("owned-loan");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("t").unwrap();
+    let publ = bus.publisher("p").unwrap();
+    // Pre-loan, keep the loan in a struct, fill it later.
+    struct Pinger {
+        next: shm_bus_core::OwnedLoan,
+    }
+    let mut pinger = Pinger {
+        next: publ.into_loan("t", 16).unwrap(),
+    };
+    assert_eq!(pinger.next.len(), 16);
+    assert_eq!(
+        sub.try_recv().unwrap_err(),
+        RecvError::Empty,
+        "a loan is not a record"
+    );
+    for i in 0..300u64 {
+        let mut loan = pinger.next;
+        loan.as_mut_slice()[..8].copy_from_slice(&i.to_le_bytes());
+        let (next, seq) = loan.commit_and_reloan(16).unwrap();
+        assert_eq!(seq, i);
+        pinger.next = next;
+        let s = sub.try_recv().unwrap();
+        assert_eq!(
+            s.payload()[..8],
+            i.to_le_bytes(),
+            "300 records wrap the 4 KiB ring"
+        );
+    }
+    // Cancelled: nothing published, the publisher comes back and works.
+    let mut publ = pinger.next.cancel();
+    assert_eq!(sub.try_recv().unwrap_err(), RecvError::Empty);
+    publ.publish("t", b"after").unwrap();
+    assert_eq!(sub.try_recv().unwrap().payload(), b"after");
+    // A failed loan gives the publisher back.
+    let err = publ.try_into_loan("t", 1 << 20).unwrap_err();
+    assert!(matches!(err.error, PublishError::PayloadTooLarge { .. }));
+    let (publ, seq) = err.publisher.into_loan("t", 0).unwrap().commit();
+    assert_eq!(seq, 301);
+    drop(publ);
+    assert!(sub.try_recv().unwrap().is_empty());
+}
+
+#[test]
+fn an_owned_loan_under_overwrite_is_staged_then_copied() {
+    let (name, _c) = unique("owned-loan-ow");
+    let bus = Bus::create(
+        &name,
+        BusConfig::default()
+            .with_ring_bytes(4096)
+            .with_policy(Policy::Overwrite),
+    )
+    .unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("t").unwrap();
+    let mut loan = bus.publisher("p").unwrap().into_loan("t", 5).unwrap();
+    loan.as_mut_slice().copy_from_slice(b"hello");
+    let (_publ, _) = loan.commit();
+    assert_eq!(sub.try_recv().unwrap().payload(), b"hello");
+}
