@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict};
-use shm_bus_core::{Bus, BusConfig, Policy, Publisher, RecvError, Start, Subscriber};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use shm_bus_core::{Bus, BusConfig, Policy, RecvError, Start, Subscriber};
 
 use crate::codec::Encoded;
 use crate::errors::{Empty, bus_error};
 use crate::ffi::Exported;
-use crate::port::{SLICE, put_bytes, recv_error, topic_text};
+use crate::port::{PubState, SLICE, lock_pub, put_bytes, recv_error, topic_text};
 
 pub(crate) fn config_from(ring_bytes: Option<u64>, policy: Option<&str>) -> PyResult<BusConfig> {
     let mut config = BusConfig::default();
@@ -162,7 +162,7 @@ impl PyBus {
     /// A publisher named `name`.
     fn publisher(&self, name: &str) -> PyResult<PyPublisher> {
         Ok(PyPublisher {
-            publisher: Mutex::new(self.bus.publisher(name).map_err(bus_error)?),
+            publisher: PubState::new(self.bus.publisher(name).map_err(bus_error)?),
         })
     }
 
@@ -213,7 +213,7 @@ impl PyBus {
 /// Publishes raw bytes on exact topics.
 #[pyclass(module = "shm_bus._native", name = "Publisher", frozen)]
 pub(crate) struct PyPublisher {
-    publisher: Mutex<Publisher>,
+    publisher: Mutex<PubState>,
 }
 
 fn buffer_arg(data: &Bound<'_, PyAny>) -> PyResult<Encoded> {
@@ -247,7 +247,7 @@ impl PyPublisher {
         put_bytes(
             py,
             &self.publisher,
-            &topic.to_cow()?,
+            &topic,
             &encoded,
             block,
             timeout,
@@ -259,12 +259,8 @@ impl PyPublisher {
     /// `commit()` (or leave a `with` block). The buffer is a private
     /// bytearray copied into the ring at commit (see docs/PYTHON.md).
     fn loan(&self, topic: &Bound<'_, PyAny>, size: usize) -> PyResult<PyLoan> {
-        let topic = topic_text(topic)?.to_cow()?.into_owned();
-        let max = self
-            .publisher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .max_payload();
+        let topic = topic_text(topic)?.unbind();
+        let max = lock_pub(&self.publisher).publisher.max_payload();
         if size > max {
             return Err(PyValueError::new_err(format!(
                 "a loan of {size} bytes exceeds the bus's maximum payload of {max}"
@@ -291,42 +287,36 @@ impl PyPublisher {
         let Some(buf) = l.buffer.take() else {
             return Err(PyRuntimeError::new_err("this loan was already committed"));
         };
-        let topic = l.topic.clone();
+        let topic = l.topic.clone_ref(py);
         drop(l);
         let encoded = buffer_arg(buf.bind(py).as_any())?;
-        put_bytes(py, &self.publisher, &topic, &encoded, block, timeout, true)
+        put_bytes(py, &self.publisher, topic.bind(py), &encoded, block, timeout, true)
     }
 
     /// The producer slot: the `producer` of the samples it publishes.
     #[getter]
     fn id(&self) -> u32 {
-        self.publisher.lock().unwrap_or_else(|e| e.into_inner()).id()
+        lock_pub(&self.publisher).publisher.id()
     }
 
     /// The largest payload this bus accepts.
     #[getter]
     fn max_payload(&self) -> usize {
-        self.publisher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .max_payload()
+        lock_pub(&self.publisher).publisher.max_payload()
     }
 
     /// Bytes of this publisher's ring not yet read by the slowest
     /// subscriber.
     #[getter]
     fn backlog(&self) -> u64 {
-        self.publisher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .backlog()
+        lock_pub(&self.publisher).publisher.backlog()
     }
 }
 
 /// Bytes being prepared for one record.
 #[pyclass(module = "shm_bus._native", name = "Loan")]
 pub(crate) struct PyLoan {
-    topic: String,
+    topic: Py<PyString>,
     buffer: Option<Py<PyByteArray>>,
 }
 
@@ -345,8 +335,8 @@ impl PyLoan {
     }
 
     #[getter]
-    fn topic(&self) -> &str {
-        &self.topic
+    fn topic(&self, py: Python<'_>) -> Py<PyString> {
+        self.topic.clone_ref(py)
     }
 
     #[getter]

@@ -201,8 +201,19 @@ fn parse_buffers(payload: &[u8]) -> Option<Vec<BufDesc<'_>>> {
 /// handlers return (empty for an owned decode).
 pub(crate) struct Decoded<'py> {
     pub(crate) args: Bound<'py, PyTuple>,
-    pub(crate) kwargs: Bound<'py, PyDict>,
+    /// `None` for no keyword arguments (no dict is made per event).
+    pub(crate) kwargs: Option<Bound<'py, PyDict>>,
     pub(crate) views: Vec<Bound<'py, PyAny>>,
+}
+
+impl<'py> Decoded<'py> {
+    /// The keyword arguments as a (new, if there were none) dict.
+    pub(crate) fn kwargs_dict(&self, py: Python<'py>) -> Bound<'py, PyDict> {
+        match &self.kwargs {
+            Some(k) => k.clone(),
+            None => PyDict::new(py),
+        }
+    }
 }
 
 /// Decodes a payload. With `owned`, memoryviews are over a private copy
@@ -243,7 +254,7 @@ pub(crate) fn decode<'py>(py: Python<'py>, payload: &[u8], owned: bool) -> PyRes
                     })?;
                 return Ok(Decoded {
                     args,
-                    kwargs,
+                    kwargs: Some(kwargs),
                     views,
                 });
             }
@@ -266,7 +277,7 @@ pub(crate) fn decode<'py>(py: Python<'py>, payload: &[u8], owned: bool) -> PyRes
                     }
                     return Ok(Decoded {
                         args: list.to_tuple(),
-                        kwargs: PyDict::new(py),
+                        kwargs: None,
                         views,
                     });
                 }
@@ -277,7 +288,7 @@ pub(crate) fn decode<'py>(py: Python<'py>, payload: &[u8], owned: bool) -> PyRes
     let mv = base(payload, &mut views)?;
     Ok(Decoded {
         args: PyTuple::new(py, [mv])?,
-        kwargs: PyDict::new(py),
+        kwargs: None,
         views,
     })
 }

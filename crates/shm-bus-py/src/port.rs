@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
-use shm_bus_core::{Bus, BusError, PublishError, Publisher, RecvError, Sample, Subscriber};
+use shm_bus_core::{
+    Bus, BusError, PublishError, Publisher, RecvError, Sample, Subscriber, TopicId,
+};
 
 use crate::codec::{self, Encoded};
 use crate::errors::{Empty, Full, bus_error, publish_error};
@@ -41,33 +43,72 @@ pub(crate) fn topic_text<'py>(topic: &Bound<'py, PyAny>) -> PyResult<Bound<'py, 
     Ok(v.cast_into::<PyString>()?)
 }
 
+/// A publisher and the topic ids of the `str` objects last put through
+/// it (keyed by identity: a literal or a `Topic`'s cached value is the
+/// same object on every call, so the common `put` neither encodes the
+/// string nor hashes it).
+pub(crate) struct PubState {
+    pub(crate) publisher: Publisher,
+    ids: Vec<(Py<PyString>, TopicId)>,
+}
+
+/// How many `str` objects a publisher remembers the topic id of.
+const ID_CACHE: usize = 64;
+
+impl PubState {
+    pub(crate) fn new(publisher: Publisher) -> Mutex<PubState> {
+        Mutex::new(PubState {
+            publisher,
+            ids: Vec::new(),
+        })
+    }
+
+    fn topic_id(&mut self, topic: &Bound<'_, PyString>) -> PyResult<TopicId> {
+        if let Some((_, id)) = self.ids.iter().find(|(s, _)| s.as_ptr() == topic.as_ptr()) {
+            return Ok(*id);
+        }
+        let id = self
+            .publisher
+            .topic_id(&topic.to_cow()?)
+            .map_err(bus_error)?;
+        if self.ids.len() >= ID_CACHE {
+            self.ids.remove(0);
+        }
+        self.ids.push((topic.clone().unbind(), id));
+        Ok(id)
+    }
+}
+
+pub(crate) fn lock_pub(m: &Mutex<PubState>) -> std::sync::MutexGuard<'_, PubState> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Publishes `payload` on `topic`: once without waiting, then (if `block`
 /// and allowed) in slices with the GIL released, checking signals.
 pub(crate) fn put_bytes(
     py: Python<'_>,
-    publisher: &Mutex<Publisher>,
-    topic: &str,
+    publisher: &Mutex<PubState>,
+    topic: &Bound<'_, PyString>,
     encoded: &Encoded,
     block: bool,
     timeout: f64,
     may_block: bool,
 ) -> PyResult<u64> {
     let payload = encoded.bytes(py);
-    match publisher.try_lock() {
-        Ok(mut p) => match p.try_publish(topic, payload) {
+    let mut id = None;
+    let first = match publisher.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    };
+    if let Some(mut p) = first {
+        let tid = p.topic_id(topic)?;
+        id = Some(tid);
+        match p.publisher.try_publish(&tid, payload) {
             Ok(seq) => return Ok(seq),
             Err(PublishError::Full) => {}
             Err(e) => return Err(publish_error(e)),
-        },
-        Err(TryLockError::Poisoned(p)) => {
-            let mut p = p.into_inner();
-            match p.try_publish(topic, payload) {
-                Ok(seq) => return Ok(seq),
-                Err(PublishError::Full) => {}
-                Err(e) => return Err(publish_error(e)),
-            }
         }
-        Err(TryLockError::WouldBlock) => {}
     }
     if !block || !may_block {
         if !may_block && block {
@@ -76,7 +117,23 @@ pub(crate) fn put_bytes(
                  (waiting would wait for itself)",
             ));
         }
-        return Err(Full::new_err("the ring is full"));
+        if id.is_some() {
+            return Err(Full::new_err("the ring is full"));
+        }
+    }
+    let id = match id {
+        Some(id) => id,
+        None => {
+            // another thread holds the publisher (it may be waiting for
+            // room): wait for it without the GIL
+            let text = topic.to_cow()?.into_owned();
+            let r = py.detach(|| lock_pub(publisher).publisher.topic_id(&text));
+            r.map_err(bus_error)?
+        }
+    };
+    if !block {
+        let r = py.detach(|| lock_pub(publisher).publisher.try_publish(&id, payload));
+        return r.map_err(publish_error);
     }
     let deadline = (timeout > 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
     loop {
@@ -92,10 +149,7 @@ pub(crate) fn put_bytes(
                 left.min(SLICE)
             }
         };
-        let result = py.detach(|| {
-            let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
-            p.publish_timeout(topic, payload, slice)
-        });
+        let result = py.detach(|| lock_pub(publisher).publisher.publish_timeout(&id, payload, slice));
         match result {
             Ok(seq) => return Ok(seq),
             Err(PublishError::Full) => py.check_signals()?,
@@ -136,8 +190,11 @@ struct Route {
 #[pyclass(module = "shm_bus._native")]
 pub(crate) struct BusPort {
     bus: Bus,
-    publisher: Mutex<Publisher>,
-    subscriber: Mutex<Subscriber>,
+    publisher: Mutex<PubState>,
+    /// Attached on first need (`attach`, `get`, `run`): an engine that
+    /// only puts never holds the bus's producers back.
+    subscriber: Mutex<Option<Subscriber>>,
+    name: String,
     /// Bumped by `invalidate` after every registration change.
     generation: AtomicU64,
     /// Whether `run` keeps dispatching.
@@ -160,6 +217,15 @@ fn thread_key() -> u64 {
 }
 
 impl BusPort {
+    fn attach_locked(&self, slot: &mut Option<Subscriber>) -> PyResult<()> {
+        if slot.is_none() {
+            let mut sub = self.bus.subscriber(&self.name).map_err(bus_error)?;
+            sub.subscribe("**").map_err(|e: BusError| bus_error(e))?;
+            *slot = Some(sub);
+        }
+        Ok(())
+    }
+
     fn resolve<'py>(
         &self,
         py: Python<'py>,
@@ -231,7 +297,7 @@ impl BusPort {
                 fire_fast(py, hook, topic, &decoded, rh.captures.bind(py), on_error)
             } else {
                 make_payload
-                    .call1((topic, &decoded.args, &decoded.kwargs, sample.sequence()))
+                    .call1((topic, &decoded.args, decoded.kwargs_dict(py), sample.sequence()))
                     .and_then(|msg| hook.call_method1("trigger", (msg,)))
                     .map(drop)
             };
@@ -243,7 +309,7 @@ impl BusPort {
         // The ring bytes may be rewritten once the sample drops: every
         // view handed out is released now, so a kept one raises.
         for view in decoded.views.iter().rev() {
-            if view.call_method0("release").is_err() {
+            if view.call_method0(pyo3::intern!(py, "release")).is_err() {
                 self.escaped_views.fetch_add(1, Ordering::Relaxed);
                 let _ = on_error.call1((
                     py.None(),
@@ -270,7 +336,7 @@ fn fire_fast<'py>(
 ) -> PyResult<()> {
     let handlers = hook.getattr(pyo3::intern!(py, "_handlers"))?;
     let handlers = handlers.cast::<PyList>()?;
-    let no_kwargs = decoded.kwargs.is_empty();
+    let no_kwargs = decoded.kwargs.as_ref().is_none_or(|k| k.is_empty());
     for entry in handlers.iter() {
         let entry = entry.cast::<PyTuple>()?;
         let f = entry.get_item(0)?;
@@ -279,7 +345,10 @@ fn fire_fast<'py>(
         let result = if !with_topic && !with_captures && no_kwargs {
             f.call1(&decoded.args)
         } else {
-            let kw = decoded.kwargs.copy()?;
+            let kw = match &decoded.kwargs {
+                Some(k) => k.copy()?,
+                None => PyDict::new(py),
+            };
             if with_topic {
                 kw.set_item(pyo3::intern!(py, "topic"), topic)?;
             }
@@ -291,7 +360,7 @@ fn fire_fast<'py>(
         if let Err(err) = result {
             hook.call_method1(
                 pyo3::intern!(py, "_handler_failed"),
-                (f, with_topic, &decoded.args, &decoded.kwargs, topic, err),
+                (f, with_topic, &decoded.args, decoded.kwargs_dict(py), topic, err),
             )?;
         }
     }
@@ -319,20 +388,39 @@ impl BusPort {
         }
         .map_err(bus_error)?;
         let publisher = bus.publisher(name).map_err(bus_error)?;
-        let mut subscriber = bus.subscriber(name).map_err(bus_error)?;
-        subscriber
-            .subscribe("**")
-            .map_err(|e: BusError| bus_error(e))?;
         Ok(BusPort {
             bus,
-            publisher: Mutex::new(publisher),
-            subscriber: Mutex::new(subscriber),
+            publisher: PubState::new(publisher),
+            subscriber: Mutex::new(None),
+            name: name.to_owned(),
             generation: AtomicU64::new(0),
             active: AtomicBool::new(false),
             dispatcher: AtomicU64::new(0),
             handled_views: AtomicU64::new(0),
             escaped_views: AtomicU64::new(0),
         })
+    }
+
+    /// Attaches the engine's subscriber (to `**`) if it is not yet:
+    /// from now on it receives every event put on the bus.
+    fn attach(&self) -> PyResult<()> {
+        let mut guard = match self.subscriber.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // a dispatch loop or get holds it: it is attached
+            Err(TryLockError::WouldBlock) => return Ok(()),
+        };
+        self.attach_locked(&mut guard)
+    }
+
+    /// Whether the subscriber is attached.
+    #[getter]
+    fn attached(&self) -> bool {
+        match self.subscriber.try_lock() {
+            Ok(g) => g.is_some(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().is_some(),
+            Err(TryLockError::WouldBlock) => true,
+        }
     }
 
     #[getter]
@@ -349,10 +437,7 @@ impl BusPort {
     /// Bytes of this engine's ring not yet read by the slowest subscriber.
     #[getter]
     fn occupied(&self) -> u64 {
-        self.publisher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .backlog()
+        lock_pub(&self.publisher).publisher.backlog()
     }
 
     #[getter]
@@ -398,7 +483,6 @@ impl BusPort {
         timeout: f64,
     ) -> PyResult<u64> {
         let topic = topic_text(topic)?;
-        let topic = topic.to_cow()?;
         let encoded = codec::encode(py, args, kwargs)?;
         let may_block = self.dispatcher.load(Ordering::Relaxed) != thread_key();
         put_bytes(py, &self.publisher, &topic, &encoded, block, timeout, may_block)
@@ -438,7 +522,10 @@ impl BusPort {
                 ));
             }
         };
-        let sub: &mut Subscriber = &mut guard;
+        self.attach_locked(&mut guard)?;
+        let Some(sub) = guard.as_mut() else {
+            return Err(PyRuntimeError::new_err("no subscriber"));
+        };
         let deadline = (timeout > 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
         let mut taken = match sub.try_recv() {
             Ok(s) => Some(take(&s)),
@@ -469,7 +556,8 @@ impl BusPort {
         }
         let t = taken.expect("loop ends with an event");
         let decoded = codec::decode(py, &t.payload, true)?;
-        Ok((t.topic, decoded.args, decoded.kwargs, t.sequence))
+        let kwargs = decoded.kwargs_dict(py);
+        Ok((t.topic, decoded.args, kwargs, t.sequence))
     }
 
     /// Dispatches until `set_active(False)` (or the bus is removed):
@@ -495,7 +583,10 @@ impl BusPort {
             }
         };
         keep_mapped(&self.bus);
-        let sub: &mut Subscriber = &mut guard;
+        self.attach_locked(&mut guard)?;
+        let Some(sub) = guard.as_mut() else {
+            return Err(PyRuntimeError::new_err("no subscriber"));
+        };
         self.dispatcher.store(thread_key(), Ordering::Relaxed);
         let _reset = ResetOnDrop(&self.dispatcher);
         let mut routes: Vec<Option<Route>> = Vec::new();

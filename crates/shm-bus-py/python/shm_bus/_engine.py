@@ -158,6 +158,8 @@ class EventEngine:
         if self.engine is not None and self.engine.is_alive():
             self.logger.warning(f"{self} already started!")
             return
+        if self._port is not None:
+            self._port.attach()
         self.activate()
         self.engine = threading.Thread(target=self.run, name="EventEngine", daemon=True)
         self.engine.start()
@@ -294,6 +296,8 @@ class EventEngine:
 
     def register_hook(self, hook: EventHook) -> None:
         """Registers a hook; ``KeyError`` if its topic has one already."""
+        if self._port is not None:
+            self._port.attach()
         m = self._map(hook.topic)
         if hook.topic.value in m:
             raise KeyError(f"Another EventHook already registered for {hook.topic.value}")
@@ -311,8 +315,11 @@ class EventEngine:
         return hook
 
     def register_handler(self, topic: Any, handler: Callable, deduplicate: bool = False) -> None:
-        """Registers ``handler`` on ``topic`` (an exact topic or a pattern)."""
+        """Registers ``handler`` on ``topic`` (an exact topic or a pattern).
+        Over a bus, the first registration attaches the engine's subscriber."""
         topic = _topic(topic)
+        if self._port is not None:
+            self._port.attach()
         m = self._map(topic)
         hook = m.get(topic.value)
         if hook is None:

@@ -295,12 +295,13 @@ class Topic:
     canonical literals are (``+x`` and ``{x}`` are the same part).
     """
 
-    __slots__ = ("_n", "_parts", "__weakref__")
+    __slots__ = ("_n", "_parts", "_v", "__weakref__")
 
     def __init__(self, topic: Optional[str] = None, *args: Any, alloc: bool = True,
                  allocator: Any = None, **kwargs: Any) -> None:
         self._n: Optional[NativeTopic] = None
         self._parts: list = []
+        self._v = ""
         if topic is not None:
             if isinstance(topic, Topic):
                 topic = topic.value
@@ -308,6 +309,8 @@ class Topic:
 
     def _set(self, n: Optional[NativeTopic]) -> "Topic":
         self._n = n
+        # one str object per literal: the bus side caches topic ids by identity
+        self._v = "" if n is None else n.literal
         self._parts = [] if n is None else [
             _part_from_native(k, v)._attached(self, i) for i, (k, v) in enumerate(n.parts())
         ]
@@ -390,7 +393,7 @@ class Topic:
     # -- properties and protocol
     @property
     def value(self) -> str:
-        return "" if self._n is None else self._n.literal
+        return self._v
 
     @value.setter
     def value(self, text: str) -> None:
