@@ -94,7 +94,7 @@ def run_shm(count: int, patterns: int, kind: str, size: int) -> float:
         line = child.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"consumer did not start: {line!r}")
-        prod = EventEngine(bus=bus, name="bench-producer", create=False)
+        prod = EventEngine(bus=bus, name="bench-producer", create=False, receive=False)
         producer_put(prod, count, kind, b"x" * size)
         out, _ = child.communicate(timeout=300)
         res = json.loads(out.strip().splitlines()[-1])

@@ -191,10 +191,11 @@ struct Route {
 pub(crate) struct BusPort {
     bus: Bus,
     publisher: Mutex<PubState>,
-    /// Attached on first need (`attach`, `get`, `run`): an engine that
-    /// only puts never holds the bus's producers back.
+    /// Attached at construction unless `receive=False` (a put-only engine
+    /// has none, so it never holds the bus's producers back).
     subscriber: Mutex<Option<Subscriber>>,
     name: String,
+    receive: bool,
     /// Bumped by `invalidate` after every registration change.
     generation: AtomicU64,
     /// Whether `run` keeps dispatching.
@@ -219,6 +220,11 @@ fn thread_key() -> u64 {
 impl BusPort {
     fn attach_locked(&self, slot: &mut Option<Subscriber>) -> PyResult<()> {
         if slot.is_none() {
+            if !self.receive {
+                return Err(PyRuntimeError::new_err(
+                    "this engine was made with receive=False: it only puts (no get, run or start)",
+                ));
+            }
             let mut sub = self.bus.subscriber(&self.name).map_err(bus_error)?;
             sub.subscribe("**").map_err(|e: BusError| bus_error(e))?;
             *slot = Some(sub);
@@ -372,13 +378,14 @@ impl BusPort {
     /// Attaches to bus `bus` (created with `ring_bytes` etc. when absent
     /// and `create`) as publisher and subscriber `name`.
     #[new]
-    #[pyo3(signature = (bus, name, create = true, ring_bytes = None, policy = None))]
+    #[pyo3(signature = (bus, name, create = true, ring_bytes = None, policy = None, receive = true))]
     fn new(
         bus: &str,
         name: &str,
         create: bool,
         ring_bytes: Option<u64>,
         policy: Option<&str>,
+        receive: bool,
     ) -> PyResult<BusPort> {
         let config = crate::bus::config_from(ring_bytes, policy)?;
         let bus = if create {
@@ -388,21 +395,26 @@ impl BusPort {
         }
         .map_err(bus_error)?;
         let publisher = bus.publisher(name).map_err(bus_error)?;
-        Ok(BusPort {
+        let port = BusPort {
             bus,
             publisher: PubState::new(publisher),
             subscriber: Mutex::new(None),
             name: name.to_owned(),
+            receive,
             generation: AtomicU64::new(0),
             active: AtomicBool::new(false),
             dispatcher: AtomicU64::new(0),
             handled_views: AtomicU64::new(0),
             escaped_views: AtomicU64::new(0),
-        })
+        };
+        if receive {
+            port.attach()?;
+        }
+        Ok(port)
     }
 
     /// Attaches the engine's subscriber (to `**`) if it is not yet:
-    /// from now on it receives every event put on the bus.
+    /// from then on it receives every event put on the bus.
     fn attach(&self) -> PyResult<()> {
         let mut guard = match self.subscriber.try_lock() {
             Ok(g) => g,
@@ -411,6 +423,12 @@ impl BusPort {
             Err(TryLockError::WouldBlock) => return Ok(()),
         };
         self.attach_locked(&mut guard)
+    }
+
+    /// Whether the engine receives (`receive=True`).
+    #[getter]
+    fn receives(&self) -> bool {
+        self.receive
     }
 
     /// Whether the subscriber is attached.

@@ -67,7 +67,10 @@ class EventEngine:
     ``EventEngine(capacity=4095, logger=None)`` is PyEventEngine's in-process
     engine (a bounded queue; arguments are passed by reference).
     ``EventEngine(bus="quotes", name="worker")`` runs the same API over a bus:
-    every engine on the bus receives every ``put`` from any process. Over a bus,
+    every engine on the bus receives every ``put`` from any process, from the
+    moment it is made. An engine that receives holds the bus's producers back
+    when it falls a ring behind (as PyEventEngine's queue fills up when nobody
+    dispatches): a process that only puts passes ``receive=False``. Over a bus,
     arguments travel pickled (protocol 5), except buffers (bytes, bytearray,
     memoryview, numpy arrays), written once into the ring and handed to handlers
     as read-only memoryviews that are valid while the handler runs.
@@ -77,7 +80,8 @@ class EventEngine:
 
     def __init__(self, capacity: int = DEFAULT_MQ_CAPACITY, logger: Optional[logging.Logger] = None, *,
                  bus: Optional[str] = None, name: Optional[str] = None, create: bool = True,
-                 ring_bytes: Optional[int] = None, policy: Optional[str] = None) -> None:
+                 ring_bytes: Optional[int] = None, policy: Optional[str] = None,
+                 receive: bool = True) -> None:
         if not isinstance(capacity, int) or capacity <= 0:
             raise ValueError(f"capacity must be a positive int, got {capacity!r}")
         self.logger: logging.Logger = logger if logger is not None else LOGGER.getChild("EventEngine")
@@ -91,7 +95,8 @@ class EventEngine:
         self._port: Optional[_native.BusPort] = None
         self._active = False
         if bus is not None:
-            self._port = _native.BusPort(bus, name or f"py-engine-{os.getpid()}", create, ring_bytes, policy)
+            self._port = _native.BusPort(bus, name or f"py-engine-{os.getpid()}", create, ring_bytes,
+                                         policy, receive)
             if type(self).put is EventEngine.put:
                 # the bus side parses put's arguments itself: one call fewer
                 self.put = self._port.put  # type: ignore[method-assign]
@@ -296,8 +301,6 @@ class EventEngine:
 
     def register_hook(self, hook: EventHook) -> None:
         """Registers a hook; ``KeyError`` if its topic has one already."""
-        if self._port is not None:
-            self._port.attach()
         m = self._map(hook.topic)
         if hook.topic.value in m:
             raise KeyError(f"Another EventHook already registered for {hook.topic.value}")
@@ -315,11 +318,8 @@ class EventEngine:
         return hook
 
     def register_handler(self, topic: Any, handler: Callable, deduplicate: bool = False) -> None:
-        """Registers ``handler`` on ``topic`` (an exact topic or a pattern).
-        Over a bus, the first registration attaches the engine's subscriber."""
+        """Registers ``handler`` on ``topic`` (an exact topic or a pattern)."""
         topic = _topic(topic)
-        if self._port is not None:
-            self._port.attach()
         m = self._map(topic)
         hook = m.get(topic.value)
         if hook is None:

@@ -101,10 +101,16 @@ def _convention(fn: Callable) -> tuple:
 
 
 def _same(a: Callable, b: Callable) -> bool:
+    """Identity, or equal bound methods (a new object on every attribute access;
+    they compare equal when ``__self__`` is the same object and the function too)."""
     if a is b:
         return True
-    return (inspect.ismethod(a) and inspect.ismethod(b)
-            and a.__self__ is b.__self__ and a.__func__ is b.__func__)
+    if (inspect.ismethod(a) or inspect.isbuiltin(a)) and type(a) is type(b):
+        try:
+            return bool(a == b)
+        except Exception:  # noqa: BLE001
+            return False
+    return False
 
 
 class EventHook:
