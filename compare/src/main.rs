@@ -284,7 +284,7 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                         let what = format!("throughput {} K={k} {}", size_name(size), sys.name());
                         let r = twice(&what, || throughput::measure(&spec), pid)?;
                         eprintln!(
-                            "{tag} {what:<34} {:>8.3} M msg/s  {:>6.2} GB/s",
+                            "{tag} {what:<44} {:>8.3} M msg/s  {:>6.2} GB/s",
                             r / 1e6,
                             r * size as f64 / 1e9
                         );
@@ -313,7 +313,7 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                         let name = format!("/cmpfloor{pid}-{}", run.session);
                         *rate = systems::floor::memcpy_rate(&name, size, count, bytes)?;
                         eprintln!(
-                            "{tag} {:<34} {:>8.3} M msg/s  {:>6.2} GB/s",
+                            "{tag} {:<44} {:>8.3} M msg/s  {:>6.2} GB/s",
                             format!("memcpy {} {how}", size_name(size)),
                             *rate / 1e6,
                             *rate * size as f64 / 1e9
@@ -361,7 +361,7 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                     if cold { "cold" } else { "hot" }
                 );
                 let r = twice(&what, || dispatch::measure(&spec, engine), pid)?;
-                eprintln!("{tag} {what:<34} {:>8.3} M msg/s", r / 1e6);
+                eprintln!("{tag} {what:<44} {:>8.3} M msg/s", r / 1e6);
                 match (engine, cold, npat) {
                     (true, _, 1) => d.engine_1 = r,
                     (true, _, _) => d.engine_10k = r,

@@ -444,8 +444,10 @@ rows measure time-sharing as much as the systems.
   of the first (no room: it waits the common way and tries again), then
   `publish_many` of the other 31, which resolves the topic once and wakes
   sleeping subscribers once, and blocks inside while the ring is full (as
-  shm-bus's blocking publish does: spin 50 µs, then sleep until a
-  subscriber frees space), there being no non-blocking `publish_many`.
+  shm-bus's blocking publish does: spin 50 µs without yielding, then futex
+  naps of at most 1 ms until a subscriber that frees space wakes it),
+  there being no non-blocking `publish_many`. A burst larger than the ring
+  (64 KiB and 1 MiB payloads) always waits that way.
   Every message is still copied in whole, once. Subscribers call
   `try_recv_many(32, ..)` (nothing ready: they wait the common way),
   check every sequence number it hands over, and count every message.
