@@ -140,3 +140,77 @@ pub(crate) fn memoryview_over<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bo
     // SAFETY: a new reference or NULL with an exception set.
     unsafe { Bound::from_owned_ptr_or_err(py, ptr) }
 }
+
+/// Whether [`ManagedBuffer`] may read CPython's memoryview internals:
+/// checked once at import by [`probe_layout`].
+static LAYOUT_OK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The managed buffer behind a memoryview made by [`memoryview_over`]:
+/// every view derived from it (a slice, a cast, `memoryview(mv)`, the
+/// memoryview numpy.frombuffer keeps) shares it and counts in its
+/// `exports`. CPython gives no API for this; the layout read here
+/// (`PyMemoryViewObject.mbuf` right after the object header;
+/// `_PyManagedBufferObject.exports` after its header and an int) has been
+/// the same from 3.3 to 3.13, and [`probe_layout`] verifies it at import
+/// (else nothing is read and escapes go unreported).
+pub(crate) struct ManagedBuffer(Option<Py<PyAny>>);
+
+const MV_MBUF_OFFSET: usize = 3 * std::mem::size_of::<usize>();
+const MBUF_EXPORTS_OFFSET: usize = 3 * std::mem::size_of::<usize>();
+
+impl ManagedBuffer {
+    /// The managed buffer of `mv` (a memoryview), held strongly.
+    pub(crate) fn of(mv: &Bound<'_, PyAny>) -> ManagedBuffer {
+        if !LAYOUT_OK.load(std::sync::atomic::Ordering::Relaxed) {
+            return ManagedBuffer(None);
+        }
+        // SAFETY: `mv` is a live memoryview (the caller made it with
+        // memoryview_over); LAYOUT_OK says its `mbuf` field is a live
+        // object pointer at this offset, which we take a new reference to.
+        let mbuf = unsafe {
+            let p = (mv.as_ptr() as *const u8).add(MV_MBUF_OFFSET) as *const *mut PyObject;
+            let mbuf = *p;
+            if mbuf.is_null() {
+                return ManagedBuffer(None);
+            }
+            Bound::from_borrowed_ptr(mv.py(), mbuf).unbind()
+        };
+        ManagedBuffer(Some(mbuf))
+    }
+
+    /// Views still exporting the memory (0 once every view is released),
+    /// or `None` when the layout is unknown.
+    pub(crate) fn exports(&self) -> Option<isize> {
+        let m = self.0.as_ref()?;
+        // SAFETY: we hold a reference, so the managed buffer is alive;
+        // LAYOUT_OK says `exports` is a Py_ssize_t at this offset.
+        Some(unsafe {
+            *((m.as_ptr() as *const u8).add(MBUF_EXPORTS_OFFSET) as *const Py_ssize_t)
+        })
+    }
+}
+
+/// Checks the layout [`ManagedBuffer`] relies on against this
+/// interpreter's behaviour, and enables it if it holds.
+pub(crate) fn probe_layout(py: Python<'_>) -> PyResult<bool> {
+    let data = [0u8; 16];
+    let mv = memoryview_over(py, &data)?;
+    LAYOUT_OK.store(true, std::sync::atomic::Ordering::Relaxed);
+    let m = ManagedBuffer::of(&mv);
+    let ok = (|| -> PyResult<bool> {
+        if m.exports() != Some(1) {
+            return Ok(false);
+        }
+        let slice = mv.get_item(pyo3::types::PySlice::new(py, 1, 4, 1))?;
+        if m.exports() != Some(2) {
+            return Ok(false);
+        }
+        slice.call_method0("release")?;
+        drop(slice);
+        mv.call_method0("release")?;
+        Ok(m.exports() == Some(0))
+    })()
+    .unwrap_or(false);
+    LAYOUT_OK.store(ok, std::sync::atomic::Ordering::Relaxed);
+    Ok(ok)
+}

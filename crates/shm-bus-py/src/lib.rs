@@ -27,5 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Empty", py.get_type::<errors::Empty>())?;
     m.add("BusError", py.get_type::<errors::BusError>())?;
     m.add("MAGIC", pyo3::types::PyBytes::new(py, codec::MAGIC))?;
+    // Whether views derived from a handler's memoryview are detected.
+    m.add("DETECTS_DERIVED_VIEWS", ffi::probe_layout(py)?)?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use shm_bus_core::{
 };
 
 use crate::codec::{self, Encoded};
+use crate::ffi::ManagedBuffer;
 use crate::errors::{Empty, Full, bus_error, publish_error};
 
 /// How long one wait lasts before signals are checked and the GIL is
@@ -313,17 +314,31 @@ impl BusPort {
             }
         }
         // The ring bytes may be rewritten once the sample drops: every
-        // view handed out is released now, so a kept one raises.
+        // view handed out is released now, so a kept one raises. A view
+        // derived from it (a slice, numpy.frombuffer) cannot be revoked:
+        // that is detected (the managed buffer still has exports) and
+        // reported.
+        let mbufs: Vec<ManagedBuffer> = decoded.views.iter().map(ManagedBuffer::of).collect();
+        let mut escaped = false;
         for view in decoded.views.iter().rev() {
             if view.call_method0(pyo3::intern!(py, "release")).is_err() {
-                self.escaped_views.fetch_add(1, Ordering::Relaxed);
-                let _ = on_error.call1((
-                    py.None(),
-                    "a handler kept a buffer exported from its payload memoryview \
-                     (e.g. numpy.frombuffer); it cannot be revoked and will see bytes \
-                     rewritten by later events: copy it (bytes(mv), numpy.array(mv)) to keep it",
-                ));
+                escaped = true;
             }
+        }
+        if mbufs.iter().any(|m| m.exports().is_some_and(|n| n > 0)) {
+            escaped = true;
+        }
+        if escaped {
+            self.escaped_views.fetch_add(1, Ordering::Relaxed);
+            let _ = on_error.call1((
+                py.None(),
+                format!(
+                    "a handler of `{}` kept a view derived from its payload memoryview (a slice, \
+                     numpy.frombuffer, ...); it cannot be revoked and will see bytes rewritten by \
+                     later events: copy what you keep (bytes(mv), numpy.array(mv))",
+                    sample.topic()
+                ),
+            ));
         }
         result
     }
@@ -388,10 +403,13 @@ impl BusPort {
         receive: bool,
     ) -> PyResult<BusPort> {
         let config = crate::bus::config_from(ring_bytes, policy)?;
-        let bus = if create {
-            Bus::open_or_create(bus, config)
-        } else {
+        let bus = if !create {
             Bus::open(bus)
+        } else if ring_bytes.is_none() && policy.is_none() {
+            // nothing asked of the configuration: an existing bus as it is
+            Bus::open(bus).or_else(|_| Bus::open_or_create(bus, config))
+        } else {
+            Bus::open_or_create(bus, config)
         }
         .map_err(bus_error)?;
         let publisher = bus.publisher(name).map_err(bus_error)?;
