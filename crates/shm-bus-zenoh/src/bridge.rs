@@ -6,7 +6,7 @@
 //! A bus subscriber named `zenoh:NAME` holds the export patterns. Each
 //! record it receives, unless its own publisher wrote it (that is an
 //! import: never exported again), is put on the key of its topic (see
-//! [`mapping`](crate::mapping)) with reliable delivery and
+//! [`mapping`]) with reliable delivery and
 //! `CongestionControl::Block`, and the [`Meta`] attachment. One Zenoh
 //! publisher per topic, declared on first use, keeps the topic's export
 //! sequence and whether any remote subscriber matches it.
@@ -37,7 +37,7 @@
 //! A's exporter on B's importer, B's importer on B's ring, B's exporter on
 //! A's importer. So the exporter reads in a thread of its own, hands local
 //! events to a `put` thread through a queue, stops reading when that queue
-//! holds [`EXPORT_BUFFER`] bytes, and goes on reading past that bound
+//! holds 8 MiB, and goes on reading past that bound
 //! while its importer waits on the bus. Local producers are then held
 //! back by whatever holds the importer back (a slow local reader gates
 //! every ring), so the queue stays bounded by what the rings hold.
@@ -47,8 +47,10 @@
 //! what is lost then is counted (`gaps`, `unrouted`).
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -69,14 +71,14 @@ use crate::meta::{Meta, MetaError};
 pub const MAX_NAME: usize = shm_bus_core::NAME_BYTES - 6;
 /// How often the worker threads look at the stop flag while idle.
 const POLL: Duration = Duration::from_millis(50);
-/// Samples queued between Zenoh's receive task and the importer.
-const IMPORT_QUEUE: usize = 16_384;
 /// Bytes of local events (payload + 64 each) the exporter's reader may
 /// queue for its `put` thread before it stops reading, unless the
 /// importer waits on the bus (see the module docs).
 const EXPORT_BUFFER: u64 = 8 << 20;
 /// What a queued export is charged beyond its payload.
 const EXPORT_OVERHEAD: u64 = 64;
+/// Most events the exporter's reader hands over at once.
+const BATCH: usize = 256;
 /// Route cache entries before the cache is cleared (keys come from the
 /// network: bounded).
 const MAX_ROUTES: usize = 1 << 16;
@@ -263,12 +265,7 @@ impl Counters {
             link_downs: g(&self.link_downs),
             dropped: 0,
         };
-        s.dropped = s.gaps
-            + s.rejected
-            + s.lagged
-            + s.put_failed
-            + s.publish_failed
-            + s.abandoned;
+        s.dropped = s.gaps + s.rejected + s.lagged + s.put_failed + s.publish_failed + s.abandoned;
         s
     }
 }
@@ -317,7 +314,8 @@ pub fn zenoh_config(cfg: &BridgeConfig) -> Result<zenoh::Config, BridgeError> {
                 .map_err(|e| BridgeError::Usage(format!("--{what} `{ep}`: {e}")))?;
             endpoints.push(parsed.to_string());
         }
-        let json = serde_json::to_string(&endpoints).map_err(|e| BridgeError::Config(e.to_string()))?;
+        let json =
+            serde_json::to_string(&endpoints).map_err(|e| BridgeError::Config(e.to_string()))?;
         zc.insert_json5(&format!("{what}/endpoints"), &json)
             .map_err(|e| BridgeError::Usage(format!("--{what}: {e}")))?;
     }
@@ -419,7 +417,7 @@ impl Bridge {
             for t in &exports.topics {
                 sub.subscribe(t.as_str()).map_err(bus_err)?;
             }
-            let (tx, rx) = std::sync::mpsc::channel::<Pending>();
+            let (tx, rx) = std::sync::mpsc::channel::<Vec<Pending>>();
             let queued = Arc::new(AtomicU64::new(0));
             let reader = Reader {
                 source,
@@ -458,41 +456,47 @@ impl Bridge {
         }
 
         if let Some(publisher) = publisher {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Sample)>(IMPORT_QUEUE);
-            for (i, key) in imports.keys.iter().enumerate() {
-                let tx: SyncSender<(usize, Sample)> = tx.clone();
+            // Imports run in Zenoh's callbacks: a full bus blocks the
+            // link's receive task, which is the back-pressure across the
+            // link (see the module docs); no queue, no thread hand-off.
+            let im = Arc::new(Mutex::new(Importer {
+                publisher,
+                source,
+                patterns: imports,
+                counters: counters.clone(),
+                routes: FxHashMap::default(),
+                waits: importer_waits,
+            }));
+            for (i, key) in im
+                .lock()
+                .map(|g| g.patterns.keys.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                let (im, stop, failure) = (im.clone(), stop.clone(), failure.clone());
+                let bus_name = cfg.bus.clone();
                 let sub = session
-                    .declare_subscriber(key.clone())
+                    .declare_subscriber(key)
                     .allowed_origin(Locality::Remote)
                     .callback(move |sample| {
-                        // Blocks while the queue is full (back-pressure
-                        // across the link); fails once the importer is gone.
-                        let _ = tx.send((i, sample));
+                        // One lock holder at a time (the callbacks of one
+                        // link run in turn); poisoned only by a panic,
+                        // after which the state is still consistent
+                        // (counters and caches).
+                        let mut im = im.lock().unwrap_or_else(|e| e.into_inner());
+                        if stop.load(Ordering::Relaxed) {
+                            bump(&im.counters.abandoned, 1);
+                            return;
+                        }
+                        if let Err(e) = im.import(i, &sample, &stop, &bus_name) {
+                            fail(&failure, &stop, e);
+                        }
                     })
                     .wait()
                     .map_err(zerr)?;
                 subscribers.push(sub);
             }
-            drop(tx);
-            let im = Importer {
-                publisher,
-                source,
-                patterns: imports,
-                counters: counters.clone(),
-                routes: HashMap::new(),
-                waits: importer_waits,
-            };
-            let (stop, failure, bus_name) = (stop.clone(), failure.clone(), cfg.bus.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name("import".into())
-                    .spawn(move || {
-                        if let Err(e) = im.run(rx, &stop, &bus_name) {
-                            fail(&failure, &stop, e);
-                        }
-                    })
-                    .map_err(|e| BridgeError::Zenoh(format!("spawning the importer: {e}")))?,
-            );
         }
 
         let bridge = Bridge {
@@ -610,10 +614,11 @@ impl Reader {
     fn run(
         mut self,
         mut sub: shm_bus_core::Subscriber,
-        tx: Sender<Pending>,
+        tx: Sender<Vec<Pending>>,
         stop: &AtomicBool,
         bus: &str,
     ) -> Result<(), BridgeError> {
+        let mut batch = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             // Relaxed (both): a budget and a hint; a stale read only delays
             // or hastens the next read by one round.
@@ -621,55 +626,84 @@ impl Reader {
                 && !self.importer_waits.load(Ordering::Relaxed)
             {
                 // Zenoh is slower than the producers: stop reading, so
-                // the bus holds them back.
+                // the bus holds them back (what is batched goes first).
+                if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).is_err() {
+                    return Ok(());
+                }
                 std::thread::sleep(Duration::from_micros(200));
                 continue;
             }
-            let sample = match sub.recv_timeout(POLL) {
-                Ok(s) => s,
-                Err(RecvError::Timeout | RecvError::Empty) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    bump(&self.counters.lagged, n);
-                    continue;
+            // What is ready goes to the putter in one batch (one hand-off,
+            // not one per event); then wait for more.
+            if batch.len() >= BATCH {
+                if tx.send(std::mem::take(&mut batch)).is_err() {
+                    return Ok(());
                 }
-                Err(RecvError::BusRemoved) => return Err(BridgeError::BusRemoved(bus.into())),
-                Err(e) => {
-                    eprintln!("shm-bus-zenoh: export: {e}");
-                    continue;
-                }
-            };
-            if Some(sample.producer()) == self.own_producer {
-                bump(&self.counters.echo_suppressed, 1);
                 continue;
             }
-            let id = sample.topic_id();
-            let i = id.index();
-            if i >= self.known.len() {
-                self.known.resize(i + 1, false);
+            if batch.is_empty() {
+                match sub.recv_timeout(POLL) {
+                    Ok(sample) => self.take(sample, &mut batch),
+                    Err(e) => self.failed(e, bus)?,
+                }
+            } else {
+                match sub.try_recv() {
+                    Ok(sample) => self.take(sample, &mut batch),
+                    Err(RecvError::Empty) => {
+                        if tx.send(std::mem::take(&mut batch)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => self.failed(e, bus)?,
+                }
             }
-            let topic = (!self.known[i]).then(|| Box::from(sample.topic()));
-            self.known[i] = true;
-            let payload = sample.payload().to_vec();
-            let cost = payload.len() as u64 + EXPORT_OVERHEAD;
-            let meta = Meta {
-                source: self.source,
-                export_seq: 0,
-                producer: sample.producer(),
-                producer_seq: sample.sequence(),
-                timestamp_ns: sample.timestamp_ns(),
-            };
-            drop(sample);
-            self.queued.fetch_add(cost, Ordering::Relaxed);
-            let pending = Pending {
-                id,
-                topic,
-                payload,
-                meta,
-                cost,
-            };
-            if tx.send(pending).is_err() {
-                return Ok(());
-            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        Ok(())
+    }
+
+    /// Queues one sample for the putter, unless this bridge imported it.
+    fn take(&mut self, sample: shm_bus_core::Sample<'_>, batch: &mut Vec<Pending>) {
+        if Some(sample.producer()) == self.own_producer {
+            bump(&self.counters.echo_suppressed, 1);
+            return;
+        }
+        let id = sample.topic_id();
+        let i = id.index();
+        if i >= self.known.len() {
+            self.known.resize(i + 1, false);
+        }
+        let topic = (!self.known[i]).then(|| Box::from(sample.topic()));
+        self.known[i] = true;
+        let payload = sample.payload().to_vec();
+        let cost = payload.len() as u64 + EXPORT_OVERHEAD;
+        let meta = Meta {
+            source: self.source,
+            export_seq: 0,
+            producer: sample.producer(),
+            producer_seq: sample.sequence(),
+            timestamp_ns: sample.timestamp_ns(),
+        };
+        // Relaxed: a budget (see `run`).
+        self.queued.fetch_add(cost, Ordering::Relaxed);
+        batch.push(Pending {
+            id,
+            topic,
+            payload,
+            meta,
+            cost,
+        });
+    }
+
+    /// A receive error: counted and gone on from (`Ok`), or the end.
+    fn failed(&self, e: RecvError, bus: &str) -> Result<(), BridgeError> {
+        match e {
+            RecvError::Lagged(n) => bump(&self.counters.lagged, n),
+            RecvError::BusRemoved => return Err(BridgeError::BusRemoved(bus.into())),
+            RecvError::Timeout | RecvError::Empty => {}
+            e => eprintln!("shm-bus-zenoh: export: {e}"),
         }
         Ok(())
     }
@@ -696,15 +730,18 @@ struct Putter {
 impl Putter {
     /// Until the reader is gone and the queue is empty: what the reader
     /// took off the bus is put even when stopping.
-    fn run(mut self, rx: Receiver<Pending>) {
+    fn run(mut self, rx: Receiver<Vec<Pending>>) {
         let mut names: HashMap<TopicId, Box<str>> = HashMap::new();
-        while let Ok(p) = rx.recv() {
-            if let Some(t) = &p.topic {
-                names.insert(p.id, t.clone());
+        while let Ok(batch) = rx.recv() {
+            for p in batch {
+                if let Some(t) = p.topic {
+                    names.insert(p.id, t);
+                }
+                let topic = names.get(&p.id).map(|t| &**t).unwrap_or_default();
+                let cost = p.cost;
+                self.export(p.id, topic, p.payload, p.meta);
+                self.queued.fetch_sub(cost, Ordering::Relaxed);
             }
-            let topic = names.get(&p.id).cloned().unwrap_or_default();
-            self.export(p.id, &topic, p.payload, p.meta);
-            self.queued.fetch_sub(p.cost, Ordering::Relaxed);
         }
     }
 
@@ -794,7 +831,8 @@ enum RouteKind {
     /// source.
     Import {
         topic: TopicId,
-        next: HashMap<u64, u64>,
+        /// (source, next export sequence expected).
+        next: Vec<(u64, u64)>,
     },
     /// Not wanted by the import patterns (precise filter).
     Filtered,
@@ -807,7 +845,7 @@ struct Importer {
     source: u64,
     patterns: Patterns,
     counters: Arc<Counters>,
-    routes: HashMap<String, Route>,
+    routes: FxHashMap<Box<str>, Route>,
     /// Raised while the bus has no room for an import.
     waits: Arc<AtomicBool>,
 }
@@ -819,37 +857,16 @@ enum Verdict {
 }
 
 impl Importer {
-    fn run(
-        mut self,
-        rx: Receiver<(usize, Sample)>,
-        stop: &AtomicBool,
-        bus: &str,
-    ) -> Result<(), BridgeError> {
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                // Count what is still queued; the callbacks' sends fail
-                // once `rx` is dropped.
-                let left = rx.try_iter().count() as u64;
-                bump(&self.counters.abandoned, left);
-                return Ok(());
-            }
-            match rx.recv_timeout(POLL) {
-                Ok((i, sample)) => self.import(i, &sample, stop, bus)?,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-        }
-    }
-
     /// Routes the sample of `key` from import subscriber `from` and checks
     /// its sequence: import it (as which topic), or skip it (counted).
     fn judge(&mut self, from: usize, key: &str, attachment: Option<&[u8]>) -> Verdict {
+        // Two FxHash lookups of a short key per sample.
         if !self.routes.contains_key(key) {
             if self.routes.len() >= MAX_ROUTES {
                 self.routes.clear();
             }
             let route = self.route(key);
-            self.routes.insert(key.to_owned(), route);
+            self.routes.insert(key.into(), route);
         }
         let c = &*self.counters;
         let Some(route) = self.routes.get_mut(key) else {
@@ -868,7 +885,15 @@ impl Importer {
                             bump(&c.echo_suppressed, 1);
                             return Verdict::Skip;
                         }
-                        let expected = next.entry(meta.source).or_insert(meta.export_seq);
+                        // Few sources per key: a short list.
+                        let at = match next.iter().position(|(s, _)| *s == meta.source) {
+                            Some(at) => at,
+                            None => {
+                                next.push((meta.source, meta.export_seq));
+                                next.len() - 1
+                            }
+                        };
+                        let expected = &mut next[at].1;
                         if meta.export_seq < *expected {
                             bump(&c.duplicates, 1);
                             return Verdict::Skip;
@@ -909,7 +934,7 @@ impl Importer {
             Ok(topic) => match self.publisher.topic_id(topic.as_str()) {
                 Ok(id) => RouteKind::Import {
                     topic: id,
-                    next: HashMap::new(),
+                    next: Vec::new(),
                 },
                 Err(e) => {
                     eprintln!("shm-bus-zenoh: import of `{topic}`: {e}");

@@ -131,14 +131,16 @@ fn run(cfg: &BridgeConfig) -> Result<Stats, BridgeError> {
             };
             rt.block_on(async {
                 use tokio::signal::unix::{SignalKind, signal};
-                let (mut int, mut term) =
-                    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-                        (Ok(i), Ok(t)) => (i, t),
-                        (Err(e), _) | (_, Err(e)) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
+                let (mut int, mut term) = match (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) {
+                    (Ok(i), Ok(t)) => (i, t),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
                 let _ = ready_tx.send(Ok(()));
                 tokio::select! {
                     _ = int.recv() => {}

@@ -300,7 +300,9 @@ mod tests {
 
     #[test]
     fn foreign_keys_that_are_not_topics_are_refused() {
-        for key in ["a/b.c", "a/%zz", "a/%2", "a/%2E", "a/%FF", "a/{x}", "a/(p|q)"] {
+        for key in [
+            "a/b.c", "a/%zz", "a/%2", "a/%2E", "a/%FF", "a/{x}", "a/(p|q)",
+        ] {
             let e = key_to_topic(key).unwrap_err();
             assert!(
                 matches!(

@@ -155,7 +155,16 @@ fn a_restarted_bridge_reconnects_and_the_gap_is_counted() {
     let topics = ["md.x", "md.y", "md.z"];
     let mut c = spawn(
         PEER,
-        &["consume", &b.0, "--pattern", "md.{t}", "--expect", "60000", "--idle", "8"],
+        &[
+            "consume",
+            &b.0,
+            "--pattern",
+            "md.{t}",
+            "--expect",
+            "60000",
+            "--idle",
+            "8",
+        ],
         "consumer on B",
     );
     c.wait_out("ready", Duration::from_secs(60));
@@ -177,7 +186,10 @@ fn a_restarted_bridge_reconnects_and_the_gap_is_counted() {
     assert_eq!(u(&got, "duplicates"), 0, "{got}");
     assert_eq!(u(&got, "out_of_order"), 0, "{got}");
     assert_eq!(u(&got, "corrupt"), 0, "{got}");
-    assert!(received > 0 && received < count, "the outage lost events: {got}");
+    assert!(
+        received > 0 && received < count,
+        "the outage lost events: {got}"
+    );
     let lost = count - received;
     // Events put while no subscriber matched (B down, not yet back), plus
     // gaps seen by the restarted importer. What the kernel held in the
@@ -228,7 +240,9 @@ fn forbidden_characters_non_ascii_and_regex_parts_cross_exactly() {
     // Both bridges show on their buses, named as such.
     let ia = Bus::open(&a.0).unwrap().info();
     assert!(
-        ia.subscribers.iter().any(|s| s.name == "zenoh:ta" && s.alive),
+        ia.subscribers
+            .iter()
+            .any(|s| s.name == "zenoh:ta" && s.alive),
         "{:?}",
         ia.subscribers
     );
@@ -268,7 +282,11 @@ fn bad_usage_exits_2_and_a_missing_bus_exits_1() {
     let cases: &[(&[&str], i32, &str)] = &[
         (&[&a.0, "--export", "a..b"], 2, "not a valid topic"),
         (&[&a.0], 2, "nothing to bridge"),
-        (&[&a.0, "--export", "**", "--listen", "nonsense"], 2, "--listen"),
+        (
+            &[&a.0, "--export", "**", "--listen", "nonsense"],
+            2,
+            "--listen",
+        ),
         (&[&a.0, "--export", "**", "--name", &long], 2, "--name"),
         (
             &[&a.0, "--export", "**", "--config", "/nonexistent/z.json5"],
@@ -276,7 +294,11 @@ fn bad_usage_exits_2_and_a_missing_bus_exits_1() {
             "zenoh configuration",
         ),
         (&[&a.0, "--bogus"], 2, "--bogus"),
-        (&["zb-no-such-bus-here", "--export", "**"], 1, "zb-no-such-bus-here"),
+        (
+            &["zb-no-such-bus-here", "--export", "**"],
+            1,
+            "zb-no-such-bus-here",
+        ),
     ];
     for (args, code, needle) in cases {
         let mut p = spawn(BRIDGE, args, &format!("bridge {args:?}"));

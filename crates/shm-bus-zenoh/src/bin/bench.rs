@@ -11,13 +11,14 @@
 //!   (reliable, `CongestionControl::Block`) on one key; a subscriber
 //!   process counts them. Rate = count / (last arrival − first arrival).
 //! - throughput, bridged: a producer process publishes `count` events on
-//!   bus A; bridge A exports them; bridge B imports them into bus B; a
-//!   consumer process on bus B counts them, timed the same way.
+//!   bus A; bridge A (`--export '**'`) puts them on Zenoh; bridge B
+//!   (`--import '**'`) publishes them into bus B; a consumer process on
+//!   bus B counts them, timed the same way.
 //! - latency: half the round trip of a ping-pong, both ends blocking on
 //!   their receive (no busy-polling), express (unbatched) sends on both
 //!   paths. Zenoh: ping process ↔ pong process. Bridged: a ping process
-//!   on bus A ↔ bridges ↔ a pong process on bus B that answers on another
-//!   topic.
+//!   on bus A ↔ bridges (both `--export '**' --import '**' --express`) ↔ a
+//!   pong process on bus B that answers on another topic.
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -60,6 +61,8 @@ enum Role {
     Zsub {
         #[arg(long)]
         listen: String,
+        #[arg(long)]
+        key: String,
         #[arg(long)]
         count: u64,
     },
@@ -123,7 +126,7 @@ fn main() -> ExitCode {
             sizes,
             json,
         } => all(count, round_trips, rounds, &sizes, json),
-        Role::Zsub { listen, count } => zsub(&listen, count),
+        Role::Zsub { listen, key, count } => zsub(&listen, &key, count),
         Role::Zpub {
             connect,
             count,
@@ -161,7 +164,7 @@ fn session(listen: Option<&str>, connect: Option<&str>) -> Res<zenoh::Session> {
     if let Some(ep) = connect {
         c.insert_json5("connect/endpoints", &format!("[\"{ep}\"]"))?;
     }
-    Ok(zenoh::open(c).wait()?)
+    zenoh::open(c).wait()
 }
 
 fn wait_matching(p: &zenoh::pubsub::Publisher<'_>) -> Res<()> {
@@ -177,7 +180,7 @@ fn wait_matching(p: &zenoh::pubsub::Publisher<'_>) -> Res<()> {
     Ok(())
 }
 
-fn zsub(listen: &str, count: u64) -> Res<()> {
+fn zsub(listen: &str, key: &str, count: u64) -> Res<()> {
     let s = session(Some(listen), None)?;
     let n = Arc::new(AtomicU64::new(0));
     let first = Arc::new(AtomicU64::new(0));
@@ -185,7 +188,7 @@ fn zsub(listen: &str, count: u64) -> Res<()> {
     let (n2, f2, l2) = (n.clone(), first.clone(), last.clone());
     let epoch = Instant::now();
     let _sub = s
-        .declare_subscriber("bench/tp")
+        .declare_subscriber(key.to_owned())
         .callback(move |_sample| {
             let t = epoch.elapsed().as_nanos() as u64;
             if n2.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -203,7 +206,10 @@ fn zsub(listen: &str, count: u64) -> Res<()> {
         std::thread::sleep(Duration::from_millis(1));
     }
     let span = (last.load(Ordering::Relaxed) - first.load(Ordering::Relaxed)) as f64 / 1e9;
-    println!("{}", serde_json::json!({"msgs_per_sec": (count - 1) as f64 / span}));
+    println!(
+        "{}",
+        serde_json::json!({"msgs_per_sec": (count - 1) as f64 / span})
+    );
     Ok(())
 }
 
@@ -298,8 +304,13 @@ fn bsub(bus: &str, count: u64) -> Res<()> {
         last = Instant::now();
         first.get_or_insert(last);
     }
-    let span = first.map(|f| last.duration_since(f).as_secs_f64()).unwrap_or(0.0);
-    println!("{}", serde_json::json!({"msgs_per_sec": (count - 1) as f64 / span}));
+    let span = first
+        .map(|f| last.duration_since(f).as_secs_f64())
+        .unwrap_or(0.0);
+    println!(
+        "{}",
+        serde_json::json!({"msgs_per_sec": (count - 1) as f64 / span})
+    );
     Ok(())
 }
 
@@ -445,7 +456,9 @@ fn rate(json_line: &str) -> Res<f64> {
 }
 
 fn free_port() -> Res<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 struct Buses(Vec<String>);
@@ -458,27 +471,25 @@ impl Drop for Buses {
     }
 }
 
-fn bridge_pair(a: &str, b: &str, express: bool) -> Res<(Kid, Kid)> {
+/// Bridge A on bus `a` (listening) and bridge B on bus `b` (connecting),
+/// with their own arguments; returns once an event on `warm` crosses
+/// from A to B (resent until it does).
+fn bridge_pair(a: &str, b: &str, a_args: &[&str], b_args: &[&str], warm: &str) -> Res<(Kid, Kid)> {
     let exe = me()?.with_file_name("shm-bus-zenoh");
     let ep = format!("tcp/127.0.0.1:{}", free_port()?);
-    let mut common = vec!["--export", "**", "--import", "**"];
-    if express {
-        common.push("--express");
-    }
     let mut ka = vec![a, "--listen", &ep];
-    ka.extend_from_slice(&common);
+    ka.extend_from_slice(a_args);
     let mut kb = vec![b, "--connect", &ep];
-    kb.extend_from_slice(&common);
+    kb.extend_from_slice(b_args);
     let ba = kid(&exe, &ka, "bridge A")?;
     let bb = kid(&exe, &kb, "bridge B")?;
-    // Connected and routed: an event crosses A -> B (resent until it does).
     let (bus_a, bus_b) = (Bus::open(a)?, Bus::open(b)?);
     let mut p = bus_a.publisher("bench-warmup")?;
     let mut s = bus_b.subscriber("bench-warmup")?;
-    s.subscribe("warm.**")?;
+    s.subscribe(warm)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        p.publish("warm.up", b"x")?;
+        p.publish(warm, b"warm-up")?;
         if s.recv_timeout(Duration::from_millis(20)).is_ok() {
             break;
         }
@@ -489,11 +500,17 @@ fn bridge_pair(a: &str, b: &str, express: bool) -> Res<(Kid, Kid)> {
     Ok((ba, bb))
 }
 
-fn throughput_zenoh(count: u64, size: usize) -> Res<f64> {
+/// Zenoh's own pub/sub: a subscriber on `key` counts what a publisher
+/// puts on `bench/tp`.
+fn throughput_zenoh(count: u64, size: usize, key: &str) -> Res<f64> {
     let exe = me()?;
     let ep = format!("tcp/127.0.0.1:{}", free_port()?);
     let (c, z) = (count.to_string(), size.to_string());
-    let mut sub = kid(&exe, &["zsub", "--listen", &ep, "--count", &c], "zsub")?;
+    let mut sub = kid(
+        &exe,
+        &["zsub", "--listen", &ep, "--key", key, "--count", &c],
+        "zsub",
+    )?;
     line(&mut sub, "ready", Duration::from_secs(30))?;
     let _pubr = kid(
         &exe,
@@ -503,10 +520,24 @@ fn throughput_zenoh(count: u64, size: usize) -> Res<f64> {
     rate(&line(&mut sub, "msgs_per_sec", Duration::from_secs(300))?)
 }
 
-fn throughput_bridged(count: u64, size: usize, buses: &mut Buses, n: &mut u32) -> Res<f64> {
+/// Bus A → bridge A (`--export bench.tp`) → bridge B (`--import
+/// PATTERN`) → bus B: the topic `bench.tp` has the key `bench/tp`.
+fn throughput_bridged(
+    count: u64,
+    size: usize,
+    import: &str,
+    buses: &mut Buses,
+    n: &mut u32,
+) -> Res<f64> {
     let exe = me()?;
     let (a, b) = new_buses(buses, n)?;
-    let _bridges = bridge_pair(&a, &b, false)?;
+    let _bridges = bridge_pair(
+        &a,
+        &b,
+        &["--export", "bench.tp"],
+        &["--import", import],
+        "bench.tp",
+    )?;
     let (c, z) = (count.to_string(), size.to_string());
     let mut sub = kid(&exe, &["bsub", &b, "--count", &c], "bsub")?;
     line(&mut sub, "ready", Duration::from_secs(30))?;
@@ -525,23 +556,34 @@ fn latency_zenoh(rt: u64, size: usize) -> Res<serde_json::Value> {
         &["zping", "--connect", &ep, "--count", &c, "--size", &z],
         "zping",
     )?;
-    Ok(serde_json::from_str(&line(&mut ping, "p50_ns", Duration::from_secs(300))?)?)
+    Ok(serde_json::from_str(&line(
+        &mut ping,
+        "p50_ns",
+        Duration::from_secs(300),
+    )?)?)
 }
 
-fn latency_bridged(
-    rt: u64,
-    size: usize,
-    buses: &mut Buses,
-    n: &mut u32,
-) -> Res<serde_json::Value> {
+/// Ping on bus A (`ping.x`), pong on bus B (`pong.x`); bridges with
+/// exact keys and `--express`, as Zenoh's ping/pong.
+fn latency_bridged(rt: u64, size: usize, buses: &mut Buses, n: &mut u32) -> Res<serde_json::Value> {
     let exe = me()?;
     let (a, b) = new_buses(buses, n)?;
-    let _bridges = bridge_pair(&a, &b, true)?;
+    let _bridges = bridge_pair(
+        &a,
+        &b,
+        &["--export", "ping.x", "--import", "pong.x", "--express"],
+        &["--import", "ping.x", "--export", "pong.x", "--express"],
+        "ping.x",
+    )?;
     let mut pong = kid(&exe, &["bpong", &b], "bpong")?;
     line(&mut pong, "ready", Duration::from_secs(30))?;
     let (c, z) = (rt.to_string(), size.to_string());
     let mut ping = kid(&exe, &["bping", &a, "--count", &c, "--size", &z], "bping")?;
-    Ok(serde_json::from_str(&line(&mut ping, "p50_ns", Duration::from_secs(300))?)?)
+    Ok(serde_json::from_str(&line(
+        &mut ping,
+        "p50_ns",
+        Duration::from_secs(300),
+    )?)?)
 }
 
 fn new_buses(buses: &mut Buses, n: &mut u32) -> Res<(String, String)> {
@@ -565,13 +607,21 @@ fn median(v: &mut [f64]) -> f64 {
 fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], json: bool) -> Res<()> {
     let mut buses = Buses(Vec::new());
     let mut n = 0;
-    let mut out = Vec::new();
+    let mut rows = Vec::new();
+    // (label, the importer's pattern, Zenoh's subscriber key): the same
+    // key expression on both paths.
+    let subs = [("exact", "bench.tp", "bench/tp"), ("**", "**", "**")];
     for &size in sizes {
-        let (mut zt, mut bt) = (Vec::new(), Vec::new());
+        let mut zt = vec![Vec::new(); subs.len()];
+        let mut bt = vec![Vec::new(); subs.len()];
         let (mut zl, mut bl) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            zt.push(throughput_zenoh(count, size)?);
-            bt.push(throughput_bridged(count, size, &mut buses, &mut n)?);
+            for (i, (_, pattern, key)) in subs.iter().enumerate() {
+                zt[i].push(throughput_zenoh(count, size, key)?);
+                bt[i].push(throughput_bridged(
+                    count, size, pattern, &mut buses, &mut n,
+                )?);
+            }
             zl.push(latency_zenoh(rt, size)?);
             bl.push(latency_bridged(rt, size, &mut buses, &mut n)?);
             // Segments of finished runs go now, not at the end.
@@ -583,15 +633,27 @@ fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], json: bool) -> Res<()>
             let mut x: Vec<f64> = v.iter().filter_map(|j| j[k].as_f64()).collect();
             median(&mut x)
         };
+        let throughput: Vec<serde_json::Value> = subs
+            .iter()
+            .enumerate()
+            .map(|(i, (label, _, _))| {
+                let (zm, bm) = (median(&mut zt[i].clone()), median(&mut bt[i].clone()));
+                serde_json::json!({
+                    "subscription": label,
+                    "zenoh_msgs_per_sec": zt[i],
+                    "bridged_msgs_per_sec": bt[i],
+                    "zenoh_median": zm,
+                    "bridged_median": bm,
+                    "ratio": bm / zm,
+                })
+            })
+            .collect();
         let row = serde_json::json!({
             "size": size,
             "count": count,
+            "round_trips": rt,
             "rounds": rounds,
-            "zenoh_msgs_per_sec": zt,
-            "bridged_msgs_per_sec": bt,
-            "zenoh_median": median(&mut zt.clone()),
-            "bridged_median": median(&mut bt.clone()),
-            "ratio": median(&mut bt.clone()) / median(&mut zt.clone()),
+            "throughput": throughput,
             "zenoh_latency": zl,
             "bridged_latency": bl,
             "zenoh_p50_ns_median": p50(&zl, "p50_ns"),
@@ -602,38 +664,54 @@ fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], json: bool) -> Res<()>
         if !json {
             eprintln!("{row}");
         }
-        out.push(row);
+        rows.push(row);
     }
     if json {
-        println!("{}", serde_json::Value::Array(out));
-    } else {
-        println!("| size | Zenoh msg/s (rounds) | bridged msg/s (rounds) | ratio | Zenoh p50 / p99 | bridged p50 / p99 |");
-        println!("|---|---|---|---|---|---|");
-        for r in &out {
-            let list = |k: &str| {
-                r[k].as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_f64())
-                            .map(|x| format!("{:.0}k", x / 1e3))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default()
-            };
-            let us = |k: &str| r[k].as_f64().unwrap_or(0.0) / 1e3;
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    let k = |x: &serde_json::Value| {
+        x.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_f64())
+                    .map(|x| format!("{:.0}k", x / 1e3))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    println!(
+        "| size | subscription | Zenoh msg/s (rounds) | bridged msg/s (rounds) | bridged / Zenoh (medians) |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        for t in r["throughput"].as_array().into_iter().flatten() {
             println!(
-                "| {} B | {} | {} | {:.2} | {:.0} / {:.0} µs | {:.0} / {:.0} µs |",
+                "| {} B | `{}` | {} | {} | {:.2} |",
                 r["size"],
-                list("zenoh_msgs_per_sec"),
-                list("bridged_msgs_per_sec"),
-                r["ratio"].as_f64().unwrap_or(0.0),
-                us("zenoh_p50_ns_median"),
-                us("zenoh_p99_ns_median"),
-                us("bridged_p50_ns_median"),
-                us("bridged_p99_ns_median"),
+                t["subscription"].as_str().unwrap_or(""),
+                k(&t["zenoh_msgs_per_sec"]),
+                k(&t["bridged_msgs_per_sec"]),
+                t["ratio"].as_f64().unwrap_or(0.0),
             );
         }
+    }
+    println!();
+    println!(
+        "| size | Zenoh p50 / p99 (median of rounds) | bridged p50 / p99 (median of rounds) |"
+    );
+    println!("|---|---|---|");
+    for r in &rows {
+        let us = |key: &str| r[key].as_f64().unwrap_or(0.0) / 1e3;
+        println!(
+            "| {} B | {:.0} / {:.0} µs | {:.0} / {:.0} µs |",
+            r["size"],
+            us("zenoh_p50_ns_median"),
+            us("zenoh_p99_ns_median"),
+            us("bridged_p50_ns_median"),
+            us("bridged_p99_ns_median"),
+        );
     }
     Ok(())
 }

@@ -191,9 +191,8 @@ impl Proc {
             self.what,
             self.stderr()
         );
-        serde_json::from_str(&last).unwrap_or_else(|e| {
-            panic!("{}: last stdout line `{last}` is not JSON: {e}", self.what)
-        })
+        serde_json::from_str(&last)
+            .unwrap_or_else(|e| panic!("{}: last stdout line `{last}` is not JSON: {e}", self.what))
     }
 }
 
@@ -282,4 +281,3 @@ pub fn per_topic(v: &serde_json::Value) -> BTreeMap<String, u64> {
         })
         .unwrap_or_default()
 }
-
