@@ -1003,3 +1003,91 @@ impl Importer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Bus::remove(&self.0);
+        }
+    }
+
+    fn importer(tag: &str, patterns: &[&str]) -> (Importer, Gone) {
+        let name = format!("zb-unit-{tag}-{}", std::process::id());
+        let _ = Bus::remove(&name);
+        let bus = Bus::create(&name, BusConfig::default()).unwrap();
+        let gone = Gone(name);
+        let list: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
+        let im = Importer {
+            publisher: bus.publisher("zenoh:unit").unwrap(),
+            source: 1,
+            patterns: super::patterns(&list).unwrap(),
+            counters: Arc::new(Counters::default()),
+            routes: FxHashMap::default(),
+            waits: Arc::new(AtomicBool::new(false)),
+        };
+        (im, gone)
+    }
+
+    fn meta(source: u64, export_seq: u64) -> [u8; crate::meta::META_LEN] {
+        Meta {
+            source,
+            export_seq,
+            producer: 0,
+            producer_seq: export_seq,
+            timestamp_ns: 1,
+        }
+        .encode()
+    }
+
+    fn imports(v: &Verdict) -> bool {
+        matches!(v, Verdict::Import(_))
+    }
+
+    #[test]
+    fn sequences_count_gaps_duplicates_and_echoes() {
+        let (mut im, _g) = importer("seq", &["md.**"]);
+        let key = "md/x";
+        // Source 7: 0, 1, then 4 (2 and 3 lost), 4 again (duplicate), 5.
+        for (seq, want) in [(0, true), (1, true), (4, true), (4, false), (5, true)] {
+            let m = meta(7, seq);
+            assert_eq!(imports(&im.judge(0, key, Some(&m))), want, "seq {seq}");
+        }
+        // Another source on the same key starts where it starts.
+        assert!(imports(&im.judge(0, key, Some(&meta(8, 100)))));
+        assert!(imports(&im.judge(0, key, Some(&meta(8, 101)))));
+        // Our own source id: never imported.
+        assert!(!imports(&im.judge(0, key, Some(&meta(1, 0)))));
+        // No attachment: a plain Zenoh publisher, imported.
+        assert!(imports(&im.judge(0, key, None)));
+        let s = im.counters.stats();
+        assert_eq!(
+            (s.gaps, s.duplicates, s.echo_suppressed),
+            (2, 1, 1),
+            "{s:?}"
+        );
+        assert_eq!(s.dropped, 2);
+    }
+
+    #[test]
+    fn overlapping_import_keys_take_one_copy_and_filter_precisely() {
+        // `md/*/**` includes `md/*/*`: samples of md/a/b reach both Zenoh
+        // subscribers; only the first takes them.
+        let (mut im, _g) = importer("overlap", &["md./^X/.**", "md.{v}.{s}"]);
+        assert!(imports(&im.judge(0, "md/XA/b", None)));
+        assert!(!imports(&im.judge(1, "md/XA/b", None)));
+        // md/YA/b: inside `md/*/**`, but only the second pattern matches;
+        // still one copy, taken from subscriber 0's delivery.
+        assert!(imports(&im.judge(0, "md/YA/b", None)));
+        assert!(!imports(&im.judge(1, "md/YA/b", None)));
+        // md/YA/b/c: inside `md/*/**` only, matched by neither pattern.
+        assert!(!imports(&im.judge(0, "md/YA/b/c", None)));
+        // Not a topic.
+        assert!(!imports(&im.judge(0, "md/a.b/c", None)));
+        let s = im.counters.stats();
+        assert_eq!((s.filtered, s.rejected), (1, 1), "{s:?}");
+    }
+}

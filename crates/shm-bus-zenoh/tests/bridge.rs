@@ -311,3 +311,66 @@ fn bad_usage_exits_2_and_a_missing_bus_exits_1() {
         }
     }
 }
+
+/// A plain Zenoh application (this test process) puts on keys the bridge
+/// imports: a key that is a topic is imported (without an attachment:
+/// no sequence checks); keys that are not topics are refused and counted,
+/// never guessed. The bridge takes its Zenoh settings from a config file.
+#[test]
+fn foreign_zenoh_samples_are_imported_or_refused_and_counted() {
+    use zenoh::Wait;
+
+    let b = bus("foreign");
+    let port = free_port();
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("zb-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("zenoh.json5");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{{ mode: \"peer\", listen: {{ endpoints: [\"{ep}\"] }}, \
+             scouting: {{ multicast: {{ enabled: false }} }} }}"
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let mut bb = bridge(&b.0, "fb", &["--config", &cfg_s, "--import", "dev.**"]);
+    let mut c = consumer(&b.0, &["dev.**"], 10, "consumer B");
+
+    let mut zc = zenoh::Config::default();
+    zc.insert_json5("mode", "\"peer\"").unwrap();
+    zc.insert_json5("scouting/multicast/enabled", "false")
+        .unwrap();
+    zc.insert_json5("connect/endpoints", &format!("[\"{ep}\"]"))
+        .unwrap();
+    let z = zenoh::open(zc).wait().expect("zenoh session");
+    let good = z.declare_publisher("dev/plain/%2Ax").wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !good.matching_status().wait().unwrap().matching() {
+        assert!(std::time::Instant::now() < deadline, "watchdog: no match");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut payload = vec![0u8; 64];
+    for i in 0..10 {
+        shm_bus_zenoh::load::fill(&mut payload, 9, i, 0, 0);
+        good.put(payload.clone()).wait().unwrap();
+        // Not topics: a chunk with `.`, one that reads as a wildcard part,
+        // a malformed escape.
+        for bad in ["dev/a.b/c", "dev/{x}/y", "dev/%zz"] {
+            z.put(bad, payload.clone()).wait().unwrap();
+        }
+    }
+    let got = c.json(LONG);
+    let want: BTreeMap<String, u64> = [("dev.plain.*x".to_owned(), 10)].into();
+    check_consumer("consumer B", &got, &want);
+    drop(good);
+    let _ = z.close().wait();
+    bb.terminate();
+    let s = bb.json(Duration::from_secs(60));
+    eprintln!("{s}");
+    assert_eq!(u(&s, "imported"), 10, "{s}");
+    assert_eq!(u(&s, "rejected"), 30, "{s}");
+    assert_eq!(u(&s, "dropped"), 30, "{s}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
