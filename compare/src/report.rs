@@ -440,14 +440,11 @@ rows measure time-sharing as much as the systems.
   loop unchanged): the producer writes the sequence numbers of the next 32
   messages into 32 payloads (windows of the payload size, 64 bytes apart,
   into one buffer of size + 31 × 64 bytes, so its source stays as hot as
-  the one-by-one producer's single buffer), then sends them: `try_publish`
-  of the first (no room: it waits the common way and tries again), then
-  `publish_many` of the other 31, which resolves the topic once and wakes
-  sleeping subscribers once, and blocks inside while the ring is full (as
-  shm-bus's blocking publish does: spin 50 µs without yielding, then futex
-  naps of at most 1 ms until a subscriber that frees space wakes it),
-  there being no non-blocking `publish_many`. A burst larger than the ring
-  (64 KiB and 1 MiB payloads) always waits that way.
+  the one-by-one producer's single buffer), then sends them with
+  `try_publish_many`, which resolves the topic once, publishes while the
+  ring has room, wakes sleeping subscribers once and says how many it
+  published; when that is none, the producer waits the common way and
+  sends the rest of the burst.
   Every message is still copied in whole, once. Subscribers call
   `try_recv_many(32, ..)` (nothing ready: they wait the common way),
   check every sequence number it hands over, and count every message.
@@ -678,7 +675,7 @@ pub fn summary(r: &Results) -> String {
             let _ = writeln!(
                 w,
                 "\nIn the rows *shm-bus in bursts of 32*, the shm-bus column is its producer \
-                 publishing 32 messages per `publish_many` call and its subscribers draining \
+                 publishing up to 32 messages per `try_publish_many` call and its subscribers draining \
                  with `try_recv_many(32, ..)`, every message still copied in once and checked; \
                  the other columns repeat the one-by-one figures of the same payload and K."
             );

@@ -29,7 +29,7 @@ pub enum System {
     Floor,
     ShmBus,
     /// Throughput only: shm-bus with the producer publishing in bursts of
-    /// [`BURST`] through `publish_many` and subscribers draining with
+    /// [`BURST`] through `try_publish_many` and subscribers draining with
     /// `try_recv_many(BURST, ..)`.
     ShmBusBatched,
     Iceoryx2,

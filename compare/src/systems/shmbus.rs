@@ -7,10 +7,10 @@
 //! - Throughput: `try_loan`, the payload copied in, `commit`; subscribers
 //!   `try_recv`. Block policy (lossless), ring = [`ring_for`](super::ring_for).
 //! - Throughput in bursts (`System::ShmBusBatched`, the same bus, producer
-//!   and subscriber): a burst is `try_publish` of its first payload (no
-//!   room: `Ok(0)`, the harness waits as for every system) then
-//!   `publish_many` of the rest, which blocks inside, shm-bus's way, while
-//!   the ring is full; subscribers `try_recv_many(limit, ..)`.
+//!   and subscriber): a burst is `try_publish_many`, which publishes while
+//!   the ring has room and says how many (none: `Ok(0)`, the harness waits
+//!   as for every system, then sends the rest); subscribers
+//!   `try_recv_many(limit, ..)`.
 
 use anyhow::{Result, bail};
 use shm_bus_core::{Bus, BusConfig, PublishError, Publisher, RecvError, Subscriber, TopicId};
@@ -131,20 +131,12 @@ impl Source for Producer {
 impl BurstSource for Producer {
     #[inline]
     fn try_send_burst(&mut self, payloads: &[&[u8]]) -> Result<usize> {
-        let Some((first, rest)) = payloads.split_first() else {
-            return Ok(0);
-        };
-        // `publish_many` has no non-blocking form: the first payload tells
-        // whether there is room now; the rest wait inside if need be.
-        match self.publisher.try_publish(&self.topic, first) {
-            Ok(_) => {}
-            Err(PublishError::Full) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        }
+        // Publishes while there is room and says how many: the harness
+        // waits (as for every system) when that is none.
         let n = self
             .publisher
-            .publish_many(&self.topic, rest.iter().copied())?;
-        Ok(1 + n as usize)
+            .try_publish_many(&self.topic, payloads.iter().copied())?;
+        Ok(n as usize)
     }
 }
 

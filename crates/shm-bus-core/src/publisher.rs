@@ -273,9 +273,15 @@ impl Publisher {
             Wait::Forever => None,
         };
         let spin_until = Instant::now() + self.spin;
+        let mut round = 0u32;
         loop {
             // Spin (as `Subscriber::wait` does): retries with a pause hint,
-            // the clock read every `SPIN_POLLS` tries.
+            // the clock read every `SPIN_POLLS` tries, the core yielded
+            // between rounds after the first.
+            if round > 0 {
+                std::thread::yield_now();
+            }
+            round = round.saturating_add(1);
             for _ in 0..SPIN_POLLS {
                 match self
                     .writer
@@ -537,15 +543,43 @@ impl Publisher {
         topic: &(impl AsTopic + ?Sized),
         payloads: impl IntoIterator<Item = &'p [u8]>,
     ) -> Result<u64, PublishError> {
+        self.publish_many_with(topic, payloads, Wait::Forever)
+    }
+
+    /// Like [`publish_many`](Self::publish_many), but never waits: publishes
+    /// payloads in order while the ring has room and returns how many it
+    /// published (fewer than given when the ring filled up; call again with
+    /// the rest). Aeron's `offer` for a batch.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish), except that a full ring is not an
+    /// error. The payloads before the one that failed are published.
+    pub fn try_publish_many<'p>(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        payloads: impl IntoIterator<Item = &'p [u8]>,
+    ) -> Result<u64, PublishError> {
+        self.publish_many_with(topic, payloads, Wait::No)
+    }
+
+    fn publish_many_with<'p>(
+        &mut self,
+        topic: &(impl AsTopic + ?Sized),
+        payloads: impl IntoIterator<Item = &'p [u8]>,
+        wait: Wait,
+    ) -> Result<u64, PublishError> {
         let topic = topic.topic_id(self)?;
         let mut n = 0;
         let mut result = Ok(());
         for payload in payloads {
-            if let Err(e) = self.write_one(topic, payload, Wait::Forever) {
-                result = Err(e);
-                break;
+            match self.write_one(topic, payload, wait) {
+                Ok(_) => n += 1,
+                Err(PublishError::Full) if matches!(wait, Wait::No) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
-            n += 1;
         }
         if n > 0 {
             self.wake_subscribers();

@@ -484,11 +484,17 @@ impl State {
             other => return other,
         }
         let spin_until = Instant::now() + self.spin;
+        let mut round = 0u32;
         loop {
             // Spin: polls with a pause hint between them and the clock read
-            // only every `SPIN_POLLS` polls (no yield: on a machine with a
-            // core per process, giving up the core costs more than the
-            // record takes to arrive).
+            // only every `SPIN_POLLS` polls. The first round (a few µs) is
+            // pure spinning, for the record that is about to arrive; later
+            // rounds yield the core between them, so that on a machine with
+            // fewer cores than busy processes the producer gets to run.
+            if round > 0 {
+                std::thread::yield_now();
+            }
+            round = round.saturating_add(1);
             for _ in 0..SPIN_POLLS {
                 match self.poll(sh) {
                     Err(RecvError::Empty) => std::hint::spin_loop(),

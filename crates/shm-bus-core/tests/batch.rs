@@ -210,3 +210,36 @@ fn an_owned_loan_under_overwrite_is_staged_then_copied() {
     let (_publ, _) = loan.commit();
     assert_eq!(sub.try_recv().unwrap().payload(), b"hello");
 }
+
+#[test]
+fn try_publish_many_stops_where_the_ring_is_full_and_goes_on_later() {
+    let (name, _c) = unique("batch-full");
+    let bus = Bus::create(&name, BusConfig::default().with_ring_bytes(4096)).unwrap();
+    let mut sub = bus.subscriber("s").unwrap();
+    sub.subscribe("t").unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    // 96-byte records: a 4 KiB ring holds fewer than 100 of them.
+    let all: Vec<Vec<u8>> = (0..100u32)
+        .map(|i| [i.to_le_bytes(); 16].concat())
+        .collect();
+    let first = publ
+        .try_publish_many("t", all.iter().map(Vec::as_slice))
+        .unwrap() as usize;
+    assert!((1..100).contains(&first), "{first}");
+    let mut got = Vec::new();
+    let mut sent = first;
+    while sent < all.len() {
+        let read = sub
+            .try_recv_many(1000, |s| got.push(s.payload().to_vec()))
+            .unwrap();
+        assert!(read > 0, "what was published is readable");
+        let n = publ
+            .try_publish_many("t", all[sent..].iter().map(Vec::as_slice))
+            .unwrap() as usize;
+        assert!(n > 0, "room again once read");
+        sent += n;
+    }
+    sub.try_recv_many(1000, |s| got.push(s.payload().to_vec()))
+        .unwrap();
+    assert_eq!(got, all, "each once, in order");
+}
