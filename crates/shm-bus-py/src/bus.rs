@@ -100,7 +100,9 @@ impl PyBus {
         })
     }
 
-    /// Opens bus `name`, creating it with this configuration if absent.
+    /// Opens bus `name`, creating it with this configuration if absent
+    /// (`BusError` if it exists with a smaller one); with no keyword, an
+    /// existing bus is opened as it is.
     #[staticmethod]
     #[pyo3(signature = (name, *, ring_bytes=None, max_producers=None, max_subscribers=None,
                         max_topics=None, policy=None, history_bytes=None))]
@@ -121,8 +123,20 @@ impl PyBus {
             policy,
             history_bytes,
         )?;
+        let nothing_asked = ring_bytes.is_none()
+            && max_producers.is_none()
+            && max_subscribers.is_none()
+            && max_topics.is_none()
+            && policy.is_none()
+            && history_bytes.is_none();
+        let bus = if nothing_asked {
+            // nothing asked of the configuration: an existing bus as it is
+            Bus::open(name).or_else(|_| Bus::open_or_create(name, c))
+        } else {
+            Bus::open_or_create(name, c)
+        };
         Ok(PyBus {
-            bus: Bus::open_or_create(name, c).map_err(bus_error)?,
+            bus: bus.map_err(bus_error)?,
         })
     }
 
@@ -451,7 +465,7 @@ impl PySubscriber {
                     left.min(SLICE)
                 }
             };
-            let r = py.detach(|| match sub.recv_timeout(slice) {
+            let r = crate::port::detach(py, || match sub.recv_timeout(slice) {
                 Ok(s) => Ok(Some(received(&s))),
                 Err(RecvError::Timeout | RecvError::Empty) => Ok(None),
                 Err(e) => Err(e),

@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<topic::NativeTopic>()?;
+    m.add_function(wrap_pyfunction!(port::_interpreter_exiting, m)?)?;
     m.add_class::<port::BusPort>()?;
     m.add_class::<bus::PyBus>()?;
     m.add_class::<bus::PyPublisher>()?;

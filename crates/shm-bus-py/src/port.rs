@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use shm_bus_core::{
@@ -19,6 +19,37 @@ use crate::errors::{Empty, Full, bus_error, publish_error};
 /// How long one wait lasts before signals are checked and the GIL is
 /// taken back.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+/// Set by the module's `atexit` hook: the interpreter is about to
+/// finalize. A thread (other than the main one) coming back from a wait
+/// then must not take the GIL again: CPython would end it with
+/// `pthread_exit`, unwinding through Rust frames, which aborts the
+/// process. It parks instead, and goes away with the process.
+static FINALIZING: AtomicBool = AtomicBool::new(false);
+
+/// Called from Python's `atexit` (see [`FINALIZING`]).
+#[pyfunction]
+pub(crate) fn _interpreter_exiting() {
+    FINALIZING.store(true, Ordering::SeqCst);
+}
+
+fn park_if_finalizing() {
+    // SAFETY: getpid/gettid have no preconditions.
+    let main = unsafe { libc::gettid() == libc::getpid() };
+    while !main && FINALIZING.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// `py.detach(f)`, except that a thread returning while the interpreter
+/// finalizes parks (see [`FINALIZING`]).
+pub(crate) fn detach<T: Send, F: FnOnce() -> T + Send>(py: Python<'_>, f: F) -> T {
+    py.detach(|| {
+        let r = f();
+        park_if_finalizing();
+        r
+    })
+}
 
 /// Buses whose ring memory was handed to Python as memoryviews. A view
 /// derived from a handler's memoryview (a slice, a numpy array over it)
@@ -128,12 +159,12 @@ pub(crate) fn put_bytes(
             // another thread holds the publisher (it may be waiting for
             // room): wait for it without the GIL
             let text = topic.to_cow()?.into_owned();
-            let r = py.detach(|| lock_pub(publisher).publisher.topic_id(&text));
+            let r = detach(py, || lock_pub(publisher).publisher.topic_id(&text));
             r.map_err(bus_error)?
         }
     };
     if !block {
-        let r = py.detach(|| lock_pub(publisher).publisher.try_publish(&id, payload));
+        let r = detach(py, || lock_pub(publisher).publisher.try_publish(&id, payload));
         return r.map_err(publish_error);
     }
     let deadline = (timeout > 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
@@ -150,7 +181,7 @@ pub(crate) fn put_bytes(
                 left.min(SLICE)
             }
         };
-        let result = py.detach(|| lock_pub(publisher).publisher.publish_timeout(&id, payload, slice));
+        let result = detach(py, || lock_pub(publisher).publisher.publish_timeout(&id, payload, slice));
         match result {
             Ok(seq) => return Ok(seq),
             Err(PublishError::Full) => py.check_signals()?,
@@ -582,7 +613,7 @@ impl BusPort {
                     left.min(SLICE)
                 }
             };
-            let got = py.detach(|| match sub.recv_timeout(slice) {
+            let got = detach(py, || match sub.recv_timeout(slice) {
                 Ok(s) => Ok(Some(take(&s))),
                 Err(RecvError::Timeout | RecvError::Empty) => Ok(None),
                 Err(e) => Err(e),
@@ -667,7 +698,7 @@ impl BusPort {
                 }
                 n += 1;
                 if n % 256 == 0 {
-                    py.detach(|| {});
+                    detach(py, || {});
                     py.check_signals()?;
                     if !self.active.load(Ordering::SeqCst) {
                         return Ok(());
@@ -676,8 +707,9 @@ impl BusPort {
             }
             py.check_signals()?;
             // Wait, GIL released; dispatch what arrives with it taken back.
-            let outcome: Result<(), RecvError> = py.detach(|| match sub.recv_timeout(SLICE) {
+            let outcome: Result<(), RecvError> = detach(py, || match sub.recv_timeout(SLICE) {
                 Ok(sample) => {
+                    park_if_finalizing();
                     Python::attach(|py| {
                         if let Err(e) = self.dispatch(
                             py,
@@ -722,6 +754,6 @@ impl Drop for ResetOnDrop<'_> {
 pub(crate) fn recv_error(e: RecvError) -> PyErr {
     match e {
         RecvError::Empty | RecvError::Timeout => Empty::new_err(e.to_string()),
-        other => PyValueError::new_err(other.to_string()),
+        other => crate::errors::BusError::new_err(other.to_string()),
     }
 }

@@ -294,3 +294,28 @@ def test_rust_producer_python_handler(bus_name, child):
     rc, out, err = c.finish(timeout=60)
     assert rc == 0, err
     assert json.loads(out.strip().splitlines()[-1]) == [["rs.text", "from rust"]] * 5
+
+
+@pytest.mark.parametrize("what", ["daemon_get", "started_engine", "bridge"])
+def test_exit_with_threads_still_waiting_in_rust(bus_name, child, what):
+    """A thread still waiting in Rust when the interpreter exits must not take
+    the process down (CPython ends such threads with pthread_exit, which would
+    unwind through Rust frames)."""
+    c = child("""
+        import sys, threading, time
+        from shm_bus import EventEngine, event
+        what, bus = sys.argv[1], sys.argv[2]
+        e = EventEngine(bus=bus, name="exiting")
+        if what == "daemon_get":
+            threading.Thread(target=e.get, daemon=True).start()
+        elif what == "started_engine":
+            e.register_handler("a", print)
+            e.start()  # never stopped
+        else:
+            event.connect(bus)  # never closed
+        time.sleep(0.2)
+        print("exiting", flush=True)
+    """, what, bus_name)
+    rc, out, err = c.finish(timeout=60)
+    assert rc == 0, err
+    assert out.strip() == "exiting"

@@ -8,7 +8,15 @@ and reach other processes with ``EventEngine(bus="quotes", name="worker")``.
 See docs/PYTHON.md.
 """
 
-from ._native import Bus, BusError, Loan, Publisher, Sample, Subscriber
+import atexit as _atexit
+
+from ._native import Bus, BusError, Loan, Publisher, Sample, Subscriber, _interpreter_exiting
+
+# Registered first, so it runs last among this package's exit hooks (they stop
+# the engines' and bridges' threads): from then on, a thread still waiting in
+# Rust parks instead of taking the GIL back during finalization.
+_atexit.register(_interpreter_exiting)
+
 from ._topic import (Topic, TopicMatchResult, TopicPart, TopicPartAny, TopicPartExact,
                      TopicPartPattern, TopicPartRange, TopicPartRest, TopicType)
 from ._event import EventHook, EventHookEx, MessagePayload, LOGGER

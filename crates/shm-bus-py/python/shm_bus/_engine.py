@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import os
 import threading
 import time
+import weakref
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Optional
 
@@ -51,6 +53,23 @@ def timer_topic(interval: float) -> str:
     else:
         part = f"{ns}ns"
     return TIMER_TOPIC_PREFIX + part
+
+
+_running: "weakref.WeakSet[EventEngine]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_engines() -> None:
+    """Stops dispatch threads and timers before the interpreter finalizes (a daemon
+    thread still waiting in Rust when it does would take the process down)."""
+    for e in list(_running):
+        try:
+            e.deactivate()
+            for t in [e.engine, *getattr(e, "timer", {}).values()]:
+                if t is not None and t is not threading.current_thread():
+                    t.join(5)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
 
 
 def _topic(topic: Any) -> Topic:
@@ -166,6 +185,7 @@ class EventEngine:
         if self._port is not None:
             self._port.attach()
         self.activate()
+        _running.add(self)
         self.engine = threading.Thread(target=self.run, name="EventEngine", daemon=True)
         self.engine.start()
 
@@ -469,6 +489,7 @@ class EventEngineEx(EventEngine):
         else:
             t = threading.Thread(target=self.run_timer, args=(interval, topic, activate_time), daemon=True)
         t.name = f"EventEngine.Timer.{interval}"
+        _running.add(self)
         self.timer[interval] = t
         t.start()
         return topic

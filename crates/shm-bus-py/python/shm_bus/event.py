@@ -17,6 +17,7 @@ span emitted in another.
 from __future__ import annotations
 
 import abc
+import atexit
 import enum
 import os
 import pickle
@@ -425,6 +426,17 @@ class EventBridge:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+@atexit.register
+def _close_bridges() -> None:
+    """Stops bridge threads before the interpreter finalizes (a daemon thread
+    still waiting in Rust when it does would take the process down)."""
+    for b in list(_bridges):
+        try:
+            b.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
 
 
 def connect(bus: str, name: Optional[str] = None, create: bool = True) -> EventBridge:
