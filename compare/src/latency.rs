@@ -8,7 +8,9 @@
 //! ```
 //!
 //! `send` loans/writes the message in place where the system allows it
-//! and writes only its first 8 bytes. A warm-up of `warmup` round trips
+//! and writes only its first 8 bytes; the pre-loaned variants write into
+//! the loan kept from the previous send and loan the next one right after
+//! sending. A warm-up of `warmup` round trips
 //! precedes the `count` timed ones; every timed round trip is one sample.
 
 use std::time::{Duration, Instant};
@@ -42,6 +44,7 @@ pub fn ping_role(spec: &Spec) -> Result<()> {
     match spec.system {
         System::Floor => ping_with(floor::Lat::create(spec)?, spec),
         System::ShmBus => ping_with(shmbus::Lat::create(spec)?, spec),
+        System::ShmBusPreloaned => ping_with(shmbus::LatPreloaned::create(spec)?, spec),
         System::ShmBusBatched => bail!("measured in throughput only"),
         System::Iceoryx2 | System::Iceoryx2Preloaned => ping_with(iox::Lat::create(spec)?, spec),
         System::Uds => {
@@ -97,6 +100,7 @@ pub fn echo_role(spec: &Spec) -> Result<()> {
     match spec.system {
         System::Floor => echo_with(floor::Lat::open(spec)?, spec),
         System::ShmBus => echo_with(shmbus::Lat::open(spec)?, spec),
+        System::ShmBusPreloaned => echo_with(shmbus::LatPreloaned::open(spec)?, spec),
         System::ShmBusBatched => bail!("measured in throughput only"),
         System::Iceoryx2 | System::Iceoryx2Preloaned => echo_with(iox::Lat::open(spec)?, spec),
         System::Uds => echo_with(uds::Lat::new(uds::connect(spec)?, spec.size), spec),

@@ -16,6 +16,7 @@ fn color(sys: System) -> RGBColor {
     match sys {
         System::Floor => RGBColor(110, 110, 110),
         System::ShmBus => RGBColor(214, 39, 40),
+        System::ShmBusPreloaned => RGBColor(227, 119, 194),
         System::ShmBusBatched => RGBColor(240, 120, 120),
         System::Iceoryx2 => RGBColor(31, 119, 180),
         System::Iceoryx2Preloaned => RGBColor(120, 180, 230),

@@ -347,6 +347,7 @@ fn system_label(sys: System) -> &'static str {
     match sys {
         System::Floor => "floor",
         System::ShmBus => "**shm-bus**",
+        System::ShmBusPreloaned => "**shm-bus**, pre-loaned",
         System::ShmBusBatched => "**shm-bus**, bursts of 32",
         System::Iceoryx2 => "iceoryx2",
         System::Iceoryx2Preloaned => "iceoryx2, pre-loaned",
@@ -363,9 +364,9 @@ every system runs through the same loops (`compare/src/latency.rs`,
 `throughput.rs`, `dispatch.rs`), behind three small traits (plus two for
 the batched throughput row, which has a loop of its own). A round runs
 every workload on every system, the systems interleaved (each round starts
-one system further along: floor, shm-bus, [shm-bus in bursts of 32,
-throughput only,] iceoryx2, [iceoryx2 pre-loaned, latency only,] Unix
-socket, floor, …).
+one system further along: floor, shm-bus, [shm-bus pre-loaned, latency
+only,] [shm-bus in bursts of 32, throughput only,] iceoryx2, [iceoryx2
+pre-loaned, latency only,] Unix socket, floor, …).
 The tables give the **median of the per-round figures and, in brackets,
 their min–max over the rounds**. Ratios are computed **within a round** and
 then summarised the same way, because these 2-vCPU VMs move the vCPUs
@@ -383,13 +384,23 @@ shm-bus's ring to go round once at 64 B, so that first-touch page faults of
 a fresh segment are not timed for any system. Messages are loaned and
 written in place where the system allows it, and only their first 8 bytes
 (the sequence number) are written: zero copy, as iceoryx2's own benchmark
-does. Loaning is part of the timed round trip for every system.
+does. Loaning is part of the timed round trip for every system, between
+receiving and sending, except in the two *pre-loaned* variants, which loan
+the next message right after sending (still within the timed round trip,
+but overlapping the peer's work instead of delaying the next send).
 - *floor*: a bare cache-line ping-pong; each side stores the sequence
   number into its own 8-byte word in a shared mapping (words 128 bytes
   apart) and spins on the other's (`crates/shm-bus-floor`, the same
   ping-pong as `shm-bus bench latency`'s floor).
 - *shm-bus*: one bus; `loan(topic, size)`, 8 bytes written, `commit()`;
   `try_recv()` on a subscriber to the other side's topic.
+- *shm-bus, pre-loaned*: the same bus, ports and topics, but each side
+  keeps its next message loaned between sends, in an `OwnedLoan` (a loan
+  that owns its `Publisher`; the first send loans it with `into_loan`):
+  sending writes the 8 bytes into that loan and calls
+  `commit_and_reloan(size)`, which commits and at once reserves the next
+  message, so the reservation happens right after the commit, as the
+  iceoryx2 pre-loaned variant loans right after `send`.
 - *iceoryx2*: `ipc::Service`, two publish-subscribe services of `[u8]` as
   in iceoryx2's `benchmarks/publish-subscribe`: 1 publisher, 1 subscriber,
   `history_size(0)`, `subscriber_max_buffer_size(1)`,
@@ -398,9 +409,7 @@ does. Loaning is part of the timed round trip for every system.
   written, `assume_init()`, `send()`; `receive()`.
 - *iceoryx2, pre-loaned*: the same, but each side loans its next sample
   right after sending, as iceoryx2's benchmark does, so the loan overlaps
-  the peer's work instead of delaying the next send. shm-bus is not
-  measured that way: its `Loan` borrows the `Publisher` mutably, so a loan
-  cannot be stored next to its publisher between calls.
+  the peer's work instead of delaying the next send.
 - *Unix socket*: a connected `AF_UNIX` stream pair, nonblocking, spun on
   `EAGAIN`; one `write` of the whole message, `read`s until the whole
   message is in. A socket necessarily copies the payload, in and out.
@@ -589,34 +598,38 @@ pub fn summary(r: &Results) -> String {
     if !r.latency.is_empty() {
         let _ = writeln!(
             w,
-            "| one-way latency, p50 | floor | **shm-bus** | iceoryx2 | iceoryx2, pre-loaned | \
-             Unix socket | shm-bus / iceoryx2 | shm-bus / iceoryx2 pre-loaned | shm-bus / floor |"
+            "| one-way latency, p50 | floor | **shm-bus** | **shm-bus, pre-loaned** | iceoryx2 | \
+             iceoryx2, pre-loaned | Unix socket | shm-bus / iceoryx2 | \
+             shm-bus / iceoryx2 pre-loaned | shm-bus / floor | shm-bus pre-loaned / floor |"
         );
-        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for size in sizes(&r.latency, |c| c.size) {
             let cell = |sys| {
                 lat(r, size, sys)
                     .map(|c| format!("{} ns", ns(median_of(&c.p50_ns))))
                     .unwrap_or_else(|| "–".into())
             };
-            let rel = |sys| match (lat(r, size, System::ShmBus), lat(r, size, sys)) {
+            let rel_of = |bus, sys| match (lat(r, size, bus), lat(r, size, sys)) {
                 (Some(b), Some(c)) => {
                     format!("{}×", factor(median_of(&ratios(&b.p50_ns, &c.p50_ns))))
                 }
                 _ => "–".into(),
             };
+            let rel = |sys| rel_of(System::ShmBus, sys);
             let _ = writeln!(
                 w,
-                "| {} | {} | **{}** | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | **{}** | **{}** | {} | {} | {} | {} | {} | {} | {} |",
                 size_name(size),
                 cell(System::Floor),
                 cell(System::ShmBus),
+                cell(System::ShmBusPreloaned),
                 cell(System::Iceoryx2),
                 cell(System::Iceoryx2Preloaned),
                 cell(System::Uds),
                 rel(System::Iceoryx2),
                 rel(System::Iceoryx2Preloaned),
                 rel(System::Floor),
+                rel_of(System::ShmBusPreloaned, System::Floor),
             );
         }
         let _ = writeln!(w);
@@ -925,30 +938,54 @@ fn verdict(ok: bool) -> &'static str {
 fn targets_section(w: &mut String, r: &Results, heading: &str) {
     let mut lines = Vec::new();
     for size in sizes(&r.latency, |c| c.size) {
-        let (Some(b), Some(f)) = (lat(r, size, System::ShmBus), lat(r, size, System::Floor)) else {
+        let Some(f) = lat(r, size, System::Floor) else {
             continue;
         };
-        for (sys, how) in [
-            (System::Iceoryx2, "loaning in the round trip"),
-            (System::Iceoryx2Preloaned, "pre-loaned"),
-        ] {
-            if let Some(i) = lat(r, size, sys) {
-                let vs = spread(&ratios(&b.p50_ns, &i.p50_ns));
+        if let Some(b) = lat(r, size, System::ShmBus) {
+            for (sys, how) in [
+                (System::Iceoryx2, "loaning in the round trip"),
+                (System::Iceoryx2Preloaned, "pre-loaned"),
+            ] {
+                if let Some(i) = lat(r, size, sys) {
+                    let vs = spread(&ratios(&b.p50_ns, &i.p50_ns));
+                    lines.push(format!(
+                        "- p50 latency below iceoryx2's ({how}), {}: {} (shm-bus / iceoryx2 = {})",
+                        size_name(size),
+                        verdict(vs.median < 1.0),
+                        ratio(vs)
+                    ));
+                }
+            }
+            let vs_floor = spread(&ratios(&b.p50_ns, &f.p50_ns));
+            lines.push(format!(
+                "- p50 latency within 1.2× the floor, {}: {} (shm-bus / floor = {})",
+                size_name(size),
+                verdict(vs_floor.median <= 1.2),
+                ratio(vs_floor)
+            ));
+        }
+        // The pre-loaned shm-bus: against the floor, and like for like
+        // against the pre-loaned iceoryx2.
+        if let Some(p) = lat(r, size, System::ShmBusPreloaned) {
+            if let Some(i) = lat(r, size, System::Iceoryx2Preloaned) {
+                let vs = spread(&ratios(&p.p50_ns, &i.p50_ns));
                 lines.push(format!(
-                    "- p50 latency below iceoryx2's ({how}), {}: {} (shm-bus / iceoryx2 = {})",
+                    "- p50 latency below iceoryx2's, both pre-loaned, {}: {} \
+                     (shm-bus pre-loaned / iceoryx2 pre-loaned = {})",
                     size_name(size),
                     verdict(vs.median < 1.0),
                     ratio(vs)
                 ));
             }
+            let vs_floor = spread(&ratios(&p.p50_ns, &f.p50_ns));
+            lines.push(format!(
+                "- p50 latency within 1.2× the floor, shm-bus pre-loaned, {}: {} \
+                 (shm-bus pre-loaned / floor = {})",
+                size_name(size),
+                verdict(vs_floor.median <= 1.2),
+                ratio(vs_floor)
+            ));
         }
-        let vs_floor = spread(&ratios(&b.p50_ns, &f.p50_ns));
-        lines.push(format!(
-            "- p50 latency within 1.2× the floor, {}: {} (shm-bus / floor = {})",
-            size_name(size),
-            verdict(vs_floor.median <= 1.2),
-            ratio(vs_floor)
-        ));
     }
     for k in [1, 2] {
         if let (Some(b), Some(f)) = (

@@ -28,6 +28,10 @@ pub enum System {
     /// SPSC ring (throughput).
     Floor,
     ShmBus,
+    /// Latency only: shm-bus with the next message loaned before waiting
+    /// for the answer (an `OwnedLoan` kept between sends, re-loaned by
+    /// `commit_and_reloan`), as iceoryx2's own benchmark pre-loans.
+    ShmBusPreloaned,
     /// Throughput only: shm-bus with the producer publishing in bursts of
     /// [`BURST`] through `try_publish_many` and subscribers draining with
     /// `try_recv_many(BURST, ..)`.
@@ -51,10 +55,11 @@ impl System {
         System::Uds,
     ];
     /// The latency workload also measures iceoryx2 the way its own
-    /// benchmark does.
-    pub const LATENCY: [System; 5] = [
+    /// benchmark does (pre-loaned), and shm-bus that way too.
+    pub const LATENCY: [System; 6] = [
         System::Floor,
         System::ShmBus,
+        System::ShmBusPreloaned,
         System::Iceoryx2,
         System::Iceoryx2Preloaned,
         System::Uds,
@@ -64,6 +69,7 @@ impl System {
         match self {
             System::Floor => "floor",
             System::ShmBus => "shm-bus",
+            System::ShmBusPreloaned => "shm-bus, pre-loaned",
             System::ShmBusBatched => "shm-bus, bursts of 32",
             System::Iceoryx2 => "iceoryx2",
             System::Iceoryx2Preloaned => "iceoryx2, pre-loaned",

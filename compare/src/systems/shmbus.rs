@@ -4,6 +4,13 @@
 //!   to `cmp.pong`, the echo side the reverse. A message is
 //!   `loan(topic, size)`, the first 8 bytes written, `commit()`; receiving
 //!   is `try_recv()` (one poll).
+//! - Latency, pre-loaned (`System::ShmBusPreloaned`, the same bus and
+//!   topics): the publisher lives in an `OwnedLoan` of the next message,
+//!   kept between sends (the first send loans it). A message is the first
+//!   8 bytes written into that loan, then `commit_and_reloan(size)`, which
+//!   commits and at once loans the next message: the reservation happens
+//!   right after the commit, while the peer answers, as the iceoryx2
+//!   pre-loaned variant loans right after `send`.
 //! - Throughput: `try_loan`, the payload copied in, `commit`; subscribers
 //!   `try_recv`. Block policy (lossless), ring = [`ring_for`](super::ring_for).
 //! - Throughput in bursts (`System::ShmBusBatched`, the same bus, producer
@@ -13,7 +20,9 @@
 //!   `try_recv_many(limit, ..)`.
 
 use anyhow::{Result, bail};
-use shm_bus_core::{Bus, BusConfig, PublishError, Publisher, RecvError, Subscriber, TopicId};
+use shm_bus_core::{
+    Bus, BusConfig, OwnedLoan, PublishError, Publisher, RecvError, Subscriber, TopicId,
+};
 
 use super::{BurstSink, BurstSource, PingPong, Sink, Source, seq_of};
 use crate::proc::Spec;
@@ -84,6 +93,86 @@ impl PingPong for Lat {
         loan.as_mut_slice()[..8].copy_from_slice(&seq.to_le_bytes());
         loan.commit();
         Ok(())
+    }
+
+    #[inline]
+    fn try_recv(&mut self) -> Result<Option<u64>> {
+        poll(&mut self.subscriber)
+    }
+}
+
+/// The pre-loaned variant's publisher: idle before the first send, then
+/// always holding the next message's loan.
+enum Next {
+    Idle(Publisher),
+    Loaned(OwnedLoan),
+    /// Only inside `send` (a failed loan gives the publisher back).
+    Gone,
+}
+
+pub struct LatPreloaned {
+    // Field order = drop order: the loan (and its publisher) and the
+    // subscriber before the bus. Dropping the loan publishes nothing.
+    next: Next,
+    subscriber: Subscriber,
+    topic: TopicId,
+    size: usize,
+    _bus: Bus,
+}
+
+impl LatPreloaned {
+    pub fn create(spec: &Spec) -> Result<LatPreloaned> {
+        Ok(LatPreloaned::of(Lat::create(spec)?))
+    }
+
+    pub fn open(spec: &Spec) -> Result<LatPreloaned> {
+        Ok(LatPreloaned::of(Lat::open(spec)?))
+    }
+
+    /// The same ports as the one-by-one variant; the first send loans.
+    fn of(lat: Lat) -> LatPreloaned {
+        let Lat {
+            publisher,
+            subscriber,
+            topic,
+            size,
+            _bus,
+        } = lat;
+        LatPreloaned {
+            next: Next::Idle(publisher),
+            subscriber,
+            topic,
+            size,
+            _bus,
+        }
+    }
+}
+
+impl PingPong for LatPreloaned {
+    #[inline]
+    fn send(&mut self, seq: u64) -> Result<()> {
+        let mut loan = match std::mem::replace(&mut self.next, Next::Gone) {
+            Next::Loaned(loan) => loan,
+            Next::Idle(publisher) => match publisher.into_loan(&self.topic, self.size) {
+                Ok(loan) => loan,
+                Err(e) => {
+                    self.next = Next::Idle(*e.publisher);
+                    return Err(e.error.into());
+                }
+            },
+            Next::Gone => bail!("pre-loaned publisher missing"),
+        };
+        loan.as_mut_slice()[..8].copy_from_slice(&seq.to_le_bytes());
+        match loan.commit_and_reloan(self.size) {
+            Ok((next, _)) => {
+                self.next = Next::Loaned(next);
+                Ok(())
+            }
+            Err(e) => {
+                self.next = Next::Idle(*e.publisher);
+                Err(e.error.into())
+            }
+        }
     }
 
     #[inline]
