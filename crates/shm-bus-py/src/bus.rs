@@ -194,10 +194,7 @@ impl PyBus {
         } else {
             Start::Now
         };
-        let mut sub = self
-            .bus
-            .subscriber_from(name, start)
-            .map_err(bus_error)?;
+        let mut sub = self.bus.subscriber_from(name, start).map_err(bus_error)?;
         for p in &patterns {
             sub.subscribe(p).map_err(bus_error)?;
         }
@@ -211,10 +208,22 @@ impl PyBus {
         let m = self.bus.members();
         let mut out = Vec::new();
         for p in m.producers.iter() {
-            out.push(("producer".into(), p.slot, p.pid, p.name.clone(), p.is_alive()));
+            out.push((
+                "producer".into(),
+                p.slot,
+                p.pid,
+                p.name.clone(),
+                p.is_alive(),
+            ));
         }
         for s in m.subscribers.iter() {
-            out.push(("subscriber".into(), s.slot, s.pid, s.name.clone(), s.is_alive()));
+            out.push((
+                "subscriber".into(),
+                s.slot,
+                s.pid,
+                s.name.clone(),
+                s.is_alive(),
+            ));
         }
         out
     }
@@ -258,15 +267,7 @@ impl PyPublisher {
     ) -> PyResult<u64> {
         let topic = topic_text(topic)?;
         let encoded = buffer_arg(data)?;
-        put_bytes(
-            py,
-            &self.publisher,
-            &topic,
-            &encoded,
-            block,
-            timeout,
-            true,
-        )
+        put_bytes(py, &self.publisher, &topic, &encoded, block, timeout, true)
     }
 
     /// A loan of `size` bytes for `topic`: fill `loan.buffer`, then
@@ -304,7 +305,15 @@ impl PyPublisher {
         let topic = l.topic.clone_ref(py);
         drop(l);
         let encoded = buffer_arg(buf.bind(py).as_any())?;
-        put_bytes(py, &self.publisher, topic.bind(py), &encoded, block, timeout, true)
+        put_bytes(
+            py,
+            &self.publisher,
+            topic.bind(py),
+            &encoded,
+            block,
+            timeout,
+            true,
+        )
     }
 
     /// The producer slot: the `producer` of the samples it publishes.
@@ -445,7 +454,12 @@ fn received(s: &shm_bus_core::Sample<'_>) -> Received {
 }
 
 impl PySubscriber {
-    fn receive(&self, py: Python<'_>, timeout: Option<f64>, block: bool) -> PyResult<Option<PySample>> {
+    fn receive(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        block: bool,
+    ) -> PyResult<Option<PySample>> {
         let mut guard = self.sub.lock().unwrap_or_else(|e| e.into_inner());
         let sub: &mut Subscriber = &mut guard;
         let mut got = match sub.try_recv() {
@@ -549,4 +563,3 @@ impl PySubscriber {
         self.recv(py)
     }
 }
-

@@ -228,10 +228,7 @@ pub(crate) fn decode<'py>(py: Python<'py>, payload: &[u8], owned: bool) -> PyRes
     let base = |bytes: &[u8], views: &mut Vec<Bound<'py, PyAny>>| -> PyResult<Bound<'py, PyAny>> {
         if owned {
             let b = PyBytes::new(py, bytes);
-            Ok(py
-                .import("builtins")?
-                .getattr("memoryview")?
-                .call1((b,))?)
+            Ok(py.import("builtins")?.getattr("memoryview")?.call1((b,))?)
         } else {
             let mv = memoryview_over(py, bytes)?;
             views.push(mv.clone());
@@ -248,10 +245,9 @@ pub(crate) fn decode<'py>(py: Python<'py>, payload: &[u8], owned: bool) -> PyRes
                 let loaded = pickle_fn(py, &PICKLE_LOADS, "loads")?.call1((&mv,));
                 mv.call_method0("release")?;
                 let loaded = loaded?;
-                let (args, kwargs): (Bound<'py, PyTuple>, Bound<'py, PyDict>) =
-                    loaded.extract().map_err(|_| {
-                        PyValueError::new_err("pickled payload is not (args, kwargs)")
-                    })?;
+                let (args, kwargs): (Bound<'py, PyTuple>, Bound<'py, PyDict>) = loaded
+                    .extract()
+                    .map_err(|_| PyValueError::new_err("pickled payload is not (args, kwargs)"))?;
                 return Ok(Decoded {
                     args,
                     kwargs: Some(kwargs),

@@ -28,9 +28,7 @@ pub(crate) fn bus_error(e: CoreBusError) -> PyErr {
     match e {
         CoreBusError::InvalidTopic(_)
         | CoreBusError::NotExact { .. }
-        | CoreBusError::TopicTooLong { .. } => {
-            PyValueError::new_err(e.to_string())
-        }
+        | CoreBusError::TopicTooLong { .. } => PyValueError::new_err(e.to_string()),
         CoreBusError::InvalidConfig(_) => PyValueError::new_err(e.to_string()),
         other => BusError::new_err(other.to_string()),
     }

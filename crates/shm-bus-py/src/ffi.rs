@@ -5,7 +5,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use pyo3::ffi::{PyObject, Py_ssize_t};
+use pyo3::ffi::{Py_ssize_t, PyObject};
 use pyo3::prelude::*;
 
 /// `Py_buffer` (Include/pybuffer.h), unchanged since Python 3.3.
@@ -184,9 +184,7 @@ impl ManagedBuffer {
         let m = self.0.as_ref()?;
         // SAFETY: we hold a reference, so the managed buffer is alive;
         // LAYOUT_OK says `exports` is a Py_ssize_t at this offset.
-        Some(unsafe {
-            *((m.as_ptr() as *const u8).add(MBUF_EXPORTS_OFFSET) as *const Py_ssize_t)
-        })
+        Some(unsafe { *((m.as_ptr() as *const u8).add(MBUF_EXPORTS_OFFSET) as *const Py_ssize_t) })
     }
 }
 

@@ -13,8 +13,8 @@ use shm_bus_core::{
 };
 
 use crate::codec::{self, Encoded};
-use crate::ffi::ManagedBuffer;
 use crate::errors::{Empty, Full, bus_error, publish_error};
+use crate::ffi::ManagedBuffer;
 
 /// How long one wait lasts before signals are checked and the GIL is
 /// taken back.
@@ -164,7 +164,9 @@ pub(crate) fn put_bytes(
         }
     };
     if !block {
-        let r = detach(py, || lock_pub(publisher).publisher.try_publish(&id, payload));
+        let r = detach(py, || {
+            lock_pub(publisher).publisher.try_publish(&id, payload)
+        });
         return r.map_err(publish_error);
     }
     let deadline = (timeout > 0.0).then(|| Instant::now() + Duration::from_secs_f64(timeout));
@@ -181,7 +183,11 @@ pub(crate) fn put_bytes(
                 left.min(SLICE)
             }
         };
-        let result = detach(py, || lock_pub(publisher).publisher.publish_timeout(&id, payload, slice));
+        let result = detach(py, || {
+            lock_pub(publisher)
+                .publisher
+                .publish_timeout(&id, payload, slice)
+        });
         match result {
             Ok(seq) => return Ok(seq),
             Err(PublishError::Full) => py.check_signals()?,
@@ -335,7 +341,12 @@ impl BusPort {
                 fire_fast(py, hook, topic, &decoded, rh.captures.bind(py), on_error)
             } else {
                 make_payload
-                    .call1((topic, &decoded.args, decoded.kwargs_dict(py), sample.sequence()))
+                    .call1((
+                        topic,
+                        &decoded.args,
+                        decoded.kwargs_dict(py),
+                        sample.sequence(),
+                    ))
                     .and_then(|msg| hook.call_method1("trigger", (msg,)))
                     .map(drop)
             };
@@ -412,7 +423,14 @@ fn fire_fast<'py>(
         if let Err(err) = result {
             hook.call_method1(
                 pyo3::intern!(py, "_handler_failed"),
-                (f, with_topic, &decoded.args, decoded.kwargs_dict(py), topic, err),
+                (
+                    f,
+                    with_topic,
+                    &decoded.args,
+                    decoded.kwargs_dict(py),
+                    topic,
+                    err,
+                ),
             )?;
         }
     }
@@ -552,11 +570,20 @@ impl BusPort {
         let topic = topic_text(topic)?;
         let encoded = codec::encode(py, args, kwargs)?;
         let may_block = self.dispatcher.load(Ordering::Relaxed) != thread_key();
-        put_bytes(py, &self.publisher, &topic, &encoded, block, timeout, may_block)
+        put_bytes(
+            py,
+            &self.publisher,
+            &topic,
+            &encoded,
+            block,
+            timeout,
+            may_block,
+        )
     }
 
     /// `put(topic, *args, block=True, max_spin=65535, timeout=0.0, **kwargs)`.
     #[pyo3(signature = (topic, *args, block = true, max_spin = 65535, timeout = 0.0, **kwargs))]
+    #[allow(clippy::too_many_arguments)] // PyEventEngine's Python signature
     fn put(
         &self,
         py: Python<'_>,

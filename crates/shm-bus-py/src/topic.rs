@@ -127,9 +127,8 @@ impl NativeTopic {
     ) -> PyResult<(bool, Bound<'py, PyList>, Bound<'py, PyDict>)> {
         let result = match_topics(&self.topic, &other.topic);
         let nodes = PyList::empty(py);
-        let index = |t: &Topic, p: Option<&Part>| {
-            p.and_then(|p| t.iter().position(|q| std::ptr::eq(q, p)))
-        };
+        let index =
+            |t: &Topic, p: Option<&Part>| p.and_then(|p| t.iter().position(|q| std::ptr::eq(q, p)));
         for node in result.nodes() {
             nodes.append((
                 node.matched,
