@@ -258,7 +258,7 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                     let mut s = rtts.clone();
                     s.sort_unstable();
                     eprintln!(
-                        "{tag} {what:<28} one-way p50 {:>6.0} ns  p99 {:>7.0} ns  p99.9 {:>8.0} ns",
+                        "{tag} {what:<38} one-way p50 {:>6.0} ns  p99 {:>7.0} ns  p99.9 {:>8.0} ns",
                         report::percentile(&s, 0.5) as f64 / 2.0,
                         report::percentile(&s, 0.99) as f64 / 2.0,
                         report::percentile(&s, 0.999) as f64 / 2.0,
