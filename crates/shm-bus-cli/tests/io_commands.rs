@@ -233,11 +233,13 @@ fn consume_that_misses_its_count_exits_1_with_the_summary() {
     ]);
     assert_eq!(out.code(), Some(1));
     assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
+    // The time it states is how long it waited: at least the timeout, more
+    // on a busy machine (not asserted).
     assert!(
-        out.stderr.contains(&format!(
-            "nothing received in 0.2 s on `{}` (patterns: nothing.here)",
-            bus.name
-        )),
+        out.stderr.contains("nothing received in ")
+            && out
+                .stderr
+                .contains(&format!(" s on `{}` (patterns: nothing.here)", bus.name)),
         "{}",
         out.stderr
     );
