@@ -265,7 +265,7 @@ fn consume_that_misses_its_count_exits_1_with_the_summary() {
     assert_eq!(out.stderr_lines(), 1, "{}", out.stderr);
     assert!(
         out.stderr
-            .starts_with("shm-bus: consume: nothing received in 0.1 s"),
+            .starts_with("shm-bus: consume: nothing received in "),
         "{}",
         out.stderr
     );
