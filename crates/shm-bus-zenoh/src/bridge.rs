@@ -3,32 +3,34 @@
 //!
 //! ## Export
 //!
-//! A bus subscriber named `zenoh:NAME` holds the export patterns. Each
-//! record it receives, unless its own publisher wrote it (that is an
-//! import: never exported again), is put on the key of its topic (see
-//! [`mapping`]) with reliable delivery and
-//! `CongestionControl::Block`, and the [`Meta`] attachment. One Zenoh
-//! publisher per topic, declared on first use, keeps the topic's export
-//! sequence and whether any remote subscriber matches it.
+//! A bus subscriber named `zenoh:NAME` holds the export patterns. A reader
+//! thread takes each record it receives, unless the bridge's own publisher
+//! wrote it (that is an import: never exported again), and hands it, in
+//! batches, to a put thread, which puts it on the key of its topic (see
+//! [`mapping`]) with reliable delivery and `CongestionControl::Block`, and
+//! the [`Meta`] attachment. One Zenoh publisher per topic, declared on
+//! first use, keeps the topic's export sequence and whether any remote
+//! subscriber matches it.
 //!
 //! ## Import
 //!
-//! One Zenoh subscriber per import pattern, remote samples only, feeding
-//! one bounded queue. A sample's key is decoded into a topic, filtered with
-//! the import patterns (Zenoh's key expressions are coarser), checked
-//! against its (source, topic) export sequence, and published into the bus
-//! by the bridge's publisher `zenoh:NAME` with its original topic. When
-//! keys of two import patterns overlap, the first pattern whose key
-//! includes the sample's key takes it, so nothing is imported twice.
+//! One Zenoh subscriber per import pattern, remote samples only. Its
+//! callback (in Zenoh's receive task: no queue, no thread hand-off)
+//! decodes the key into a topic, filters it with the import patterns
+//! (Zenoh's key expressions are coarser), checks its (source, topic)
+//! export sequence, and publishes it into the bus with the bridge's
+//! publisher `zenoh:NAME`, with its original topic. When the keys of two
+//! import patterns overlap, the first pattern whose key includes the
+//! sample's key takes it, so nothing is imported twice.
 //!
 //! ## Flow control
 //!
 //! With the Block policy on both buses and a healthy link nothing is
-//! lost, end to end: a full bus ring blocks the importer, whose queue
-//! fills, which blocks Zenoh's receive task, which fills TCP, which blocks
-//! the exporter's `put` (reliable, `CongestionControl::Block`), whose
-//! queue fills, which stops the exporter reading, which holds back the
-//! producers on the exporting bus.
+//! lost, end to end: a full bus ring blocks the importer, so Zenoh's
+//! receive task stops reading the link, TCP fills, the exporter's `put`
+//! (reliable, `CongestionControl::Block`) waits, its queue fills, the
+//! exporter stops reading, and the producers on the exporting bus wait
+//! for it as for any slow subscriber.
 //!
 //! One wait is cut on purpose. A bridge's own subscriber must read what
 //! its importer publishes (to skip it), so if the exporter stopped reading
@@ -566,7 +568,8 @@ impl Bridge {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        // The importer is gone: Zenoh callbacks fail fast from here on.
+        // Import callbacks see `stop` and return at once from here on
+        // (counting what still arrives as abandoned).
         for sub in self.subscribers.drain(..) {
             let _ = sub.undeclare().wait();
         }
@@ -618,6 +621,11 @@ impl Reader {
         stop: &AtomicBool,
         bus: &str,
     ) -> Result<(), BridgeError> {
+        let bus_handle = sub.bus().clone();
+        let send = |batch: &mut Vec<Pending>| {
+            stamps_to_wall(&bus_handle, batch);
+            tx.send(std::mem::take(batch)).is_ok()
+        };
         let mut batch = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             // Relaxed (both): a budget and a hint; a stale read only delays
@@ -627,7 +635,7 @@ impl Reader {
             {
                 // Zenoh is slower than the producers: stop reading, so
                 // the bus holds them back (what is batched goes first).
-                if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).is_err() {
+                if !batch.is_empty() && !send(&mut batch) {
                     return Ok(());
                 }
                 std::thread::sleep(Duration::from_micros(200));
@@ -636,7 +644,7 @@ impl Reader {
             // What is ready goes to the putter in one batch (one hand-off,
             // not one per event); then wait for more.
             if batch.len() >= BATCH {
-                if tx.send(std::mem::take(&mut batch)).is_err() {
+                if !send(&mut batch) {
                     return Ok(());
                 }
                 continue;
@@ -650,7 +658,7 @@ impl Reader {
                 match sub.try_recv() {
                     Ok(sample) => self.take(sample, &mut batch),
                     Err(RecvError::Empty) => {
-                        if tx.send(std::mem::take(&mut batch)).is_err() {
+                        if !send(&mut batch) {
                             return Ok(());
                         }
                     }
@@ -659,7 +667,7 @@ impl Reader {
             }
         }
         if !batch.is_empty() {
-            let _ = tx.send(batch);
+            send(&mut batch);
         }
         Ok(())
     }
@@ -684,7 +692,9 @@ impl Reader {
             export_seq: 0,
             producer: sample.producer(),
             producer_seq: sample.sequence(),
-            timestamp_ns: sample.timestamp_ns(),
+            // The raw stamp for now: `stamps_to_wall` converts a batch
+            // with two clock readings instead of one per event.
+            timestamp_ns: sample.stamp(),
         };
         // Relaxed: a budget (see `run`).
         self.queued.fetch_add(cost, Ordering::Relaxed);
@@ -706,6 +716,37 @@ impl Reader {
             e => eprintln!("shm-bus-zenoh: export: {e}"),
         }
         Ok(())
+    }
+}
+
+/// Converts the batch's raw record stamps (`Sample::stamp`) to ns since
+/// the epoch: the first and the last through the bus's conversion, the
+/// others interpolated between them (stamps grow with time within a
+/// producer; across producers they share one clock).
+fn stamps_to_wall(bus: &Bus, batch: &mut [Pending]) {
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return;
+    };
+    let (t0, t1) = (first.meta.timestamp_ns, last.meta.timestamp_ns);
+    let (w0, w1) = (bus.stamp_to_wall_ns(t0), bus.stamp_to_wall_ns(t1));
+    let rate = if t1 > t0 && w1 > w0 {
+        (w1 - w0) as f64 / (t1 - t0) as f64
+    } else {
+        0.0
+    };
+    for p in batch.iter_mut() {
+        let t = p.meta.timestamp_ns;
+        p.meta.timestamp_ns = if t == t0 {
+            w0
+        } else if t == t1 {
+            w1
+        } else if rate == 0.0 {
+            bus.stamp_to_wall_ns(t)
+        } else if t >= t0 {
+            w0 + ((t - t0) as f64 * rate) as u64
+        } else {
+            w0.saturating_sub(((t0 - t) as f64 * rate) as u64)
+        };
     }
 }
 
@@ -973,9 +1014,15 @@ impl Importer {
         bus: &str,
     ) -> Result<(), BridgeError> {
         let c = &*self.counters;
-        let mut timeout = Duration::ZERO;
+        let mut first = true;
         loop {
-            match self.publisher.publish_timeout(&topic, payload, timeout) {
+            let res = if first {
+                // No clock reading on the common path.
+                self.publisher.try_publish(&topic, payload)
+            } else {
+                self.publisher.publish_timeout(&topic, payload, POLL)
+            };
+            match res {
                 Ok(_) => {
                     bump(&c.imported, 1);
                     return Ok(());
@@ -985,7 +1032,7 @@ impl Importer {
                     // and tell the exporter's reader to keep reading (it
                     // may be one of them).
                     self.waits.store(true, Ordering::Relaxed);
-                    timeout = POLL;
+                    first = false;
                     if stop.load(Ordering::Relaxed) {
                         bump(&c.abandoned, 1);
                         return Ok(());
@@ -1045,6 +1092,42 @@ mod tests {
 
     fn imports(v: &Verdict) -> bool {
         matches!(v, Verdict::Import(_))
+    }
+
+    #[test]
+    fn batch_timestamps_match_the_bus_conversion() {
+        let (im, _g) = importer("stamps", &["**"]);
+        let bus = im.publisher.bus().clone();
+        let mut batch = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..50u64 {
+            let t = shm_bus_core::clock::ticks();
+            want.push(bus.stamp_to_wall_ns(t));
+            batch.push(Pending {
+                id: TopicId(0),
+                topic: None,
+                payload: Vec::new(),
+                meta: Meta {
+                    source: 0,
+                    export_seq: i,
+                    producer: 0,
+                    producer_seq: i,
+                    timestamp_ns: t,
+                },
+                cost: 0,
+            });
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        stamps_to_wall(&bus, &mut batch);
+        for (p, w) in batch.iter().zip(&want) {
+            let got = p.meta.timestamp_ns;
+            assert!(got.abs_diff(*w) < 1_000_000, "{got} vs {w}");
+        }
+        assert!(
+            batch
+                .windows(2)
+                .all(|w| w[0].meta.timestamp_ns <= w[1].meta.timestamp_ns)
+        );
     }
 
     #[test]
