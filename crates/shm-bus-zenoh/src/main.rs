@@ -50,6 +50,10 @@ struct Args {
     /// under light load, lower throughput.
     #[arg(long)]
     express: bool,
+    /// Also print the counters on stderr every SECS seconds while running
+    /// (one line each: JSON with --json).
+    #[arg(long, value_name = "SECS")]
+    status: Option<f64>,
     /// Print the final counters as one JSON object.
     #[arg(long)]
     json: bool,
@@ -68,7 +72,14 @@ fn main() -> ExitCode {
         name: args.name,
         express: args.express,
     };
-    match run(&cfg) {
+    let status = match args.status {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            eprintln!("shm-bus-zenoh: --status must be a positive number of seconds");
+            return ExitCode::from(2);
+        }
+        s => s.map(Duration::from_secs_f64),
+    };
+    match run(&cfg, status, args.json) {
         Ok(stats) => {
             print_stats(&stats, args.json);
             ExitCode::SUCCESS
@@ -81,11 +92,14 @@ fn main() -> ExitCode {
 }
 
 fn print_stats(s: &Stats, json: bool) {
+    println!("{}", format_stats(s, json));
+}
+
+fn format_stats(s: &Stats, json: bool) -> String {
     if json {
-        println!("{}", s.to_json());
-        return;
+        return s.to_json().to_string();
     }
-    println!(
+    format!(
         "exported {}  imported {}  dropped {}  (unrouted {}, gaps {}, duplicates {}, rejected {}, \
          filtered {}, lagged {}, put failed {}, publish failed {}, abandoned {}, echo suppressed {})  \
          link {} ({} peers, {} times down)",
@@ -105,10 +119,10 @@ fn print_stats(s: &Stats, json: bool) {
         if s.peers > 0 { "up" } else { "down" },
         s.peers,
         s.link_downs,
-    );
+    )
 }
 
-fn run(cfg: &BridgeConfig) -> Result<Stats, BridgeError> {
+fn run(cfg: &BridgeConfig, status: Option<Duration>, json: bool) -> Result<Stats, BridgeError> {
     // SIGINT/SIGTERM are caught by a thread of their own running a small
     // tokio runtime (Zenoh's blocking calls must not run inside one); it
     // raises `stop`. The handlers are installed before the bridge starts,
@@ -171,7 +185,17 @@ fn run(cfg: &BridgeConfig) -> Result<Stats, BridgeError> {
         cfg.connect,
     );
     let mut up = false;
+    let mut last_status = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) && !bridge.failed() {
+        if let Some(every) = status {
+            if last_status.elapsed() >= every {
+                last_status = std::time::Instant::now();
+                eprintln!(
+                    "shm-bus-zenoh: status {}",
+                    format_stats(&bridge.stats(), json)
+                );
+            }
+        }
         let (_, now) = bridge.poll_link();
         if !up && now > 0 {
             eprintln!("shm-bus-zenoh: link up ({now} peers)");

@@ -294,6 +294,7 @@ fn bad_usage_exits_2_and_a_missing_bus_exits_1() {
             "zenoh configuration",
         ),
         (&[&a.0, "--bogus"], 2, "--bogus"),
+        (&[&a.0, "--export", "**", "--status", "0"], 2, "--status"),
         (
             &["zb-no-such-bus-here", "--export", "**"],
             1,
@@ -335,7 +336,11 @@ fn foreign_zenoh_samples_are_imported_or_refused_and_counted() {
     )
     .unwrap();
     let cfg_s = cfg.to_string_lossy().into_owned();
-    let mut bb = bridge(&b.0, "fb", &["--config", &cfg_s, "--import", "dev.**"]);
+    let mut bb = bridge(
+        &b.0,
+        "fb",
+        &["--config", &cfg_s, "--import", "dev.**", "--status", "0.2"],
+    );
     let mut c = consumer(&b.0, &["dev.**"], 10, "consumer B");
 
     let mut zc = zenoh::Config::default();
@@ -364,6 +369,8 @@ fn foreign_zenoh_samples_are_imported_or_refused_and_counted() {
     let got = c.json(LONG);
     let want: BTreeMap<String, u64> = [("dev.plain.*x".to_owned(), 10)].into();
     check_consumer("consumer B", &got, &want);
+    // The live counters on stderr (--status) show the imports.
+    bb.wait_err("\"imported\":10,", Duration::from_secs(30));
     drop(good);
     let _ = z.close().wait();
     bb.terminate();
