@@ -1,6 +1,7 @@
 """Python handler dispatch rate: shm_bus across processes vs PyEventEngine in-process.
 
     python bench/dispatch.py [--count 200000] [--rounds 3] [--size 64]
+    python bench/dispatch.py --breakdown      # where a pickled event's time goes
 
 Scenarios (each round runs every scenario once, interleaved, so both sides
 see the same machine state):
@@ -151,6 +152,83 @@ def run_pee(count: int, patterns: int, kind: str, size: int) -> float:
     return count / (last - start)
 
 
+def breakdown(count: int, size: int) -> None:
+    """Where a pickled event's time goes, each part timed alone in this process."""
+    import pickle
+
+    from shm_bus import Bus, EventEngine
+
+    def rate(fn) -> float:
+        best = 0.0
+        for _ in range(5):  # best of 5, as timeit does
+            t = time.perf_counter()
+            fn()
+            best = max(best, count / (time.perf_counter() - t))
+        return best
+
+    def loop(f, *args, **kwargs):
+        def run():
+            for _ in range(count):
+                f(*args, **kwargs)
+        return run
+
+    def dispatch_only(kind: str) -> float:
+        """The consumer's side alone: ``count`` events already in the ring,
+        dispatched by ``run()`` in this process."""
+        name = f"bench-py-do-{os.getpid()}"
+        e = EventEngine(bus=name, name="do", ring_bytes=1 << 26)
+        n = 0
+
+        def count_one():
+            nonlocal n
+            n += 1
+            if n == count:
+                e.deactivate()
+
+        def h_bytes(payload):
+            count_one()
+
+        def h_pickled(px, qty, side):
+            count_one()
+        e.register_handler(PATTERN, h_bytes if kind == "bytes" else h_pickled)
+        for _ in range(count):
+            if kind == "bytes":
+                e.put(TOPIC, payload)
+            else:
+                e.put(TOPIC, 189.98, 100, side="B")
+        t = time.perf_counter()
+        e.run()
+        r = count / (time.perf_counter() - t)
+        del e
+        Bus.remove(name)
+        return r
+
+    obj = ((189.98, 100), {"side": "B"})
+    blob = pickle.dumps(obj, 5)
+    bus = f"bench-py-bd-{os.getpid()}"
+    eng = EventEngine(bus=bus, name="bd", receive=False)  # no subscriber: the ring never fills
+    put = eng.put
+    payload = b"x" * size
+
+    def h(px, qty, side):
+        pass
+
+    parts = {
+        "producer: pickle.dumps((args, kwargs), 5)": rate(loop(pickle.dumps, obj, 5)),
+        "producer: put(topic, bytes), nobody reading": rate(loop(put, TOPIC, payload)),
+        "producer: put(topic, 189.98, 100, side='B'), nobody reading":
+            rate(loop(put, TOPIC, 189.98, 100, side="B")),
+        "consumer: pickle.loads": rate(loop(pickle.loads, blob)),
+        "consumer: python call h(px, qty, side=...)": rate(loop(h, 189.98, 100, side="B")),
+        "consumer: run() over bytes events already in the ring": dispatch_only("bytes"),
+        "consumer: run() over pickled events already in the ring": dispatch_only("pickled"),
+    }
+    Bus.remove(bus)
+    print(f"pickled event breakdown, {len(blob)}-byte pickle, python {sys.version.split()[0]} (per second, alone):")
+    for k, v in parts.items():
+        print(f"  {k:62} {v:>12,.0f}/s  {1e9 / v:8.0f} ns")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--role", default="main")
@@ -160,7 +238,11 @@ def main() -> None:
     ap.add_argument("--kind", default="bytes")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--breakdown", action="store_true", help="time the parts of a pickled event instead")
     a = ap.parse_args()
+    if a.breakdown:
+        breakdown(a.count, a.size)
+        return
     if a.role == "consumer":
         consumer(a.bus, a.patterns, a.count, a.kind)
         return

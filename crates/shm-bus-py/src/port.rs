@@ -405,8 +405,12 @@ fn fire_fast<'py>(
         let f = entry.get_item(0)?;
         let with_topic = entry.get_item(1)?.is_truthy()?;
         let with_captures = entry.get_item(2)?.is_truthy()?;
-        let result = if !with_topic && !with_captures && no_kwargs {
-            f.call1(&decoded.args)
+        let result = if !with_topic && !with_captures {
+            // the callee gets its own **kwargs dict: ours is not exposed
+            match &decoded.kwargs {
+                Some(k) if !no_kwargs => f.call(&decoded.args, Some(k)),
+                _ => f.call1(&decoded.args),
+            }
         } else {
             let kw = match &decoded.kwargs {
                 Some(k) => k.copy()?,
