@@ -188,6 +188,11 @@ impl ManagedBuffer {
     }
 }
 
+/// Whether [`ManagedBuffer`] works in this interpreter.
+pub(crate) fn detects_derived_views() -> bool {
+    LAYOUT_OK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Checks the layout [`ManagedBuffer`] relies on against this
 /// interpreter's behaviour, and enables it if it holds.
 pub(crate) fn probe_layout(py: Python<'_>) -> PyResult<bool> {

@@ -51,11 +51,13 @@ pub(crate) fn detach<T: Send, F: FnOnce() -> T + Send>(py: Python<'_>, f: F) -> 
     })
 }
 
-/// Buses whose ring memory was handed to Python as memoryviews. A view
+/// Buses a view of whose ring memory may outlive its handler. A view
 /// derived from a handler's memoryview (a slice, a numpy array over it)
 /// cannot be revoked by CPython's buffer protocol; keeping the mapping
 /// until the process exits means such a view can at worst read bytes a
-/// producer rewrote, never unmapped memory.
+/// producer rewrote, never unmapped memory. A bus is added when such a
+/// view was detected, or at the start of dispatch when this interpreter's
+/// layout could not be probed (then escapes cannot be seen).
 static KEEP_MAPPED: Mutex<Vec<Bus>> = Mutex::new(Vec::new());
 
 pub(crate) fn keep_mapped(bus: &Bus) {
@@ -371,6 +373,7 @@ impl BusPort {
             escaped = true;
         }
         if escaped {
+            keep_mapped(&self.bus);
             self.escaped_views.fetch_add(1, Ordering::Relaxed);
             let _ = on_error.call1((
                 py.None(),
@@ -680,7 +683,9 @@ impl BusPort {
                 return Err(PyRuntimeError::new_err("the engine is already dispatching"));
             }
         };
-        keep_mapped(&self.bus);
+        if !crate::ffi::detects_derived_views() {
+            keep_mapped(&self.bus);
+        }
         self.attach_locked(&mut guard)?;
         let Some(sub) = guard.as_mut() else {
             return Err(PyRuntimeError::new_err("no subscriber"));

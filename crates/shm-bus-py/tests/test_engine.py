@@ -273,6 +273,28 @@ def test_put_from_handler(make):
     assert got == [2]
 
 
+def test_put_from_handler_on_a_full_ring_raises_full_instead_of_waiting(bus_name):
+    e = EventEngine(bus=bus_name, name="self", ring_bytes=4096)
+    outcome = []
+
+    def fill(_mv):
+        try:
+            for _ in range(100):  # more than a ring: only this engine's dispatch would free it
+                e.put("b", b"x" * 500)
+            outcome.append("no Full")
+        except Full as err:
+            outcome.append(str(err))
+        e.deactivate()
+
+    e.register_handler("a", fill)
+    e.put("a", b"go")
+    th = threading.Thread(target=e.run, daemon=True)
+    th.start()
+    th.join(30)  # watchdog: a put waiting for its own dispatch would never return
+    assert not th.is_alive(), "put from the dispatch thread waited for its own dispatch"
+    assert len(outcome) == 1 and "dispatch thread" in outcome[0]
+
+
 def test_get_from_another_thread_sees_put(make):
     """A blocking get releases the GIL: a put from another thread reaches it."""
     e = make()
