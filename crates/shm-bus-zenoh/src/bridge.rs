@@ -130,6 +130,9 @@ pub enum BridgeError {
         /// Why.
         source: BusError,
     },
+    /// The bus does not exist (and `--create` was not given).
+    #[error("bus `{0}` does not exist: create it with `shm-bus create {0}`, or pass --create")]
+    MissingBus(String),
     /// The bus was removed while the bridge ran.
     #[error("bus `{0}` was removed")]
     BusRemoved(String),
@@ -368,10 +371,24 @@ impl Bridge {
                 .get_json("mode")
                 .map(|m| m.contains("client"))
                 .unwrap_or(false);
-        let bus = if cfg.create {
-            Bus::open_or_create(&cfg.bus, BusConfig::default())
-        } else {
-            Bus::open(&cfg.bus)
+        let missing =
+            |e: &BusError| matches!(e, BusError::Segment(shm_bus_alloc::Error::NotFound { .. }));
+        let bus = match Bus::open(&cfg.bus) {
+            Ok(bus) => Ok(bus),
+            // An existing bus is taken as it is; a missing one is created
+            // with defaults (or opened, if another process just did).
+            Err(e) if missing(&e) && cfg.create => {
+                let bus = Bus::open_or_create(&cfg.bus, BusConfig::default());
+                if bus.is_ok() {
+                    eprintln!(
+                        "shm-bus-zenoh: bus `{}` did not exist: created with defaults",
+                        cfg.bus
+                    );
+                }
+                bus
+            }
+            Err(e) if missing(&e) => return Err(BridgeError::MissingBus(cfg.bus.clone())),
+            Err(e) => Err(e),
         }
         .map_err(|source| BridgeError::Bus {
             bus: cfg.bus.clone(),

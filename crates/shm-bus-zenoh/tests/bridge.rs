@@ -381,3 +381,39 @@ fn foreign_zenoh_samples_are_imported_or_refused_and_counted() {
     assert_eq!(u(&s, "dropped"), 30, "{s}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--create` makes a missing bus (with defaults) and takes an existing
+/// one as it is, whatever its configuration; SIGTERM ends the bridge with
+/// exit 0 and its counters.
+#[test]
+fn create_makes_a_missing_bus_and_takes_an_existing_one_as_it_is() {
+    let fresh = BusGuard(format!("zb-create-{}", std::process::id()));
+    let _ = Bus::remove(&fresh.0);
+    let existing = BusGuard(format!("zb-create-small-{}", std::process::id()));
+    let _ = Bus::remove(&existing.0);
+    Bus::create(
+        &existing.0,
+        shm_bus_core::BusConfig::default()
+            .with_ring_bytes(64 << 10)
+            .with_max_subscribers(4),
+    )
+    .unwrap();
+    for (bus, said) in [(&fresh.0, true), (&existing.0, false)] {
+        let mut p = bridge(bus, "c", &["--export", "**", "--import", "**", "--create"]);
+        let b = Bus::open(bus).expect("the bus exists");
+        assert!(b.info().producers.iter().any(|p| p.name == "zenoh:c"));
+        p.terminate();
+        let s = p.json(Duration::from_secs(60));
+        assert_eq!(u(&s, "exported"), 0, "{s}");
+        assert_eq!(
+            p.stderr().contains("created with defaults"),
+            said,
+            "{}",
+            p.stderr()
+        );
+    }
+    assert_eq!(
+        Bus::open(&existing.0).unwrap().config().ring_bytes,
+        64 << 10
+    );
+}
