@@ -20,6 +20,10 @@ use crate::ffi::ManagedBuffer;
 /// taken back.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
+/// The dispatch loop lets other threads take the GIL after this many
+/// events handled in a row.
+const GIL_OFFER_EVERY: u32 = 16;
+
 /// Set by the module's `atexit` hook: the interpreter is about to
 /// finalize. A thread (other than the main one) coming back from a wait
 /// then must not take the GIL again: CPython would end it with
@@ -733,7 +737,7 @@ impl BusPort {
                     }
                 }
                 n += 1;
-                if n % 256 == 0 {
+                if n % GIL_OFFER_EVERY == 0 {
                     detach(py, || {});
                     py.check_signals()?;
                     if !self.active.load(Ordering::SeqCst) {
