@@ -857,9 +857,21 @@ impl Putter {
         };
         meta.export_seq = t.seq;
         t.seq += 1;
-        // Relaxed: set by Zenoh's matching listener; a hint for counting.
+        // Relaxed: set by Zenoh's matching listener, which runs a little
+        // after the routing tables change; when it says "nobody", ask the
+        // tables themselves (off the fast path: only while unrouted).
         if !t.matching.load(Ordering::Relaxed) {
-            bump(&self.counters.unrouted, 1);
+            let now = t
+                .publisher
+                .matching_status()
+                .wait()
+                .map(|m| m.matching())
+                .unwrap_or(false);
+            if now {
+                t.matching.store(true, Ordering::Relaxed);
+            } else {
+                bump(&self.counters.unrouted, 1);
+            }
         }
         let res = t
             .publisher
