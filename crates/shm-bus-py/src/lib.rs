@@ -18,6 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<topic::NativeTopic>()?;
     m.add_function(wrap_pyfunction!(port::_interpreter_exiting, m)?)?;
+    m.add_function(wrap_pyfunction!(port::_unparked_waiters, m)?)?;
     m.add_class::<port::BusPort>()?;
     m.add_class::<bus::PyBus>()?;
     m.add_class::<bus::PyPublisher>()?;

@@ -1,7 +1,7 @@
 //! [`BusPort`]: the bus side of a Python `EventEngine` (its publisher, its
 //! subscriber to `**`, the dispatch loop with a per-topic route cache).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -24,35 +24,60 @@ pub(crate) const SLICE: Duration = Duration::from_millis(50);
 /// events handled in a row.
 const GIL_OFFER_EVERY: u32 = 16;
 
-/// Set by the module's `atexit` hook: the interpreter is about to
-/// finalize. A thread (other than the main one) coming back from a wait
-/// then must not take the GIL again: CPython would end it with
-/// `pthread_exit`, unwinding through Rust frames, which aborts the
-/// process. It parks instead, and goes away with the process.
+/// Set by the module's last `atexit` hook: the interpreter is about to
+/// finalize, and every thread still running besides the main one is a
+/// daemon thread. Such a thread must not take the GIL again: CPython would
+/// end it with `pthread_exit`, unwinding through Rust frames, which aborts
+/// the process. A thread coming back from (or starting) a wait parks
+/// instead, and goes away with the process.
 static FINALIZING: AtomicBool = AtomicBool::new(false);
+/// Threads between releasing the GIL for a wait and having it back.
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+/// Of which parked for good (see [`FINALIZING`]).
+static PARKED: AtomicUsize = AtomicUsize::new(0);
 
-/// Called from Python's `atexit` (see [`FINALIZING`]).
+/// Called from the package's last `atexit` hook (see [`FINALIZING`]).
 #[pyfunction]
 pub(crate) fn _interpreter_exiting() {
     FINALIZING.store(true, Ordering::SeqCst);
 }
 
+/// Threads inside a wait that have not parked: the `atexit` hook lets
+/// them take the GIL (and park on their next wait) until this is 0, so
+/// none is left waiting for the GIL when the interpreter finalizes.
+#[pyfunction]
+pub(crate) fn _unparked_waiters() -> usize {
+    WAITERS
+        .load(Ordering::SeqCst)
+        .saturating_sub(PARKED.load(Ordering::SeqCst))
+}
+
 fn park_if_finalizing() {
+    if !FINALIZING.load(Ordering::SeqCst) {
+        return;
+    }
     // SAFETY: getpid/gettid have no preconditions.
-    let main = unsafe { libc::gettid() == libc::getpid() };
-    while !main && FINALIZING.load(Ordering::SeqCst) {
+    if unsafe { libc::gettid() == libc::getpid() } {
+        return; // the main thread finalizes; it never parks
+    }
+    PARKED.fetch_add(1, Ordering::SeqCst);
+    loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
-/// `py.detach(f)`, except that a thread returning while the interpreter
+/// `py.detach(f)`, except that a thread waiting while the interpreter
 /// finalizes parks (see [`FINALIZING`]).
 pub(crate) fn detach<T: Send, F: FnOnce() -> T + Send>(py: Python<'_>, f: F) -> T {
-    py.detach(|| {
+    WAITERS.fetch_add(1, Ordering::SeqCst);
+    let r = py.detach(|| {
+        park_if_finalizing();
         let r = f();
         park_if_finalizing();
         r
-    })
+    });
+    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    r
 }
 
 /// Buses a view of whose ring memory may outlive its handler. A view
@@ -746,31 +771,27 @@ impl BusPort {
                 }
             }
             py.check_signals()?;
-            // Wait, GIL released; dispatch what arrives with it taken back.
-            let outcome: Result<(), RecvError> = detach(py, || match sub.recv_timeout(SLICE) {
+            // Wait with the GIL released; dispatch what arrives once it is
+            // taken back (the sample comes out of `detach`, which runs the
+            // closure on this thread).
+            let waiting: &mut Subscriber = &mut *sub;
+            let received = detach(py, move || SameThread(waiting.recv_timeout(SLICE))).0;
+            match received {
                 Ok(sample) => {
-                    park_if_finalizing();
-                    Python::attach(|py| {
-                        if let Err(e) = self.dispatch(
-                            py,
-                            &sample,
-                            &mut routes,
-                            &mut generation,
-                            resolver.bind(py),
-                            hook_type.bind(py),
-                            make_payload.bind(py),
-                            on_error.bind(py),
-                        ) {
-                            report(py, e);
-                        }
-                    });
-                    Ok(())
+                    if let Err(e) = self.dispatch(
+                        py,
+                        &sample,
+                        &mut routes,
+                        &mut generation,
+                        resolver.bind(py),
+                        hook_type.bind(py),
+                        make_payload.bind(py),
+                        on_error.bind(py),
+                    ) {
+                        report(py, e);
+                    }
                 }
-                Err(RecvError::Timeout | RecvError::Empty) => Ok(()),
-                Err(e) => Err(e),
-            });
-            match outcome {
-                Ok(()) => {}
+                Err(RecvError::Timeout | RecvError::Empty) => {}
                 Err(RecvError::BusRemoved) => {
                     report(py, recv_error(RecvError::BusRemoved));
                     self.active.store(false, Ordering::SeqCst);
@@ -782,6 +803,17 @@ impl BusPort {
         Ok(())
     }
 }
+
+/// A value made inside a `detach` closure and used after it returns.
+/// `detach` runs its closure on the calling thread, so the value (a
+/// sample borrowing this thread's subscriber) never changes threads; the
+/// `Send` bound `detach` asks for exists to keep GIL-bound objects out of
+/// the closure, and a sample holds none.
+struct SameThread<T>(T);
+
+// SAFETY: see above: a `SameThread` is only created in a `detach` closure
+// and consumed by the same thread right after `detach` returns.
+unsafe impl<T> Send for SameThread<T> {}
 
 struct ResetOnDrop<'a>(&'a AtomicU64);
 

@@ -296,7 +296,7 @@ def test_rust_producer_python_handler(bus_name, child):
     assert json.loads(out.strip().splitlines()[-1]) == [["rs.text", "from rust"]] * 5
 
 
-@pytest.mark.parametrize("what", ["daemon_get", "started_engine", "bridge"])
+@pytest.mark.parametrize("what", ["daemon_get", "daemon_put_full", "started_engine", "bridge"])
 def test_exit_with_threads_still_waiting_in_rust(bus_name, child, what):
     """A thread still waiting in Rust when the interpreter exits must not take
     the process down (CPython ends such threads with pthread_exit, which would
@@ -308,6 +308,10 @@ def test_exit_with_threads_still_waiting_in_rust(bus_name, child, what):
         e = EventEngine(bus=bus, name="exiting")
         if what == "daemon_get":
             threading.Thread(target=e.get, daemon=True).start()
+        elif what == "daemon_put_full":  # e never reads: the ring fills, put waits
+            p = EventEngine(bus=bus, name="putter", receive=False)
+            threading.Thread(target=lambda: [p.put("a", b"x" * 1000) for _ in range(10**6)],
+                             daemon=True).start()
         elif what == "started_engine":
             e.register_handler("a", print)
             e.start()  # never stopped

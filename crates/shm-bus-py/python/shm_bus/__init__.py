@@ -9,13 +9,27 @@ See docs/PYTHON.md.
 """
 
 import atexit as _atexit
+import time as _time
 
-from ._native import Bus, BusError, Loan, Publisher, Sample, Subscriber, _interpreter_exiting
+from . import _native
+from ._native import Bus, BusError, Loan, Publisher, Sample, Subscriber
 
-# Registered first, so it runs last among this package's exit hooks (they stop
-# the engines' and bridges' threads): from then on, a thread still waiting in
-# Rust parks instead of taking the GIL back during finalization.
-_atexit.register(_interpreter_exiting)
+
+def _park_waiting_threads() -> None:
+    """Registered first, so it runs last among this package's exit hooks (they
+    stop the engines', timers' and bridges' threads). Only daemon threads are
+    left then; one still waiting in Rust would be ended by CPython's
+    finalization with pthread_exit, which must not unwind through Rust frames.
+    From here on such a thread parks instead; this waits (sleeping, so they can
+    take the GIL back and park on their next wait) until all have, at most
+    0.2 s."""
+    _native._interpreter_exiting()
+    deadline = _time.monotonic() + 0.2
+    while _native._unparked_waiters() and _time.monotonic() < deadline:
+        _time.sleep(0.001)
+
+
+_atexit.register(_park_waiting_threads)
 
 from ._topic import (Topic, TopicMatchResult, TopicPart, TopicPartAny, TopicPartExact,
                      TopicPartPattern, TopicPartRange, TopicPartRest, TopicType)
