@@ -102,7 +102,8 @@ pub struct BridgeConfig {
     pub connect: Vec<String>,
     /// A Zenoh configuration file (JSON5); `listen`/`connect` add to it.
     pub zenoh_config: Option<std::path::PathBuf>,
-    /// The bridge's name (`zenoh:NAME` on the bus); default: the Zenoh id.
+    /// The bridge's name (`zenoh:NAME` on the bus); default: the first 16
+    /// hex digits of the Zenoh id.
     pub name: Option<String>,
     /// Put each exported event at once instead of batching (Zenoh's
     /// `express`): lower latency under light load, lower throughput.
@@ -277,6 +278,7 @@ impl Counters {
 
 /// A running bridge. [`Bridge::stop`] detaches it and returns its counters.
 pub struct Bridge {
+    bus: Bus,
     session: Session,
     name: String,
     stop: Arc<AtomicBool>,
@@ -406,7 +408,11 @@ impl Bridge {
         }
         let name = match &cfg.name {
             Some(n) => format!("zenoh:{n}"),
-            None => format!("zenoh:{zid}"),
+            // The Zenoh id's first 16 hex digits: fits the bus's 32 bytes.
+            None => format!(
+                "zenoh:{}",
+                zid.to_string().chars().take(16).collect::<String>()
+            ),
         };
         let bus_err = |source| BridgeError::Bus {
             bus: cfg.bus.clone(),
@@ -519,6 +525,7 @@ impl Bridge {
         }
 
         let bridge = Bridge {
+            bus,
             session,
             name,
             stop,
@@ -569,9 +576,17 @@ impl Bridge {
         (before, n)
     }
 
-    /// Whether a thread failed (the bus was removed, …); the bridge stops
-    /// itself then, and [`stop`](Self::stop) returns the error.
+    /// Whether the bridge has failed: a thread met an error, or the bus
+    /// was removed (checked here too, so that an idle bridge notices);
+    /// the threads stop then, and [`stop`](Self::stop) returns the error.
     pub fn failed(&self) -> bool {
+        if self.bus.is_removed() {
+            fail(
+                &self.failure,
+                &self.stop,
+                BridgeError::BusRemoved(self.bus.name().to_owned()),
+            );
+        }
         self.stop.load(Ordering::Relaxed)
     }
 

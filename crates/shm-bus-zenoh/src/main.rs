@@ -40,7 +40,8 @@ struct Args {
     /// --listen and --connect replace its endpoints.
     #[arg(long, value_name = "ZENOH_CONFIG_FILE")]
     config: Option<std::path::PathBuf>,
-    /// Name on the bus, shown as `zenoh:NAME` (default: the Zenoh id).
+    /// Name on the bus, shown as `zenoh:NAME` (default: the first 16 hex
+    /// digits of the Zenoh id).
     #[arg(long)]
     name: Option<String>,
     /// Create the bus (default configuration) if it does not exist.

@@ -418,3 +418,15 @@ fn create_makes_a_missing_bus_and_takes_an_existing_one_as_it_is() {
         64 << 10
     );
 }
+
+/// Removing the bus under a running bridge (idle, both directions) stops
+/// it: exit 1, one line saying so.
+#[test]
+fn a_removed_bus_stops_the_bridge_with_exit_1() {
+    let b = bus("removed");
+    let mut p = bridge(&b.0, "r", &["--export", "**", "--import", "**"]);
+    Bus::remove(&b.0).unwrap();
+    let (status, _) = p.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{}", p.stderr());
+    assert!(p.stderr().contains("was removed"), "{}", p.stderr());
+}
