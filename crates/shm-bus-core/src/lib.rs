@@ -106,7 +106,7 @@ pub use info::{BusInfo, ProducerInfo, RingTopics, SubscriberInfo};
 #[cfg(not(loom))]
 pub use layout::NAME_BYTES;
 #[cfg(not(loom))]
-pub use loan::{Loan, OwnedLoan, OwnedLoanError};
+pub use loan::{Loan, LoanOf, OwnedLoan, OwnedLoanError};
 #[cfg(not(loom))]
 pub use members::{Member, Members, SlotState};
 #[cfg(not(loom))]

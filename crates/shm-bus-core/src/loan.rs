@@ -8,6 +8,8 @@
 //! publisher mutably, an `OwnedLoan` owns it, so the compiler rules out a
 //! second reservation of the same bytes.
 
+use std::ops::DerefMut;
+
 use shm_bus_topic::TopicId;
 
 use crate::error::PublishError;
@@ -16,15 +18,29 @@ use crate::ring::Reservation;
 
 /// Bytes loaned inside the ring for one record. Write the payload, then
 /// [`commit`](Loan::commit); dropping it uncommitted publishes nothing.
-pub struct Loan<'a> {
-    publisher: &'a mut Publisher,
+pub type Loan<'a> = LoanOf<&'a mut Publisher>;
+
+/// A loan that owns its publisher: it can be stored and kept across calls
+/// (a ping-pong that pre-loans its next message while it waits for the
+/// answer). Get one with [`Publisher::into_loan`]; [`commit`](Self::commit)
+/// or [`cancel`](Self::cancel) gives the publisher back, and
+/// [`commit_and_reloan`](Self::commit_and_reloan) loans the next record at
+/// once. Dropping it publishes nothing and drops the publisher. The
+/// publisher is boxed: a loan moves on every commit and re-loan, and a
+/// publisher is a few hundred bytes.
+pub type OwnedLoan = LoanOf<Box<Publisher>>;
+
+/// A reserved, not yet committed record of publisher `P` (`&mut
+/// Publisher`: a [`Loan`]; `Box<Publisher>`: an [`OwnedLoan`]).
+pub struct LoanOf<P: DerefMut<Target = Publisher>> {
+    publisher: P,
     res: Reservation,
     topic: TopicId,
 }
 
-impl<'a> Loan<'a> {
-    pub(crate) fn new(publisher: &'a mut Publisher, res: Reservation, topic: TopicId) -> Self {
-        Loan {
+impl<P: DerefMut<Target = Publisher>> LoanOf<P> {
+    pub(crate) fn new(publisher: P, res: Reservation, topic: TopicId) -> Self {
+        LoanOf {
             publisher,
             res,
             topic,
@@ -56,25 +72,18 @@ impl<'a> Loan<'a> {
         self.topic
     }
 
+    /// The publisher that holds the loaned bytes.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+}
+
+impl LoanOf<&mut Publisher> {
     /// Publishes the record. Returns its sequence number.
     #[inline]
     pub fn commit(self) -> u64 {
         self.publisher.commit_loan(self.res, self.topic)
     }
-}
-
-/// A loan that owns its publisher: it can be stored and kept across calls
-/// (a ping-pong that pre-loans its next message while it waits for the
-/// answer). Get one with [`Publisher::into_loan`]; [`commit`](Self::commit)
-/// or [`cancel`](Self::cancel) gives the publisher back, and
-/// [`commit_and_reloan`](Self::commit_and_reloan) loans the next record at
-/// once. Dropping it publishes nothing and drops the publisher.
-pub struct OwnedLoan {
-    /// Boxed: a loan moves on every commit and re-loan, and a publisher is
-    /// a few hundred bytes.
-    publisher: Box<Publisher>,
-    res: Reservation,
-    topic: TopicId,
 }
 
 impl std::fmt::Debug for OwnedLoan {
@@ -151,43 +160,13 @@ impl Publisher {
             .map_err(PublishError::from)
             .and_then(|topic| Ok((topic, publisher.reserve_loan(len, wait)?)));
         match reserved {
-            Ok((topic, res)) => Ok(OwnedLoan {
-                publisher,
-                res,
-                topic,
-            }),
+            Ok((topic, res)) => Ok(OwnedLoan::new(publisher, res, topic)),
             Err(error) => Err(OwnedLoanError { publisher, error }),
         }
     }
 }
 
 impl OwnedLoan {
-    /// The loaned payload bytes (as [`Loan::as_mut_slice`]).
-    #[inline]
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.publisher.loan_bytes(&self.res)
-    }
-
-    /// The payload length.
-    pub fn len(&self) -> usize {
-        self.res.len as usize
-    }
-
-    /// Whether the payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.res.len == 0
-    }
-
-    /// The topic id the record will carry.
-    pub fn topic_id(&self) -> TopicId {
-        self.topic
-    }
-
-    /// The publisher that holds the loaned bytes.
-    pub fn publisher(&self) -> &Publisher {
-        &self.publisher
-    }
-
     /// Publishes the record; gives back the publisher and the record's
     /// sequence number.
     #[inline]

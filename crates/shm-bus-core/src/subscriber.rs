@@ -287,16 +287,7 @@ impl<M: Delivery> Subscriber<M> {
         limit: usize,
         f: impl FnMut(&Sample<'_, M>),
     ) -> Result<usize, RecvError> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let mut first = self.st.poll(&self.bus.shared);
-        self.st.touch_if_idle(&self.bus.shared, &mut first);
-        match first {
-            Ok(found) => Ok(self.deliver_many(found, limit, f)),
-            Err(RecvError::Empty) => Ok(0),
-            Err(e) => Err(e),
-        }
+        self.recv_many_with(limit, false, f)
     }
 
     /// Like [`try_recv_many`](Self::try_recv_many), but waits (as
@@ -310,11 +301,31 @@ impl<M: Delivery> Subscriber<M> {
         limit: usize,
         f: impl FnMut(&Sample<'_, M>),
     ) -> Result<usize, RecvError> {
+        self.recv_many_with(limit, true, f)
+    }
+
+    /// The first event (waited for with `wait`), then what follows it.
+    fn recv_many_with(
+        &mut self,
+        limit: usize,
+        wait: bool,
+        f: impl FnMut(&Sample<'_, M>),
+    ) -> Result<usize, RecvError> {
         if limit == 0 {
             return Ok(0);
         }
-        let found = self.st.wait(&self.bus.shared, None)?;
-        Ok(self.deliver_many(found, limit, f))
+        let first = if wait {
+            self.st.wait(&self.bus.shared, None)
+        } else {
+            let mut first = self.st.poll(&self.bus.shared);
+            self.st.touch_if_idle(&self.bus.shared, &mut first);
+            first
+        };
+        match first {
+            Ok(found) => Ok(self.deliver_many(found, limit, f)),
+            Err(RecvError::Empty) => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Hands `found` and what follows it (up to `limit` in all) to `f`.
