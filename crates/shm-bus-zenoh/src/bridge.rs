@@ -292,8 +292,9 @@ pub struct Bridge {
 }
 
 /// The Zenoh configuration: the file if given (its mode, scouting, …),
-/// else peer mode with multicast scouting off; `listen` and `connect`
-/// endpoints added either way.
+/// else peer mode with multicast scouting off and no listening endpoint;
+/// `listen` and `connect` endpoints, when given, replace the
+/// configuration's either way.
 ///
 /// # Errors
 /// [`BridgeError::Config`] for an unreadable or invalid file,
@@ -303,9 +304,12 @@ pub fn zenoh_config(cfg: &BridgeConfig) -> Result<zenoh::Config, BridgeError> {
         Some(path) => zenoh::Config::from_file(path)
             .map_err(|e| BridgeError::Config(format!("{}: {e}", path.display())))?,
         None => {
+            // Peer mode, no multicast scouting, and no listening unless
+            // asked (Zenoh's default would listen on every interface).
             let mut zc = zenoh::Config::default();
             zc.insert_json5("mode", "\"peer\"")
                 .and_then(|()| zc.insert_json5("scouting/multicast/enabled", "false"))
+                .and_then(|()| zc.insert_json5("listen/endpoints", "[]"))
                 .map_err(|e| BridgeError::Config(e.to_string()))?;
             zc
         }

@@ -62,6 +62,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Zenoh's own diagnostics on stderr when asked: RUST_LOG=zenoh=info.
+    zenoh::try_init_log_from_env();
     let cfg = BridgeConfig {
         bus: args.bus,
         create: args.create,
