@@ -158,8 +158,10 @@ fn session(listen: Option<&str>, connect: Option<&str>) -> Res<zenoh::Session> {
     let mut c = zenoh::Config::default();
     c.insert_json5("mode", "\"peer\"")?;
     c.insert_json5("scouting/multicast/enabled", "false")?;
-    if let Some(l) = listen {
-        c.insert_json5("listen/endpoints", &format!("[\"{l}\"]"))?;
+    // Loopback only: listen where told, nowhere else.
+    match listen {
+        Some(l) => c.insert_json5("listen/endpoints", &format!("[\"{l}\"]"))?,
+        None => c.insert_json5("listen/endpoints", "[]")?,
     }
     if let Some(ep) = connect {
         c.insert_json5("connect/endpoints", &format!("[\"{ep}\"]"))?;
