@@ -348,6 +348,7 @@ fn foreign_zenoh_samples_are_imported_or_refused_and_counted() {
     zc.insert_json5("mode", "\"peer\"").unwrap();
     zc.insert_json5("scouting/multicast/enabled", "false")
         .unwrap();
+    zc.insert_json5("listen/endpoints", "[]").unwrap();
     zc.insert_json5("connect/endpoints", &format!("[\"{ep}\"]"))
         .unwrap();
     let z = zenoh::open(zc).wait().expect("zenoh session");
