@@ -32,6 +32,21 @@ pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Sleeps until `due` in slices of at most `slice`, so that a signal is
+/// noticed within one slice. Returns `false` if interrupted.
+pub(crate) fn sleep_until(due: std::time::Instant, slice: Duration) -> bool {
+    loop {
+        if interrupted() {
+            return false;
+        }
+        let left = due.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(slice));
+    }
+}
+
 /// Whether a read on `fd` would not block (data, end of input or an
 /// error to report), waiting at most `timeout`; `false` on a signal.
 pub(crate) fn readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {

@@ -18,7 +18,7 @@ use crate::PublishArgs;
 use crate::bus_cmd::check_name;
 use crate::common::{self, BadInput};
 use crate::format::human_bytes;
-use crate::os::{catch_interrupts, interrupted, readable};
+use crate::os::{catch_interrupts, interrupted, readable, sleep_until};
 use crate::payload::{self, MIN_SIZE, Stamp, TopicCounter};
 
 /// How long a publish without `--timeout` waits for space before saying
@@ -204,7 +204,7 @@ pub(crate) fn publish(a: &PublishArgs) -> Result<ExitCode> {
             // Absolute deadlines: late messages go out at once, so the
             // average rate holds.
             let due = start + Duration::from_secs_f64(i as f64 / rate);
-            if !sleep_until(due) {
+            if !sleep_until(due, WAIT_SLICE) {
                 done.interrupted = true;
                 break;
             }
@@ -346,21 +346,6 @@ fn read_line(input: &mut BufReader<File>, line: &mut Vec<u8>) -> io::Result<Line
         }
     }
     Ok(LineRead::Line)
-}
-
-/// Sleeps until `due` in slices, so Ctrl-C is noticed at a slow rate.
-/// Returns `false` if interrupted.
-fn sleep_until(due: Instant) -> bool {
-    loop {
-        if interrupted() {
-            return false;
-        }
-        let left = due.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        std::thread::sleep(left.min(WAIT_SLICE));
-    }
 }
 
 /// Where [`send`] publishes, and what it reports into.

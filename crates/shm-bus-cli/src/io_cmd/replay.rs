@@ -22,7 +22,7 @@ use super::{WAIT_SLICE, attach_checked, per_sec, secs};
 use crate::bus_cmd::check_name;
 use crate::common::BadInput;
 use crate::format::human_bytes;
-use crate::os::{catch_interrupts, interrupted};
+use crate::os::{catch_interrupts, interrupted, sleep_until};
 
 /// Options of `replay`.
 #[derive(clap::Args, Clone, Debug)]
@@ -106,7 +106,7 @@ pub(crate) fn replay(a: &ReplayArgs) -> Result<ExitCode> {
         if !a.max_rate {
             let t0 = *first_ts.get_or_insert(event.timestamp_ns);
             let offset = event.timestamp_ns.saturating_sub(t0) as f64 / a.speed;
-            if !sleep_until(start + Duration::from_secs_f64(offset / 1e9)) {
+            if !sleep_until(start + Duration::from_secs_f64(offset / 1e9), WAIT_SLICE) {
                 stopped = true;
                 break;
             }
@@ -246,20 +246,6 @@ fn publish(
 /// topic table).
 fn topic_error(e: BusError, topic: &str, n: u64) -> anyhow::Error {
     anyhow::Error::new(e).context(format!("event {n}: cannot publish on topic `{topic}`"))
-}
-
-/// Sleeps until `due` in slices; `false` if interrupted.
-fn sleep_until(due: Instant) -> bool {
-    loop {
-        if interrupted() {
-            return false;
-        }
-        let left = due.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        std::thread::sleep(left.min(WAIT_SLICE));
-    }
 }
 
 /// Reads a JSON Lines recording: a header line, then one event per line.

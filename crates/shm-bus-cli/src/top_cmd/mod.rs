@@ -28,7 +28,7 @@ use shm_bus_core::Bus;
 
 use crate::bus_cmd::check_name;
 use crate::common::{self, BadInput};
-use crate::os::{catch_interrupts, interrupted, stdout_closed};
+use crate::os::{catch_interrupts, interrupted, sleep_until, stdout_closed};
 
 mod model;
 mod view;
@@ -83,7 +83,7 @@ fn print(bus: &Bus, a: &TopArgs) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     let mut prev = Probe::take(bus, None);
     loop {
-        if !sleep_until(prev.at + a.interval) {
+        if !sleep_until(prev.at + a.interval, Duration::from_millis(50)) {
             return Ok(ExitCode::SUCCESS);
         }
         let cur = Probe::take(bus, Some(&prev));
@@ -126,20 +126,6 @@ fn render_text(snap: &Snapshot) -> Result<String> {
         s.push('\n');
     }
     Ok(s)
-}
-
-/// Sleeps until `due` in slices; `false` if interrupted.
-fn sleep_until(due: Instant) -> bool {
-    loop {
-        if interrupted() {
-            return false;
-        }
-        let left = due.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
 }
 
 /// Restores the terminal when dropped: on return, on error, and while
