@@ -37,7 +37,8 @@ impl HeapRing {
     }
 }
 
-// SAFETY: `word` indexes the vector with a masked slot (always in range);
+// SAFETY: `word` and `header` index the vector with a masked slot (always
+// in range; `header`'s slot is also rounded down to a record boundary);
 // `ptr` never returns a pointer (loom atomics are not plain bytes): these
 // models touch payloads only through `copy_in` / `copy_out`.
 unsafe impl RingMem for HeapRing {

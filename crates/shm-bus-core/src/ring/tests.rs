@@ -39,7 +39,8 @@ impl HeapRing {
 
 // SAFETY: `lines` is one allocation of `capacity()` bytes (AtomicLine
 // is 32 bytes, no padding), 32-byte aligned, alive as long as `self`;
-// `word` and `ptr` mask their slot into it; capacity is a power of two
+// `word`, `header` and `ptr` mask their slot into it (`header` takes the
+// whole 32-byte line the slot falls in); capacity is a power of two
 // of at least 256 in every test.
 unsafe impl RingMem for HeapRing {
     fn capacity(&self) -> u64 {
