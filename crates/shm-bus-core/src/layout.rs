@@ -124,7 +124,9 @@ pub(crate) struct ProducerSlot {
     pub head: AtomicU64,
     /// Sequence number the next record will carry.
     pub next_seq: AtomicU64,
-    /// Records published through this slot, all generations.
+    /// Unused since 2026-11-30 (kept so the layout does not change): the
+    /// records published through a slot are counted by its sequence
+    /// numbers (`next_seq`, walked forward by `Bus::info`).
     pub published: AtomicU64,
     /// Times a publish found the ring full.
     pub full_waits: AtomicU64,

@@ -76,8 +76,6 @@ pub struct Publisher {
     ids: FxHashMap<Box<str>, TopicId>,
     known_ids: Vec<bool>,
     spin: Duration,
-    /// Records published through this slot (all generations).
-    published: u64,
     /// This publisher's ring and slot, resolved once at attach (the
     /// per-message paths check no index). Valid while `bus` lives: both
     /// are fields of this handle, and `pr` is never handed out.
@@ -156,7 +154,6 @@ impl Bus {
             known_ids: Vec::new(),
             spin: Duration::from_micros(50),
             // Relaxed: our own slot's counter, ordered by the claim's CAS.
-            published: slot.published.load(Ordering::Relaxed),
             staging: Vec::new(),
             pr,
         })
@@ -246,7 +243,7 @@ impl Publisher {
         let ctl = ring.ctl();
         let p = self.slot;
         // Off the hot path: every 4096 publishes (and below, while waiting).
-        if self.published & 0xFFF == 0 && sh.is_removed() {
+        if self.writer.next_seq() & 0xFFF == 0 && sh.is_removed() {
             return Err(PublishError::BusRemoved);
         }
         let first = self
@@ -614,19 +611,18 @@ impl Publisher {
         self.publish(topic, &bytes)
     }
 
-    #[inline]
     /// Commits `res` (subscribers not woken: see `wake_subscribers`).
+    #[inline]
     fn commit(&mut self, res: Reservation, topic: TopicId) -> u64 {
         let ring = self.pr;
         let slot = ring.slot();
         let now = clock::ticks();
         let seq = self.writer.commit(&ring, &ring.ctl(), res, topic.0, now);
-        self.published = self.published.wrapping_add(1);
         if self.writer.is_flushed() {
-            // With the progress (once per 1/64 of the ring): readers of
-            // these statistics walk the stamps past it (`Bus::info`).
-            // Relaxed, and plain stores (one writer): statistics only.
-            slot.published.store(self.published, Ordering::Relaxed);
+            // With the progress (once per 1/64 of the ring): `Bus::info`
+            // walks the stamps past it and takes the last one walked. The
+            // count of records published is the sequence number itself.
+            // Relaxed, and a plain store (one writer): statistics only.
             slot.last_publish.store(now, Ordering::Relaxed);
         }
         seq
@@ -655,11 +651,8 @@ impl Drop for Publisher {
         let ring = self.pr;
         // Leave the controls where this publisher ended (no walk needed).
         self.writer.flush(&ring.ctl());
-        let slot = ring.slot();
-        // Relaxed: statistics, published by the Release store below.
-        slot.published.store(self.published, Ordering::Relaxed);
         // Release: pairs with the AcqRel CAS of the next claimer.
-        slot.state.store(SLOT_FREE, Ordering::Release);
+        ring.slot().state.store(SLOT_FREE, Ordering::Release);
     }
 }
 

@@ -122,22 +122,21 @@ impl State {
         slot.state
             .store(slot_word(me.token(), SLOT_ACTIVE), Ordering::SeqCst);
         ring::join_fence();
-        let after: Vec<(u64, u64)> = (0..producers)
-            .map(|p| {
-                // SAFETY: used only in this closure, while `sh` (and so the
-                // mapping) is borrowed.
-                let ring = unsafe { sh.producer_ref(p) };
-                let head = (sh.config.policy == Policy::Overwrite).then_some(&ring.slot().head);
-                ring::join_after(&ring, &ring.ctl(), sh.cursor(s, p), before[p], head)
-            })
-            .collect();
+        let overwrite = sh.config.policy == Policy::Overwrite;
         let lanes: Box<[Lane; 64]> = Box::new(std::array::from_fn(|p| {
-            let (cursor, expected) = after.get(p).copied().unwrap_or((0, 0));
+            // SAFETY: kept in the subscriber's state, next to its `Bus` (an
+            // `Arc` of the same `Shared`), and never handed out.
+            // `max_producers >= 1` (validated at open); lanes past it are
+            // never visited and point at producer 0's ring.
+            let ring = unsafe { sh.producer_ref(if p < producers { p } else { 0 }) };
+            let (cursor, expected) = if p < producers {
+                let head = overwrite.then_some(&ring.slot().head);
+                ring::join_after(&ring, &ring.ctl(), sh.cursor(s, p), before[p], head)
+            } else {
+                (0, 0)
+            };
             Lane {
-                // SAFETY: kept in the subscriber's state, next to its `Bus`
-                // (an `Arc` of the same `Shared`), and never handed out.
-                // `max_producers >= 1` (validated at open).
-                ring: unsafe { sh.producer_ref(if p < producers { p } else { 0 }) },
+                ring,
                 cursor,
                 shared_cursor: cursor,
                 expected,
@@ -157,7 +156,7 @@ impl State {
             shared_received: 0,
             lagged: 0,
             spin: Duration::from_micros(50),
-            overwrite: sh.config.policy == Policy::Overwrite,
+            overwrite,
             copy,
             scratch: Vec::new(),
             empty_polls: 0,

@@ -291,7 +291,7 @@ impl Writer {
             overwrite,
             limit: 0,
             published_tail: tail,
-            flush_at: ((tail >> chunk_shift) + 1) << chunk_shift,
+            flush_at: next_chunk(tail, chunk_shift),
             last_chunk: u64::MAX,
             chunk_shift,
             max_len: max_payload(cap),
@@ -313,8 +313,9 @@ impl Writer {
         self
     }
 
-    #[cfg(loom)]
-    /// Sequence number of the next record.
+    /// Sequence number of the next record (also the number of records
+    /// ever committed on this ring).
+    #[inline]
     pub fn next_seq(&self) -> u64 {
         self.seq
     }
@@ -450,7 +451,7 @@ impl Writer {
     pub fn flush(&mut self, ctl: &RingCtl<'_>) {
         if self.published_tail != self.tail {
             self.published_tail = self.tail;
-            self.flush_at = ((self.tail >> self.chunk_shift) + 1) << self.chunk_shift;
+            self.flush_at = next_chunk(self.tail, self.chunk_shift);
             publish_progress(ctl, self.tail, self.seq);
         }
     }
@@ -467,6 +468,12 @@ impl Writer {
     pub fn tail(&self) -> u64 {
         self.tail
     }
+}
+
+/// Where the 1/n-th of the ring after the one holding `pos` begins
+/// (`chunk_shift` = log2 of its size).
+fn next_chunk(pos: u64, chunk_shift: u32) -> u64 {
+    ((pos >> chunk_shift) + 1) << chunk_shift
 }
 
 /// Where [`walk`] stopped.
