@@ -14,7 +14,7 @@ use crate::error::{BusError, PublishError};
 use crate::futex;
 use crate::layout::{SLOT_ACTIVE, SLOT_FREE, slot_word, store_name};
 use crate::loan::Loan;
-use crate::receive::SPIN_POLLS;
+use crate::receive::spin_round;
 use crate::ring::{self, Line, Reservation, ReserveError, RingMem, Writer};
 use crate::shared::{ProducerRef, Shared, SlotRole};
 
@@ -272,21 +272,13 @@ impl Publisher {
         let spin_until = Instant::now() + self.spin;
         let mut round = 0u32;
         loop {
-            // Spin (as `Subscriber::wait` does): retries with a pause hint,
-            // the clock read every `SPIN_POLLS` tries, the core yielded
-            // between rounds after the first.
-            if round > 0 {
-                std::thread::yield_now();
-            }
-            round = round.saturating_add(1);
-            for _ in 0..SPIN_POLLS {
-                match self
-                    .writer
+            let reserved = spin_round(&mut round, || {
+                self.writer
                     .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail))
-                {
-                    Ok(res) => return Ok(res),
-                    Err(_) => std::hint::spin_loop(),
-                }
+                    .ok()
+            });
+            if let Some(res) = reserved {
+                return Ok(res);
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {

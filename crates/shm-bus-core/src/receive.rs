@@ -26,7 +26,28 @@ const DATA_SLEEP: Duration = Duration::from_millis(100);
 const FIRST_NAP: Duration = Duration::from_millis(1);
 /// Polls between two clock reads while spinning (`Subscriber::wait`,
 /// `Publisher::reserve`): a clock read costs more than an empty poll.
-pub(crate) const SPIN_POLLS: u32 = 64;
+const SPIN_POLLS: u32 = 64;
+
+/// One round of a spinning wait (`Subscriber::wait`, `Publisher::reserve`):
+/// up to `SPIN_POLLS` attempts with a pause hint between them, so the
+/// caller reads the clock once per round. The first round (a few µs) is
+/// pure spinning, for what is about to arrive; before each later one the
+/// core is yielded, so that on a machine with fewer cores than busy
+/// processes the other side gets to run. `round` counts the rounds.
+#[inline]
+pub(crate) fn spin_round<T>(round: &mut u32, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    if *round > 0 {
+        std::thread::yield_now();
+    }
+    *round = round.saturating_add(1);
+    for _ in 0..SPIN_POLLS {
+        if let Some(done) = attempt() {
+            return Some(done);
+        }
+        std::hint::spin_loop();
+    }
+    None
+}
 
 /// The next nap of an idle spell (see `Subscriber::wait`).
 fn naps_left_shift(nap: &mut Duration) -> Duration {
@@ -485,20 +506,12 @@ impl State {
         let spin_until = Instant::now() + self.spin;
         let mut round = 0u32;
         loop {
-            // Spin: polls with a pause hint between them and the clock read
-            // only every `SPIN_POLLS` polls. The first round (a few µs) is
-            // pure spinning, for the record that is about to arrive; later
-            // rounds yield the core between them, so that on a machine with
-            // fewer cores than busy processes the producer gets to run.
-            if round > 0 {
-                std::thread::yield_now();
-            }
-            round = round.saturating_add(1);
-            for _ in 0..SPIN_POLLS {
-                match self.poll(sh) {
-                    Err(RecvError::Empty) => std::hint::spin_loop(),
-                    other => return other,
-                }
+            let polled = spin_round(&mut round, || match self.poll(sh) {
+                Err(RecvError::Empty) => None,
+                other => Some(other),
+            });
+            if let Some(r) = polled {
+                return r;
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
