@@ -34,7 +34,6 @@ const SPIN_POLLS: u32 = 64;
 /// pure spinning, for what is about to arrive; before each later one the
 /// core is yielded, so that on a machine with fewer cores than busy
 /// processes the other side gets to run. `round` counts the rounds.
-#[inline]
 pub(crate) fn spin_round<T>(round: &mut u32, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
     if *round > 0 {
         std::thread::yield_now();
