@@ -197,7 +197,7 @@ pub mod bytemap;
 mod damage_tests;
 mod error;
 mod liveness;
-mod lock;
+pub mod lock;
 mod mem;
 #[cfg(all(test, not(loom)))]
 mod miri_tests;
@@ -212,7 +212,10 @@ pub use arena::{
 pub use bytemap::{ByteMap, Iter};
 pub use bytemap::{Insert, MapHeader, MapStats};
 pub use error::{Error, Result};
-pub use liveness::ProcessId;
+pub use liveness::{OsOwners, Owners, ProcessId};
+pub use mem::Mem;
+#[cfg(loom)]
+pub use mem::HeapMem;
 pub use offset::{Offset, ShmSafe};
 
 /// Loom-only: the algorithms on heap memory (see `tests/loom_*.rs`).

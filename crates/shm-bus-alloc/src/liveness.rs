@@ -102,7 +102,7 @@ impl ProcessId {
 
 /// Who is acting and whether another actor is dead: the processes of the
 /// host in production, simulated actors in unit and loom tests.
-pub(crate) trait Owners {
+pub trait Owners {
     /// The caller's non-zero owner token (< 2^62).
     fn token(&self) -> u64;
     /// Whether the actor owning `token` is dead.
@@ -111,7 +111,7 @@ pub(crate) trait Owners {
 
 /// The real thing: tokens of OS processes.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct OsOwners;
+pub struct OsOwners;
 
 impl Owners for OsOwners {
     fn token(&self) -> u64 {

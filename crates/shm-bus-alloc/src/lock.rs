@@ -61,9 +61,9 @@ use crate::mem::Mem;
 use crate::sync::{AtomicU64, Ordering, SpinWait};
 
 /// Undo entries per critical section (the arena needs at most 8).
-pub(crate) const LOG_CAP: u64 = 12;
+pub const LOG_CAP: u64 = 12;
 /// Bytes of a lock record.
-pub(crate) const LOCK_BYTES: u64 = 16 + 16 * LOG_CAP;
+pub const LOCK_BYTES: u64 = 16 + 16 * LOG_CAP;
 
 const OWNER: u64 = 0;
 const LOG_LEN: u64 = 8;
@@ -73,7 +73,7 @@ const fn entry(i: u64) -> u64 {
 
 /// What acquiring the lock found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Acquired {
+pub enum Acquired {
     /// The lock was free.
     Clean,
     /// The previous holder was dead; its operation was rolled back.
@@ -81,21 +81,24 @@ pub(crate) enum Acquired {
 }
 
 /// A lock record at `base` in `mem`.
-pub(crate) struct RobustLock<'a, M: Mem, O: Owners> {
-    pub(crate) mem: &'a M,
-    pub(crate) base: u64,
-    pub(crate) owners: &'a O,
+pub struct RobustLock<'a, M: Mem, O: Owners> {
+    /// The memory holding the lock record and the words it protects.
+    pub mem: &'a M,
+    /// Offset of the lock record ([`LOCK_BYTES`] bytes, 8-aligned).
+    pub base: u64,
+    /// Who the caller is, and who is dead.
+    pub owners: &'a O,
     /// Address ranges (`start..end`, bytes) of the words critical sections
     /// may journal. Undo entries pointing elsewhere are damage.
-    pub(crate) targets: Targets,
+    pub targets: Targets,
 }
 
 /// Where journaled words may live: up to three byte ranges.
-pub(crate) type Targets = [std::ops::Range<u64>; 3];
+pub type Targets = [std::ops::Range<u64>; 3];
 
 /// Initialises a lock record (free, empty log) without relying on the
 /// memory's previous content.
-pub(crate) fn init_lock<M: Mem>(mem: &M, base: u64) -> Result<()> {
+pub fn init_lock<M: Mem>(mem: &M, base: u64) -> Result<()> {
     for off in (0..LOCK_BYTES).step_by(8) {
         word(mem, base + off)?.store(0, Ordering::Relaxed);
     }
@@ -111,7 +114,7 @@ fn word<M: Mem>(mem: &M, off: u64) -> Result<&AtomicU64> {
 impl<'a, M: Mem, O: Owners> RobustLock<'a, M, O> {
     /// Takes the lock, breaking it if its holder is dead. Waits as long as a
     /// live holder keeps it.
-    pub(crate) fn lock(&self) -> Result<(Guard<'a, M>, Acquired)> {
+    pub fn lock(&self) -> Result<(Guard<'a, M>, Acquired)> {
         let owner = word(self.mem, self.base + OWNER)?;
         let me = self.owners.token();
         let spin = SpinWait::new();
@@ -156,7 +159,7 @@ impl<'a, M: Mem, O: Owners> RobustLock<'a, M, O> {
 
 /// Holding the lock. Journal every metadata store through [`Guard::store`],
 /// then [`Guard::commit`]. Dropping without commit rolls back.
-pub(crate) struct Guard<'a, M: Mem> {
+pub struct Guard<'a, M: Mem> {
     mem: &'a M,
     base: u64,
     targets: Targets,
@@ -240,7 +243,7 @@ impl<'a, M: Mem> Guard<'a, M> {
     }
 
     /// Reads a metadata word (no journaling needed).
-    pub(crate) fn load(&self, addr: u64) -> Result<u64> {
+    pub fn load(&self, addr: u64) -> Result<u64> {
         Ok(self
             .mem
             .word(addr)
@@ -251,7 +254,7 @@ impl<'a, M: Mem> Guard<'a, M> {
     }
 
     /// Journals and performs `*addr = value`.
-    pub(crate) fn store(&mut self, addr: u64, value: u64) -> Result<()> {
+    pub fn store(&mut self, addr: u64, value: u64) -> Result<()> {
         #[cfg(test)]
         CRASH_AFTER.with(|c| {
             if let Some(n) = c.get() {
@@ -294,7 +297,7 @@ impl<'a, M: Mem> Guard<'a, M> {
     }
 
     /// Makes all journaled stores permanent (the commit point).
-    pub(crate) fn commit(&mut self) {
+    pub fn commit(&mut self) {
         // Release: pairs with the Acquire load in `pending`; every target
         // store is visible before the log is seen empty.
         self.log_len.store(0, Ordering::Release);
@@ -302,7 +305,7 @@ impl<'a, M: Mem> Guard<'a, M> {
     }
 
     /// Bumps a counter outside the journal (diagnostics only).
-    pub(crate) fn bump_unjournaled(&self, addr: u64) {
+    pub fn bump_unjournaled(&self, addr: u64) {
         if let Some(w) = self.mem.word(addr) {
             w.fetch_add(1, Ordering::Relaxed);
         }

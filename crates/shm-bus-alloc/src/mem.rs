@@ -8,7 +8,7 @@
 use crate::sync::AtomicU64;
 
 /// A byte-addressed memory space. Addresses are `u64` offsets.
-pub(crate) trait Mem {
+pub trait Mem {
     /// The atomic word at `off`, or `None` when `off` is not 8-aligned or
     /// `off + 8` is out of bounds. Never panics.
     fn word(&self, off: u64) -> Option<&AtomicU64>;

@@ -206,6 +206,7 @@ impl Bus {
         ReapReport {
             subscribers,
             producers,
+            group_members: self.shared.reap_groups(),
         }
     }
 }
@@ -217,6 +218,10 @@ pub struct ReapReport {
     pub subscribers: u32,
     /// Producer slots freed.
     pub producers: u32,
+    /// Worker-group member slots freed (dead members that left no
+    /// unfinished work; unfinished work waits for a live member to adopt
+    /// it).
+    pub group_members: u32,
 }
 
 /// Builds the bus inside a fresh segment. Nothing relies on the memory
@@ -238,6 +243,10 @@ fn init_bus(
     let stride = config.cursor_stride();
     let cursors = arena.alloc_array_zeroed::<AtomicU64>(config.max_subscribers as u64 * stride)?;
     let rings = arena.alloc(config.max_producers as u64 * config.ring_bytes, 4096)?;
+    // Zeroed: free groups, free locks with empty undo logs.
+    let groups = arena.alloc_array_zeroed::<AtomicU64>(
+        (crate::config::GROUP_TABLE_HEADER + config.max_groups as u64 * config.group_bytes()) / 8,
+    )?;
     // Each ring's first header must not carry the stamp of position 0.
     for p in 0..config.max_producers as u64 {
         let word = seg.resolve(Offset::<AtomicU64>::new(
@@ -262,6 +271,8 @@ fn init_bus(
     h.cursors.store(cursors.get(), Ordering::Relaxed);
     h.cursor_stride.store(stride, Ordering::Relaxed);
     h.rings.store(rings.get(), Ordering::Relaxed);
+    h.groups.store(groups.get(), Ordering::Relaxed);
+    h.group_bytes.store(config.group_bytes(), Ordering::Relaxed);
     // Relaxed throughout: the segment's Ready state (Release) publishes all
     // of it to openers.
     h.clock_ticks.store(clock::ticks(), Ordering::Relaxed);

@@ -95,6 +95,10 @@ pub struct BusConfig {
     /// the ring. It costs ring space: the largest payload shrinks by as
     /// much. (Under Overwrite, history is whatever the ring still holds.)
     pub history_bytes: u64,
+    /// Worker groups the bus can hold at once (0..=64; default 8).
+    pub max_groups: u32,
+    /// Members a worker group can have at once (1..=64; default 16).
+    pub max_group_members: u32,
 }
 
 impl std::fmt::Debug for BusConfig {
@@ -108,6 +112,8 @@ impl std::fmt::Debug for BusConfig {
             .field("policy", &self.policy)
             .field("mode", &format_args!("{:#o}", self.mode))
             .field("history_bytes", &self.history_bytes)
+            .field("max_groups", &self.max_groups)
+            .field("max_group_members", &self.max_group_members)
             .finish()
     }
 }
@@ -122,6 +128,8 @@ impl Default for BusConfig {
             policy: Policy::Block,
             mode: 0o600,
             history_bytes: 0,
+            max_groups: 8,
+            max_group_members: 16,
         }
     }
 }
@@ -132,6 +140,10 @@ pub const MAX_PRODUCERS: u32 = 64;
 pub const MAX_SUBSCRIBERS: u32 = 1024;
 /// Upper bound of `max_topics`.
 pub const MAX_TOPICS: u32 = 1 << 20;
+/// Upper bound of `max_groups`.
+pub const MAX_GROUPS: u32 = 64;
+/// Upper bound of `max_group_members`.
+pub const MAX_GROUP_MEMBERS: u32 = 64;
 /// Smallest ring.
 pub const MIN_RING_BYTES: u64 = 4096;
 /// Largest ring (1 GiB).
@@ -141,6 +153,10 @@ pub const MAX_TOPIC_LEN: usize = 1024;
 /// Topic-pool bytes reserved per topic (literals longer than this average
 /// use up the pool sooner; a full pool is `TopicTableFull`).
 pub(crate) const TOPIC_POOL_PER_TOPIC: u64 = 96;
+
+/// Bytes before the first group slot: the table's lock record and the
+/// mask of active groups (see `group`).
+pub(crate) const GROUP_TABLE_HEADER: u64 = 512;
 
 const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"BUS-CFG1");
 
@@ -174,6 +190,16 @@ impl BusConfig {
     /// the field).
     pub fn with_history_bytes(mut self, bytes: u64) -> Self {
         self.history_bytes = bytes;
+        self
+    }
+    /// Sets how many worker groups the bus can hold.
+    pub fn with_max_groups(mut self, n: u32) -> Self {
+        self.max_groups = n;
+        self
+    }
+    /// Sets how many members a worker group can have.
+    pub fn with_max_group_members(mut self, n: u32) -> Self {
+        self.max_group_members = n;
         self
     }
     /// Sets the segment's permission bits.
@@ -260,6 +286,18 @@ impl BusConfig {
                 self.ring_bytes / 4
             ));
         }
+        if self.max_groups > MAX_GROUPS {
+            return bad(format!(
+                "max_groups {} must be 0..={MAX_GROUPS}",
+                self.max_groups
+            ));
+        }
+        if !(1..=MAX_GROUP_MEMBERS).contains(&self.max_group_members) {
+            return bad(format!(
+                "max_group_members {} must be 1..={MAX_GROUP_MEMBERS}",
+                self.max_group_members
+            ));
+        }
         if self.mode & !0o777 != 0 {
             return bad(format!("mode {:o} has bits outside 0o777", self.mode));
         }
@@ -299,6 +337,16 @@ impl BusConfig {
             wanted.max_topics.into(),
         );
         at_least("history_bytes", self.history_bytes, wanted.history_bytes);
+        at_least(
+            "max_groups",
+            self.max_groups.into(),
+            wanted.max_groups.into(),
+        );
+        at_least(
+            "max_group_members",
+            self.max_group_members.into(),
+            wanted.max_group_members.into(),
+        );
         if self.policy != wanted.policy {
             out.push(format!(
                 "policy is {}, {} was asked",
@@ -327,6 +375,7 @@ impl BusConfig {
             self.max_subscribers as u64 * 128,                      // subscriber slots
             self.max_subscribers as u64 * self.cursor_stride() * 8, // cursors
             self.max_producers as u64 * (self.ring_bytes + 4096),   // rings, page aligned
+            GROUP_TABLE_HEADER + self.max_groups as u64 * self.group_bytes(), // groups
         ];
         // Every allocation is rounded up to its size class (at most 25 %,
         // see `shm_bus_alloc::class_size`), and carries a block header and
@@ -338,8 +387,16 @@ impl BusConfig {
         total.div_ceil(4096) * 4096
     }
 
-    pub(crate) fn encode(&self) -> [u8; 40] {
-        let mut out = [0u8; 40];
+    /// Bytes of one group slot (see `group::protocol`).
+    pub(crate) fn group_bytes(&self) -> u64 {
+        crate::group::protocol::group_bytes(
+            self.cursor_stride(),
+            self.max_group_members as u64,
+        )
+    }
+
+    pub(crate) fn encode(&self) -> [u8; 48] {
+        let mut out = [0u8; 48];
         out[0..8].copy_from_slice(&CONFIG_MAGIC.to_le_bytes());
         out[8..16].copy_from_slice(&self.ring_bytes.to_le_bytes());
         out[16..20].copy_from_slice(&self.max_producers.to_le_bytes());
@@ -349,12 +406,14 @@ impl BusConfig {
         out[32..36].copy_from_slice(&self.mode.to_le_bytes());
         // At most a quarter of MAX_RING_BYTES (validated): fits 32 bits.
         out[36..40].copy_from_slice(&(self.history_bytes as u32).to_le_bytes());
+        out[40..44].copy_from_slice(&self.max_groups.to_le_bytes());
+        out[44..48].copy_from_slice(&self.max_group_members.to_le_bytes());
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<BusConfig, BusError> {
         let corrupt = |what| BusError::Corrupt { what };
-        if bytes.len() != 40 {
+        if bytes.len() != 40 && bytes.len() != 48 {
             // Some other user of the allocator, not a bus.
             return Err(BusError::NotABus);
         }
@@ -372,6 +431,9 @@ impl BusConfig {
             mode: u32_at(32),
             // Zero in segments made before history existed.
             history_bytes: u32_at(36).into(),
+            // Segments made before groups have none (and a 40-byte config).
+            max_groups: if bytes.len() == 48 { u32_at(40) } else { 0 },
+            max_group_members: if bytes.len() == 48 { u32_at(44) } else { 1 },
         };
         config
             .validate()

@@ -96,6 +96,63 @@ pub enum BusError {
     /// the rings' pages (out of memory, or a limit on locked/shared memory).
     #[error("could not prefault the rings: {0}")]
     Prefault(std::io::Error),
+
+    /// A group name is 1 to 32 bytes of letters, digits, `_`, `-`, `.`, `:`.
+    #[error("invalid group name `{group}`: use 1 to 32 letters, digits, `_`, `-`, `.` or `:`")]
+    InvalidGroupName {
+        /// The name given.
+        group: String,
+    },
+
+    /// Every group slot of the bus is in use.
+    #[error("all {max} group slots are in use: remove a group, or create the bus with more max-groups")]
+    TooManyGroups {
+        /// The bus's `max_groups`.
+        max: u32,
+    },
+
+    /// Every member slot of the group is held by a live member or by
+    /// unfinished work of a dead one.
+    #[error("worker group `{group}` is full: every member slot is held")]
+    GroupFull {
+        /// The group.
+        group: String,
+    },
+
+    /// A member joined with patterns other than the group's (or tried to
+    /// change a member's patterns).
+    #[error("worker group `{group}` subscribes to {has:?}: join with those patterns, or with none")]
+    GroupPatternMismatch {
+        /// The group.
+        group: String,
+        /// The group's patterns.
+        has: Vec<String>,
+    },
+
+    /// A member asked for a mode other than the group's.
+    #[error("worker group `{group}` is {has}")]
+    GroupModeMismatch {
+        /// The group.
+        group: String,
+        /// The group's mode.
+        has: crate::GroupMode,
+    },
+
+    /// The patterns of a new group do not fit its slot.
+    #[error("group patterns take {len} bytes; at most {max} fit")]
+    GroupPatternsTooLong {
+        /// Bytes needed (patterns joined by newlines).
+        len: usize,
+        /// Bytes available.
+        max: usize,
+    },
+
+    /// The group was removed while joining.
+    #[error("worker group `{group}` was removed")]
+    GroupRemoved {
+        /// The group.
+        group: String,
+    },
 }
 
 /// Why a publish did not happen. The ring is unchanged in every case.
@@ -157,6 +214,10 @@ pub enum RecvError {
     /// committed are still delivered first.
     #[error("the bus was removed")]
     BusRemoved,
+    /// This worker-group member's group was removed
+    /// ([`Bus::remove_group`](crate::Bus::remove_group)).
+    #[error("the worker group was removed")]
+    GroupRemoved,
 }
 
 /// Why a sample could not be viewed as a typed value.

@@ -9,6 +9,7 @@
 //!                       ├─► ProducerSlot[max_producers] (owner, tail, counters, checkpoints)
 //!                       ├─► SubscriberSlot[max_subscribers]
 //!                       ├─► cursors[max_subscribers][max_producers rounded to 8]
+//!                       ├─► group table: lock + active mask, then group slots (see `group::protocol`)
 //!                       └─► rings[max_producers] × ring_bytes (4 KiB aligned)
 //! ```
 
@@ -55,7 +56,11 @@ pub(crate) struct BusHeader {
     /// `u64`s per subscriber row of `cursors` (max_producers rounded to 8).
     pub cursor_stride: AtomicU64,
     pub rings: AtomicU64,
-    _pad1: [AtomicU64; 3],
+    /// Offset of the group table (0 in segments made before groups).
+    pub groups: AtomicU64,
+    /// Bytes of one group slot in it.
+    pub group_bytes: AtomicU64,
+    _pad1: [AtomicU64; 1],
     // ---- line 2 (at 128): topic table growth
     /// Number of topic ids handed out (some may be `TOPIC_DEAD` holes).
     pub topic_count: AtomicU64,

@@ -59,6 +59,13 @@ pub mod delivery;
 mod error;
 #[cfg(not(loom))]
 mod futex;
+// The claim protocol is internal; its loom models reach it under
+// `--cfg loom`, where nothing else is built.
+#[cfg(loom)]
+#[path = "group/protocol.rs"]
+pub mod group_protocol;
+#[cfg(not(loom))]
+mod group;
 #[cfg(not(loom))]
 mod info;
 #[cfg(not(loom))]
@@ -96,11 +103,13 @@ mod topics;
 pub use bus::{Bus, ReapReport};
 #[cfg(not(loom))]
 pub use config::{
-    BusConfig, MAX_PRODUCERS, MAX_RING_BYTES, MAX_SUBSCRIBERS, MAX_TOPIC_LEN, MAX_TOPICS,
+    BusConfig, MAX_GROUP_MEMBERS, MAX_GROUPS, MAX_PRODUCERS, MAX_RING_BYTES, MAX_SUBSCRIBERS, MAX_TOPIC_LEN, MAX_TOPICS,
     MIN_RING_BYTES, Policy,
 };
 #[cfg(not(loom))]
 pub use error::{BusError, PayloadError, PublishError, RecvError};
+#[cfg(not(loom))]
+pub use group::{GroupInfo, GroupMemberInfo, GroupMode, GroupOptions, GroupRemoval};
 #[cfg(not(loom))]
 pub use info::{BusInfo, ProducerInfo, RingTopics, SubscriberInfo};
 #[cfg(not(loom))]

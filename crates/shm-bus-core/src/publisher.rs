@@ -293,6 +293,7 @@ impl Publisher {
             // A dead subscriber must never stall us: reap, then sleep until
             // a subscriber frees space (or a short timeout, to re-check).
             sh.reap();
+            sh.reap_groups();
             // Acquire: pairs with the Release `fetch_add` of a subscriber
             // that published its cursor (`wake_producer`); if we read its
             // bump, its cursor is visible to the re-check below.

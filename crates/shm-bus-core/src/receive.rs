@@ -2,7 +2,7 @@
 //! buffer) and the receive loop — joining, polling every producer's ring,
 //! copying and validating (copied delivery), waiting on the futex.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shm_bus_alloc::ProcessId;
@@ -12,6 +12,7 @@ use crate::clock;
 use crate::config::Policy;
 use crate::error::RecvError;
 use crate::futex;
+use crate::group::GroupSeat;
 use crate::layout::{SLOT_ACTIVE, slot_word, store_name};
 use crate::ring::{self, Line, Peek, RecordView, RingMem};
 use crate::shared::{ProducerRef, Shared};
@@ -90,6 +91,9 @@ pub(crate) struct State {
     /// An error met by a batch receive after it had delivered samples:
     /// returned by the next receive.
     pub(crate) pending: Option<RecvError>,
+    /// A worker-group member's place in its group (`None` for a plain
+    /// subscriber); see `group`.
+    pub(crate) group: Option<Box<GroupSeat>>,
 }
 
 /// A subscriber's place in one producer's ring.
@@ -112,6 +116,8 @@ pub(crate) struct Lane {
 pub(crate) struct Found {
     pub(crate) producer: usize,
     pub(crate) view: RecordView,
+    /// A worker group hands it out again: the member it went to died.
+    pub(crate) redelivered: bool,
 }
 
 impl State {
@@ -143,15 +149,35 @@ impl State {
             .store(slot_word(me.token(), SLOT_ACTIVE), Ordering::SeqCst);
         ring::join_fence();
         let overwrite = sh.config.policy == Policy::Overwrite;
-        let lanes: Box<[Lane; 64]> = Box::new(std::array::from_fn(|p| {
+        let lanes = Self::lanes(sh, |p, ring| {
+            let head = overwrite.then_some(&ring.slot().head);
+            ring::join_after(ring, &ring.ctl(), sh.cursor(s, p), before[p], head)
+        });
+        State::new(sh, s, lanes, copy, None)
+    }
+
+    /// A worker-group member's state: lanes for reading, no cursors (the
+    /// group's claims say what to read).
+    pub(crate) fn for_group(sh: &Shared, copy: bool, seat: Box<GroupSeat>) -> State {
+        let lanes = Self::lanes(sh, |_, _| (0, 0));
+        State::new(sh, seat.member as usize, lanes, copy, Some(seat))
+    }
+
+    /// One lane per producer slot, `start(p, ring)` giving its `(cursor,
+    /// expected)`.
+    fn lanes(
+        sh: &Shared,
+        mut start: impl FnMut(usize, &ProducerRef) -> (u64, u64),
+    ) -> Box<[Lane; 64]> {
+        let producers = sh.config.max_producers as usize;
+        Box::new(std::array::from_fn(|p| {
             // SAFETY: kept in the subscriber's state, next to its `Bus` (an
             // `Arc` of the same `Shared`), and never handed out.
             // `max_producers >= 1` (validated at open); lanes past it are
             // never visited and point at producer 0's ring.
             let ring = unsafe { sh.producer_ref(if p < producers { p } else { 0 }) };
             let (cursor, expected) = if p < producers {
-                let head = overwrite.then_some(&ring.slot().head);
-                ring::join_after(&ring, &ring.ctl(), sh.cursor(s, p), before[p], head)
+                start(p, &ring)
             } else {
                 (0, 0)
             };
@@ -161,9 +187,18 @@ impl State {
                 shared_cursor: cursor,
                 expected,
             }
-        }));
+        }))
+    }
+
+    fn new(
+        sh: &Shared,
+        slot: usize,
+        lanes: Box<[Lane; 64]>,
+        copy: bool,
+        group: Option<Box<GroupSeat>>,
+    ) -> State {
         State {
-            slot: s,
+            slot,
             index: SubscriptionIndex::new(),
             patterns: Vec::new(),
             next_pattern: 0,
@@ -176,12 +211,25 @@ impl State {
             shared_received: 0,
             lagged: 0,
             spin: Duration::from_micros(50),
-            overwrite,
+            overwrite: sh.config.policy == Policy::Overwrite,
             copy,
             scratch: Vec::new(),
             empty_polls: 0,
             nap: FIRST_NAP,
             pending: None,
+            group,
+        }
+    }
+
+    /// This receiver's activity words in the segment: (last active,
+    /// sleeping) — its subscriber slot's, or its group member slot's.
+    pub(crate) fn activity<'s>(&self, sh: &'s Shared) -> (&'s AtomicU64, &'s AtomicU64) {
+        match &self.group {
+            Some(seat) => State::member_words(sh, seat),
+            None => {
+                let slot = sh.subscriber(self.slot);
+                (&slot.last_active_ns, &slot.sleeping)
+            }
         }
     }
 
@@ -314,6 +362,9 @@ impl State {
         if self.pending.is_some() {
             return Err(self.take_pending());
         }
+        if self.group.is_some() {
+            return self.group_poll(sh);
+        }
         let mask = sh.producer_mask() & !self.broken;
         if mask == 0 {
             return Err(RecvError::Empty);
@@ -365,7 +416,11 @@ impl State {
                             continue;
                         }
                         self.next_producer = (p + 1) & 63;
-                        return Ok(Found { producer: p, view });
+                        return Ok(Found {
+                            producer: p,
+                            view,
+                            redelivered: false,
+                        });
                     }
                 }
             }
@@ -409,11 +464,15 @@ impl State {
     #[inline]
     pub(crate) fn next_in_lane(&mut self, sh: &Shared, p: usize) -> Option<Found> {
         let lane = &self.lanes[p & 63];
-        if self.overwrite || self.copy {
+        if self.overwrite || self.copy || self.group.is_some() {
             return None;
         }
         match ring::peek(&lane.ring, lane.cursor, None) {
-            Peek::Record(view) if self.wants(sh, view.topic) => Some(Found { producer: p, view }),
+            Peek::Record(view) if self.wants(sh, view.topic) => Some(Found {
+                producer: p,
+                view,
+                redelivered: false,
+            }),
             _ => None,
         }
     }
@@ -465,7 +524,10 @@ impl State {
     /// Counts a delivered sample and moves past it (its `Drop`).
     #[inline]
     pub(crate) fn delivered(&mut self, sh: &Shared, found: Found) {
-        let Found { producer, view } = found;
+        if self.group.is_some() {
+            return self.group_delivered(sh, found);
+        }
+        let Found { producer, view, .. } = found;
         // Wrapping: `seq` is a word of the segment (unchecked on this path).
         self.lanes[producer & 63].expected = view.seq.wrapping_add(1);
         self.received += 1;
@@ -482,8 +544,8 @@ impl State {
             self.empty_polls = self.empty_polls.wrapping_add(1);
             if self.empty_polls % 4096 == 1 {
                 // Relaxed: diagnostics only.
-                sh.subscriber(self.slot)
-                    .last_active_ns
+                self.activity(sh)
+                    .0
                     .store(clock::wall_ns(), Ordering::Relaxed);
                 if sh.is_removed() {
                     *r = Err(RecvError::BusRemoved);
@@ -524,18 +586,20 @@ impl State {
             if now < spin_until {
                 continue;
             }
+            if self.group.is_some() {
+                self.group_idle(sh);
+            }
             let header = sh.header();
-            let slot = sh.subscriber(self.slot);
+            let (last_active, sleeping) = self.activity(sh);
             // Relaxed: diagnostics only.
-            slot.last_active_ns
-                .store(clock::wall_ns(), Ordering::Relaxed);
+            last_active.store(clock::wall_ns(), Ordering::Relaxed);
             // Acquire: pairs with the Release `fetch_add` of a waking
             // publisher (`Publisher::commit`); if we read its bump, its
             // record is visible to the re-poll below.
             let seen = header.data_futex.load(Ordering::Acquire);
             // Relaxed: ordered before the SeqCst `fetch_add` below, which
             // a reaper's AcqRel swap of this flag synchronises with.
-            slot.sleeping.store(1, Ordering::Relaxed);
+            sleeping.store(1, Ordering::Relaxed);
             // SeqCst: a full barrier between counting ourselves asleep and
             // the re-poll below. Publishers check the count without a fence
             // (a fence would stall every publish), so one publishing at this
@@ -563,7 +627,7 @@ impl State {
     pub(crate) fn stop_sleeping(&self, sh: &Shared) {
         // AcqRel: a reaper that un-counts a dead sleeper swaps the same
         // flag (`Shared::reap`), so exactly one of us decrements.
-        if sh.subscriber(self.slot).sleeping.swap(0, Ordering::AcqRel) == 1 {
+        if self.activity(sh).1.swap(0, Ordering::AcqRel) == 1 {
             // SeqCst: as the increment in `wait`.
             sh.header().data_sleepers.fetch_sub(1, Ordering::SeqCst);
         }

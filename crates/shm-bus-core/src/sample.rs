@@ -72,6 +72,15 @@ impl<M: Delivery> Sample<'_, M> {
             .map(|(_, v)| v)
     }
 
+    /// Worker groups: whether this event was handed out before, to a
+    /// member that died (or left) before finishing it (at-least-once
+    /// redelivery; see [`Bus::group_member_with`](crate::Bus::group_member_with)).
+    /// Always `false` for a plain subscriber.
+    #[inline]
+    pub fn redelivered(&self) -> bool {
+        self.found.redelivered
+    }
+
     /// The producer (publisher slot) that published it.
     pub fn producer(&self) -> u32 {
         self.found.producer as u32

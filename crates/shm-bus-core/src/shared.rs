@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     n_records: usize,
     /// Bit `p` set for each of the `max_producers` slots.
     producer_bits: u64,
+    /// Offset of the group table (0: the bus has none).
+    pub(crate) groups: u64,
 }
 
 // SAFETY: the pointers point into `seg`'s mapping, which `Shared` owns and
@@ -105,7 +107,22 @@ impl Shared {
             header.topic_pool_bytes.load(Ordering::Relaxed),
         )?;
         ShmTopicTable::attach(&seg, header)?;
+        let groups = if config.max_groups == 0 {
+            0
+        } else {
+            let off = header.groups.load(Ordering::Relaxed);
+            if off % 64 != 0 || header.group_bytes.load(Ordering::Relaxed) != config.group_bytes() {
+                return Err(corrupt("group table"));
+            }
+            seg.bytes(
+                Offset::new(off),
+                crate::config::GROUP_TABLE_HEADER
+                    + config.max_groups as u64 * config.group_bytes(),
+            )?;
+            off
+        };
         let shared = Shared {
+            groups,
             header: NonNull::from(header),
             producers: NonNull::from(&producers[0]),
             subscribers: NonNull::from(&subscribers[0]),
@@ -230,12 +247,19 @@ impl Shared {
     pub(crate) fn limit(&self, p: usize, tail: u64) -> u64 {
         let readers = (0..self.config.max_subscribers as usize)
             .map(|s| (&self.subscriber(s).state, self.cursor(s, p)));
-        ring::limit(
-            readers,
-            tail,
-            self.config.ring_bytes,
-            self.config.history_bytes,
-        )
+        let cap = self.config.ring_bytes;
+        let limit = ring::limit(readers, tail, cap, self.config.history_bytes);
+        // After `ring::limit`'s SeqCst fence: groups are readers too (the
+        // same join handshake, see `group`).
+        match self.group_floor(p) {
+            Some(floor) => limit.min(
+                floor
+                    .clamp(tail.saturating_sub(cap), tail)
+                    .saturating_add(cap)
+                    .saturating_sub(self.config.history_bytes),
+            ),
+            None => limit,
+        }
     }
 
     /// Bit `p` set for every producer slot that ever held a producer,

@@ -150,9 +150,30 @@ impl Bus {
 }
 
 impl<M: Delivery> Subscriber<M> {
-    /// This subscriber's id (its slot).
+    pub(crate) fn from_state(bus: Bus, st: State) -> Self {
+        Subscriber {
+            bus,
+            st,
+            _delivery: PhantomData,
+        }
+    }
+
+    /// This subscriber's id (its slot; for a worker-group member, its
+    /// member slot in the group).
     pub fn id(&self) -> u32 {
         self.st.slot as u32
+    }
+
+    /// The worker group this receiver is a member of
+    /// ([`Bus::group_member`]), if any.
+    pub fn group(&self) -> Option<&str> {
+        self.st.group.as_ref().map(|seat| seat.name.as_str())
+    }
+
+    /// Worker-group members: samples handed out flagged
+    /// [`redelivered`](Sample::redelivered) so far. 0 for a subscriber.
+    pub fn redelivered(&self) -> u64 {
+        self.st.group.as_ref().map_or(0, |seat| seat.redelivered)
     }
 
     /// The bus.
@@ -178,8 +199,10 @@ impl<M: Delivery> Subscriber<M> {
     /// ranges, regexes, `**`). Returns `false` if it was already there.
     ///
     /// # Errors
-    /// [`BusError::InvalidTopic`].
+    /// [`BusError::InvalidTopic`]; [`BusError::GroupPatternMismatch`] for a
+    /// worker-group member (a group's patterns are fixed at creation).
     pub fn subscribe(&mut self, pattern: &str) -> Result<bool, BusError> {
+        self.not_in_group()?;
         let topic = Topic::parse(pattern)?;
         let st = &mut self.st;
         if st.patterns.contains(&topic) {
@@ -195,8 +218,9 @@ impl<M: Delivery> Subscriber<M> {
     /// Removes a pattern. Returns whether it was there.
     ///
     /// # Errors
-    /// [`BusError::InvalidTopic`].
+    /// As [`subscribe`](Self::subscribe).
     pub fn unsubscribe(&mut self, pattern: &str) -> Result<bool, BusError> {
+        self.not_in_group()?;
         let topic = Topic::parse(pattern)?;
         let st = &mut self.st;
         let Some(pos) = st.patterns.iter().position(|t| *t == topic) else {
@@ -212,7 +236,17 @@ impl<M: Delivery> Subscriber<M> {
         Ok(true)
     }
 
-    /// The patterns subscribed to.
+    fn not_in_group(&self) -> Result<(), BusError> {
+        match &self.st.group {
+            Some(seat) => Err(BusError::GroupPatternMismatch {
+                group: seat.name.clone(),
+                has: self.st.patterns.iter().map(Topic::to_string).collect(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The patterns subscribed to (a group member: the group's).
     pub fn patterns(&self) -> &[Topic] {
         &self.st.patterns
     }
@@ -372,6 +406,13 @@ impl<M: Delivery> Drop for Subscriber<M> {
     fn drop(&mut self) {
         let sh = &*self.bus.shared;
         self.st.stop_sleeping(sh);
+        if self.st.group.is_some() {
+            self.st.group_leave(sh);
+            for p in 0..sh.config.max_producers as usize {
+                wake_producer(sh, p);
+            }
+            return;
+        }
         // Release: pairs with the AcqRel CAS of the next claimer; producers
         // stop counting our cursors.
         sh.subscriber(self.st.slot)
