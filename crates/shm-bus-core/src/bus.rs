@@ -243,10 +243,14 @@ fn init_bus(
     let stride = config.cursor_stride();
     let cursors = arena.alloc_array_zeroed::<AtomicU64>(config.max_subscribers as u64 * stride)?;
     let rings = arena.alloc(config.max_producers as u64 * config.ring_bytes, 4096)?;
-    // Zeroed: free groups, free locks with empty undo logs.
-    let groups = arena.alloc_array_zeroed::<AtomicU64>(
-        (crate::config::GROUP_TABLE_HEADER + config.max_groups as u64 * config.group_bytes()) / 8,
-    )?;
+    // Zeroed: free groups, free locks with empty undo logs. 64-aligned:
+    // the slots' lines are cache lines.
+    let group_table =
+        crate::config::GROUP_TABLE_HEADER + config.max_groups as u64 * config.group_bytes();
+    let groups = arena.alloc(group_table, 64)?;
+    for w in seg.resolve_slice(Offset::<AtomicU64>::new(groups.get()), group_table / 8)? {
+        w.store(0, Ordering::Relaxed);
+    }
     // Each ring's first header must not carry the stamp of position 0.
     for p in 0..config.max_producers as u64 {
         let word = seg.resolve(Offset::<AtomicU64>::new(
