@@ -152,6 +152,32 @@ impl EventEngine {
         Ok(EventEngine::over(bus, publisher, Some(subscriber)))
     }
 
+    /// An engine over `bus` whose receiving side is a member `name` of
+    /// worker group `group` ([`Bus::group_member`]): each event matching
+    /// the group's patterns is dispatched by exactly one engine of the
+    /// group (handlers fire once per event across the group), and an
+    /// event whose engine died before its handlers returned is dispatched
+    /// again by another, flagged redelivered (at-least-once) — the
+    /// engine's `put`s go to the whole bus as usual. `patterns` must be the
+    /// group's, or empty to take them; the first member creates the group.
+    ///
+    /// An event is finished when its handlers have returned (or, for
+    /// [`get`](Self::get), when it has been copied out).
+    ///
+    /// # Errors
+    /// [`EngineError::Bus`] with the errors of [`Bus::group_member`] and
+    /// `TooManyProducers`.
+    pub fn with_group(
+        bus: &Bus,
+        group: &str,
+        name: &str,
+        patterns: &[&str],
+    ) -> Result<EventEngine, EngineError> {
+        let subscriber = bus.group_member(group, name, patterns)?;
+        let publisher = bus.publisher(name)?;
+        Ok(EventEngine::over(bus, publisher, Some(subscriber)))
+    }
+
     /// An engine over `bus` that only sends (`put`, `publish`, timers): no
     /// subscriber, so it never holds producers back. Registering handlers
     /// works, but `start`, `run` and `dispatch_pending` answer
