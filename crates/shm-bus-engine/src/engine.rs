@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use shm_bus_core::{Bus, BusConfig, PublishError, Publisher, Subscriber};
+use shm_bus_core::{Bus, BusConfig, GroupOptions, PublishError, Publisher, Subscriber};
 use shm_bus_topic::Topic;
 
 use crate::dispatch::{Registry, Router, lock};
@@ -95,7 +95,7 @@ impl std::fmt::Debug for EventEngine {
         let mut d = f.debug_struct("EventEngine");
         match &self.inner.transport {
             Transport::Local(q) => d.field("capacity", &q.capacity()),
-            Transport::Bus(b) => d.field("bus", &b.bus.name()),
+            Transport::Bus(b) => d.field("bus", &b.bus.name()).field("group", &b.group),
         };
         d.field("active", &self.is_active())
             .field("hooks", &lock(&self.inner.registry).hooks().count())
@@ -157,12 +157,18 @@ impl EventEngine {
     /// the group's patterns is dispatched by exactly one engine of the
     /// group (handlers fire once per event across the group), and an
     /// event whose engine died before its handlers returned is dispatched
-    /// again by another, flagged redelivered (at-least-once) — the
-    /// engine's `put`s go to the whole bus as usual. `patterns` must be the
-    /// group's, or empty to take them; the first member creates the group.
+    /// again by another, flagged [`Message::redelivered`](crate::Message::redelivered)
+    /// (at-least-once) — the engine's `put`s go to the whole bus as usual.
+    /// `patterns` must be the group's, or empty to take them; the first
+    /// member creates the group (at-least-once, claims of 8 events: see
+    /// [`with_group_options`](Self::with_group_options)).
     ///
-    /// An event is finished when its handlers have returned (or, for
-    /// [`get`](Self::get), when it has been copied out).
+    /// An event is finished when its handlers have returned (a handler
+    /// that panics counts as returned: it is caught and counted), or, for
+    /// [`get`](Self::get), when it has been copied out. Events the engine
+    /// has claimed but not dispatched yet (up to the claim batch) stay
+    /// its own while it is stopped; dropping the engine hands them to
+    /// another member.
     ///
     /// # Errors
     /// [`EngineError::Bus`] with the errors of [`Bus::group_member`] and
@@ -173,7 +179,25 @@ impl EventEngine {
         name: &str,
         patterns: &[&str],
     ) -> Result<EventEngine, EngineError> {
-        let subscriber = bus.group_member(group, name, patterns)?;
+        EventEngine::with_group_options(bus, group, name, patterns, GroupOptions::default())
+    }
+
+    /// [`with_group`](Self::with_group) with the group's mode (fixed by
+    /// whoever creates the group: at-most-once drops the event a dead
+    /// engine was dispatching instead of redelivering it) and the claim
+    /// batch ([`Bus::group_member_with`]).
+    ///
+    /// # Errors
+    /// As [`with_group`](Self::with_group), plus
+    /// [`GroupModeMismatch`](shm_bus_core::BusError::GroupModeMismatch).
+    pub fn with_group_options(
+        bus: &Bus,
+        group: &str,
+        name: &str,
+        patterns: &[&str],
+        options: GroupOptions,
+    ) -> Result<EventEngine, EngineError> {
+        let subscriber = bus.group_member_with(group, name, patterns, options)?;
         let publisher = bus.publisher(name)?;
         Ok(EventEngine::over(bus, publisher, Some(subscriber)))
     }
@@ -191,17 +215,41 @@ impl EventEngine {
     }
 
     fn over(bus: &Bus, publisher: Publisher, subscriber: Option<Subscriber>) -> EventEngine {
+        let group = subscriber
+            .as_ref()
+            .and_then(|s| s.group().map(str::to_owned));
         EventEngine::from_transport(Transport::Bus(Box::new(BusTransport {
             bus: bus.clone(),
             publisher: Mutex::new(publisher),
             subscriber: subscriber.map(Mutex::new),
+            group,
+            group_removed: AtomicBool::new(false),
         })))
     }
 
     fn receives(&self) -> Result<(), EngineError> {
         match &self.inner.transport {
             Transport::Bus(b) if b.subscriber.is_none() => Err(EngineError::SendOnly),
-            _ => Ok(()),
+            Transport::Bus(b) => b.removed_error().map_or(Ok(()), Err),
+            Transport::Local(_) => Ok(()),
+        }
+    }
+
+    /// The error the dispatch loop ended with, if it ended because the
+    /// engine's worker group was removed.
+    fn ended(&self) -> Result<(), EngineError> {
+        match &self.inner.transport {
+            Transport::Bus(b) => b.removed_error().map_or(Ok(()), Err),
+            Transport::Local(_) => Ok(()),
+        }
+    }
+
+    /// The worker group whose member the engine is
+    /// ([`with_group`](Self::with_group)), if it is one.
+    pub fn group(&self) -> Option<&str> {
+        match &self.inner.transport {
+            Transport::Bus(b) => b.group.as_deref(),
+            Transport::Local(_) => None,
         }
     }
 
@@ -360,7 +408,8 @@ impl EventEngine {
     ///
     /// # Errors
     /// [`EngineError::AlreadyRunning`], [`EngineError::SendOnly`],
-    /// [`EngineError::Spawn`].
+    /// [`EngineError::Spawn`], [`EngineError::GroupRemoved`] (a group
+    /// engine whose group was removed).
     pub fn start(&self) -> Result<(), EngineError> {
         self.receives()?;
         let mut thread = lock(&self.inner.thread);
@@ -411,7 +460,8 @@ impl EventEngine {
     ///
     /// # Errors
     /// [`EngineError::NotActive`], [`EngineError::AlreadyRunning`],
-    /// [`EngineError::SendOnly`].
+    /// [`EngineError::SendOnly`]; [`EngineError::GroupRemoved`] when it
+    /// stopped because the engine's worker group was removed.
     pub fn run(&self) -> Result<(), EngineError> {
         self.receives()?;
         if !self.is_active() {
@@ -419,7 +469,7 @@ impl EventEngine {
         }
         let _claim = Claim::take(&self.inner)?;
         self.inner.run_loop();
-        Ok(())
+        self.ended()
     }
 
     /// Dispatches every event that is ready now, in the calling thread,
@@ -427,13 +477,19 @@ impl EventEngine {
     /// active). For single-threaded programs and tests.
     ///
     /// # Errors
-    /// [`EngineError::AlreadyRunning`], [`EngineError::SendOnly`].
+    /// [`EngineError::AlreadyRunning`], [`EngineError::SendOnly`];
+    /// [`EngineError::GroupRemoved`] once the engine's worker group was
+    /// removed (when that ends a call that dispatched events, the call
+    /// returns their count and the next one the error).
     pub fn dispatch_pending(&self) -> Result<u64, EngineError> {
         self.receives()?;
         let _claim = Claim::take(&self.inner)?;
         let mut n = 0;
         while self.inner.dispatch_one(Wait::non_blocking()) {
             n += 1;
+        }
+        if n == 0 {
+            self.ended()?;
         }
         Ok(n)
     }
@@ -504,7 +560,8 @@ impl EventEngine {
     /// # Errors
     /// [`GetError::Empty`], [`GetError::Lagged`], [`GetError::Corrupt`],
     /// [`GetError::Dispatching`] while a dispatch loop runs,
-    /// [`GetError::SendOnly`].
+    /// [`GetError::SendOnly`], [`GetError::BusRemoved`],
+    /// [`GetError::GroupRemoved`].
     pub fn get(&self, wait: Wait) -> Result<OwnedMessage, GetError> {
         if self.is_running() {
             return Err(GetError::Dispatching);

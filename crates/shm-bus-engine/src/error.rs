@@ -1,6 +1,6 @@
 //! The engine's errors and counters.
 
-use shm_bus_core::BusError;
+use shm_bus_core::{BusError, RecvError};
 use shm_bus_topic::TopicError;
 
 /// Why an engine operation failed.
@@ -40,6 +40,16 @@ pub enum EngineError {
     /// The dispatch or timer thread could not be spawned.
     #[error("could not spawn a thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// The worker group of an engine made with
+    /// [`EventEngine::with_group`](crate::EventEngine::with_group) was
+    /// removed (`Bus::remove_group` with `force`): it receives nothing
+    /// more, and was deactivated. `run`, `start` and `dispatch_pending`
+    /// answer this from then on.
+    #[error("the engine's worker group `{group}` was removed")]
+    GroupRemoved {
+        /// The group.
+        group: String,
+    },
 }
 
 /// Why `get` returned no event.
@@ -68,6 +78,19 @@ pub enum GetError {
     /// The engine's bus was removed and every event on it has been taken.
     #[error("the engine's bus was removed")]
     BusRemoved,
+    /// The engine's worker group was removed (`Bus::remove_group` with
+    /// `force`; see [`EventEngine::with_group`](crate::EventEngine::with_group)):
+    /// it receives nothing more.
+    #[error("the engine's worker group `{group}` was removed")]
+    GroupRemoved {
+        /// The group.
+        group: String,
+    },
+    /// A receive error of the bus that this engine has no variant of its
+    /// own for (the bus's [`RecvError`] is non-exhaustive): passed on
+    /// as it is rather than taken for [`Empty`](Self::Empty).
+    #[error(transparent)]
+    Recv(RecvError),
 }
 
 /// Engine-wide counters ([`EventEngine::stats`](crate::EventEngine::stats)).

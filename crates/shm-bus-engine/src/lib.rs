@@ -74,6 +74,19 @@
 //! checked, so a handler never sees a torn payload). A `put` from inside a
 //! handler never blocks on the engine's own dispatch: where it would have
 //! to wait, it answers [`PublishError::Full`](shm_bus_core::PublishError::Full) at once.
+//!
+//! ## Over a worker group
+//!
+//! [`EventEngine::with_group`] makes the receiving side a member of a
+//! worker group instead: each event matching the group's patterns is
+//! dispatched by exactly one engine of the group, across processes. An
+//! event is finished when its handlers have returned (the sample is
+//! dropped after dispatch, never before), so an engine that dies while a
+//! handler runs leaves the event to another engine, which dispatches it
+//! again with [`Message::redelivered`] set (at-least-once; an at-most-once
+//! group drops it instead). A group removed with force ends the engine's
+//! dispatch with [`EngineError::GroupRemoved`] and its `get` with
+//! [`GetError::GroupRemoved`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

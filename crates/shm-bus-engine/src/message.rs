@@ -20,6 +20,7 @@ pub struct Message<'a> {
     /// ns since the epoch, or the record's raw stamp when `clock` is set.
     pub(crate) timestamp: u64,
     pub(crate) clock: Option<&'a shm_bus_core::Bus>,
+    pub(crate) redelivered: bool,
 }
 
 impl<'a> Message<'a> {
@@ -36,6 +37,7 @@ impl<'a> Message<'a> {
             sequence: 0,
             timestamp: 0,
             clock: None,
+            redelivered: false,
         }
     }
 
@@ -110,6 +112,17 @@ impl<'a> Message<'a> {
             None => self.timestamp,
         }
     }
+
+    /// Whether this event was handed out before, to an engine of its
+    /// worker group that died before its handlers returned
+    /// ([`EventEngine::with_group`](super::EventEngine::with_group),
+    /// at-least-once). Handlers that must not repeat an effect check it
+    /// (or make the effect idempotent). Always `false` for an engine that
+    /// is not a group member.
+    #[inline]
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
 }
 
 impl std::fmt::Debug for Message<'_> {
@@ -119,6 +132,7 @@ impl std::fmt::Debug for Message<'_> {
             .field("captures", &self.captures)
             .field("producer", &self.producer)
             .field("sequence", &self.sequence)
+            .field("redelivered", &self.redelivered)
             .field("len", &self.payload.len())
             .finish()
     }
@@ -169,6 +183,7 @@ pub struct OwnedMessage {
     pub(crate) producer: Option<u32>,
     pub(crate) sequence: u64,
     pub(crate) timestamp_ns: u64,
+    pub(crate) redelivered: bool,
 }
 
 impl OwnedMessage {
@@ -218,6 +233,12 @@ impl OwnedMessage {
         self.timestamp_ns
     }
 
+    /// Whether it was handed out before to a worker-group member that
+    /// died before finishing it (see [`Message::redelivered`]).
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
     /// A borrowed view, as handlers see it (without captures).
     pub fn as_message(&self) -> Message<'_> {
         Message {
@@ -229,6 +250,7 @@ impl OwnedMessage {
             sequence: self.sequence,
             timestamp: self.timestamp_ns,
             clock: None,
+            redelivered: self.redelivered,
         }
     }
 }

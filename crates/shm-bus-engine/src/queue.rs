@@ -134,6 +134,7 @@ impl LocalQueue {
             producer: None,
             sequence,
             timestamp_ns: clock::wall_ns(),
+            redelivered: false,
         });
         let wake = queue.poppers > 0;
         drop(queue);

@@ -1,7 +1,9 @@
 //! Where an engine's events travel: an in-process queue, or a bus (the
-//! engine's own publisher and a subscriber to `**`).
+//! engine's own publisher and a subscriber to `**`, or a worker-group
+//! member).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use shm_bus_core::{Bus, PublishError, Publisher, RecvError, Subscriber};
@@ -20,6 +22,12 @@ pub(crate) struct BusTransport {
     pub(crate) publisher: Mutex<Publisher>,
     /// `None` for a publisher-only engine.
     pub(crate) subscriber: Option<Mutex<Subscriber>>,
+    /// The worker group the subscriber is a member of, if it is one.
+    pub(crate) group: Option<String>,
+    /// The group was removed: nothing more will arrive. SeqCst, like the
+    /// engine's `active` flag it goes with (set once, read per receive
+    /// error and per `run`/`start`).
+    pub(crate) group_removed: AtomicBool,
 }
 
 /// Where an engine's events go and come from.
@@ -77,6 +85,8 @@ impl BusTransport {
                 Ok(sample) => {
                     // Under Overwrite the sample is already a validated
                     // copy (a rewritten record is reported as lag instead).
+                    // A group member's event is finished when the sample
+                    // drops, at the end of this arm: once copied out.
                     return Ok(OwnedMessage {
                         topic: sample.topic().into(),
                         topic_id: sample.topic_id(),
@@ -84,15 +94,33 @@ impl BusTransport {
                         producer: Some(sample.producer()),
                         sequence: sample.sequence(),
                         timestamp_ns: sample.timestamp_ns(),
+                        redelivered: sample.redelivered(),
                     });
                 }
                 Err(RecvError::Empty) if wait.block => {}
+                Err(RecvError::Empty | RecvError::Timeout) => return Err(GetError::Empty),
                 Err(RecvError::Lagged(n)) => return Err(GetError::Lagged(n)),
                 Err(RecvError::Corrupt { what }) => return Err(GetError::Corrupt { what }),
                 Err(RecvError::BusRemoved) => return Err(GetError::BusRemoved),
-                Err(_) => return Err(GetError::Empty),
+                Err(RecvError::GroupRemoved) => {
+                    self.group_removed.store(true, Ordering::SeqCst);
+                    return Err(GetError::GroupRemoved {
+                        group: self.group.clone().unwrap_or_default(),
+                    });
+                }
+                Err(other) => return Err(GetError::Recv(other)),
             }
         }
+    }
+
+    /// The error `run` / `start` / `dispatch_pending` answer once the
+    /// group was removed.
+    pub(crate) fn removed_error(&self) -> Option<crate::EngineError> {
+        self.group_removed
+            .load(Ordering::SeqCst)
+            .then(|| crate::EngineError::GroupRemoved {
+                group: self.group.clone().unwrap_or_default(),
+            })
     }
 
     pub(crate) fn dispatch_one(&self, inner: &Inner, router: &mut Router, wait: Wait) -> bool {
@@ -119,8 +147,16 @@ impl BusTransport {
                     sequence: sample.sequence(),
                     timestamp: sample.stamp(),
                     clock: Some(&self.bus),
+                    redelivered: sample.redelivered(),
                 };
                 inner.fire(router, message);
+                // Only now, every handler having returned (a panicking one
+                // is caught inside `fire`), is the sample dropped: for a
+                // worker-group member that is what finishes the event, so
+                // an engine that dies while a handler runs leaves it to be
+                // redelivered (at-least-once). Dropping it before `fire`
+                // would make that guarantee at-most-once.
+                drop(sample);
                 true
             }
             Err(RecvError::Lagged(n)) => {
@@ -138,12 +174,27 @@ impl BusTransport {
                     bus = self.bus.name(),
                     "event engine: the bus was removed; deactivating"
                 );
-                inner
-                    .active
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                inner.active.store(false, Ordering::SeqCst);
                 false
             }
-            Err(_) => false,
+            Err(RecvError::GroupRemoved) => {
+                // Removed with `force`: every receive answers this from now
+                // on. Stop as for a removed bus; `run` / `start` /
+                // `dispatch_pending` report it.
+                tracing::error!(
+                    bus = self.bus.name(),
+                    group = self.group.as_deref().unwrap_or(""),
+                    "event engine: the worker group was removed; deactivating"
+                );
+                self.group_removed.store(true, Ordering::SeqCst);
+                inner.active.store(false, Ordering::SeqCst);
+                false
+            }
+            Err(RecvError::Empty | RecvError::Timeout) => false,
+            Err(other) => {
+                tracing::warn!(error = %other, "event engine: receive failed");
+                false
+            }
         }
     }
 }

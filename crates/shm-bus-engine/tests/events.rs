@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shm_bus_core::{Bus, BusConfig, Policy, RecvError};
+use shm_bus_core::delivery::AnyPolicy;
+use shm_bus_core::{Bus, BusConfig, GroupMode, GroupOptions, Policy, RecvError};
 use shm_bus_engine::events::{
-    self, Event, EventBridge, EventError, EventStatus, LAG_KIND, Listener, Listeners,
-    PRODUCER_KIND, RecordingListener, Role, SUBSCRIBER_KIND, TimingListener,
+    self, Event, EventBridge, EventError, EventStatus, GROUP_MEMBER_KIND, LAG_KIND, LOSS_KIND,
+    Listener, Listeners, PRODUCER_KIND, REDELIVERY_KIND, RecordingListener, Role, SUBSCRIBER_KIND,
+    TimingListener,
 };
 
 use shm_bus_testkit::{arg, spawn, unique};
@@ -152,7 +154,16 @@ fn timing_listener_counts_nested_spans_once_and_adds_up_spans() {
 fn bad_kinds_are_refused_with_a_reason() {
     let reg = Listeners::new();
     let rec = Arc::new(RecordingListener::new());
-    for bad in ["", "a..b", "x.{y}", "(a|b)", "/re/", "**", "shm-bus:custom"] {
+    for bad in [
+        "",
+        "a..b",
+        "x.{y}",
+        "(a|b)",
+        "/re/",
+        "**",
+        "shm-bus:custom",
+        "shm-bus:group",
+    ] {
         match reg.register(bad, rec.clone()) {
             Err(EventError::InvalidKind { kind, reason }) => {
                 assert_eq!(kind, bad);
@@ -164,7 +175,9 @@ fn bad_kinds_are_refused_with_a_reason() {
         assert!(reg.trigger_event(bad, Vec::new()).is_err());
     }
     // The bus's own kinds can be listened to; dotted kinds are fine.
-    reg.register(SUBSCRIBER_KIND, rec.clone()).unwrap();
+    for kind in events::LIFECYCLE_KINDS {
+        reg.register(kind, rec.clone()).unwrap();
+    }
     reg.register("app.stage.compile", rec.clone()).unwrap();
 }
 
@@ -208,6 +221,23 @@ fn child_entry() {
             }
             assert_eq!(bridge.stats().forwarded, 4);
             println!("RESULT pid={}", std::process::id());
+        }
+        // Joins two groups (at-least-once and at-most-once), takes the
+        // one event each hands it, and waits to be killed holding both.
+        "group-holder" => {
+            let mut again = bus.group_member("again", "holder", &["grp.t"]).unwrap();
+            let options = GroupOptions {
+                mode: GroupMode::AtMostOnce,
+                claim_batch: 8,
+            };
+            let mut once = bus
+                .group_member_with::<AnyPolicy>("once", "holder", &["grp.t"], options)
+                .unwrap();
+            println!("READY");
+            let held = (again.recv().unwrap(), once.recv().unwrap());
+            println!("HOLDING");
+            std::thread::sleep(Duration::from_secs(120));
+            drop(held);
         }
         // Attaches and waits to be killed.
         "member" => {
@@ -331,4 +361,108 @@ fn a_lag_event_carries_the_number_of_events_missed() {
         (Role::Subscriber, "slow", missed)
     );
     assert!(lag.is_end());
+}
+
+#[test]
+fn lifecycle_events_tell_of_group_members_joining_leaving_dying_and_redeliveries() {
+    let (name, _guard) = unique("ev-group");
+    let bus = Bus::create(&name, BusConfig::default()).unwrap();
+    let reg = Listeners::new();
+    let rec = Arc::new(RecordingListener::new());
+    for kind in [GROUP_MEMBER_KIND, REDELIVERY_KIND, LOSS_KIND] {
+        reg.register(kind, rec.clone()).unwrap();
+    }
+    let _bridge = EventBridge::connect_with(&bus, &reg).unwrap();
+    let member = |e: &Event, status: EventStatus, group: &str, who: &str| {
+        e.kind() == GROUP_MEMBER_KIND
+            && e.status() == status
+            && e.lifecycle().is_some_and(|l| {
+                l.role == Role::GroupMember && l.group.as_deref() == Some(group) && l.name == who
+            })
+    };
+
+    // A clean join and leave here.
+    let polite = bus.group_member("again", "polite", &["grp.t"]).unwrap();
+    let joined = wait_for(&rec, "polite START", |e| {
+        member(e, EventStatus::Start, "again", "polite")
+    });
+    let l = joined.lifecycle().unwrap();
+    assert_eq!((l.pid, l.bus.as_str()), (std::process::id(), name.as_str()));
+    drop(polite);
+    let left = wait_for(&rec, "polite END", |e| {
+        member(e, EventStatus::End, "again", "polite")
+    });
+    assert!(!left.is_failed(), "a leave is not a loss: {left:?}");
+
+    // A process that joins both groups, takes an event of each and is
+    // SIGKILLed holding them.
+    let mut child = spawn("group-holder", &[("BUS", name.clone())]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    child.wait_line("READY", deadline);
+    let pid = child.child.id();
+    let mut publisher = bus.publisher("feed").unwrap();
+    publisher.publish("grp.t", b"job").unwrap();
+    child.wait_line("HOLDING", deadline);
+    for group in ["again", "once"] {
+        let joined = wait_for(&rec, "holder START", |e| {
+            member(e, EventStatus::Start, group, "holder")
+        });
+        assert_eq!(joined.lifecycle().unwrap().pid, pid);
+    }
+    child.sigkill();
+    for group in ["again", "once"] {
+        let lost = wait_for(&rec, "holder lost", |e| {
+            member(e, EventStatus::End, group, "holder")
+        });
+        assert_eq!(lost.failure(), Some(format!("process {pid} died").as_str()));
+    }
+    // Nothing was redelivered or lost yet: only adoption does that.
+    assert!(rec.events().iter().all(|e| e.kind() == GROUP_MEMBER_KIND));
+
+    // Members here adopt the dead one's work: handed out again in the
+    // at-least-once group, dropped in the at-most-once one.
+    let mut again = bus.group_member("again", "rescuer", &[]).unwrap();
+    let sample = again.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(sample.redelivered());
+    assert_eq!(sample.payload(), b"job");
+    drop(sample);
+    let options = GroupOptions {
+        mode: GroupMode::AtMostOnce,
+        claim_batch: 8,
+    };
+    let mut once = bus
+        .group_member_with::<AnyPolicy>("once", "rescuer", &[], options)
+        .unwrap();
+    while bus.groups().iter().all(|g| g.lost == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: the loss was not counted"
+        );
+        assert!(matches!(once.try_recv(), Err(RecvError::Empty)));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for (kind, group) in [(REDELIVERY_KIND, "again"), (LOSS_KIND, "once")] {
+        let e = wait_for(&rec, kind, |e| e.kind() == kind);
+        let l = e.lifecycle().unwrap();
+        assert_eq!(
+            (l.role, l.name.as_str(), l.group.as_deref(), l.count, l.pid),
+            (Role::Group, group, Some(group), 1, 0)
+        );
+        assert!(e.is_end() && !e.is_failed());
+    }
+    // Each END of the dead member came once; the rescuers joined.
+    std::thread::sleep(Duration::from_millis(200));
+    let events = rec.events();
+    let ends = events
+        .iter()
+        .filter(|e| e.is_end() && e.lifecycle().is_some_and(|l| l.pid == pid))
+        .count();
+    assert_eq!(ends, 2, "{events:?}");
+    for group in ["again", "once"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| member(e, EventStatus::Start, group, "rescuer"))
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! [`EventBridge`]: carries a [`Listeners`] registry's events over a bus,
 //! and turns the bus's membership changes into events.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -10,10 +11,13 @@ use serde::{Deserialize, Serialize};
 use shm_bus_alloc::ProcessId;
 
 use super::{
-    Event, EventError, EventStatus, Forward, LAG_KIND, Lifecycle, Listeners, PRODUCER_KIND, Role,
-    SUBSCRIBER_KIND,
+    Event, EventError, EventStatus, Forward, GROUP_MEMBER_KIND, LAG_KIND, LOSS_KIND, Lifecycle,
+    Listeners, PRODUCER_KIND, REDELIVERY_KIND, Role, SUBSCRIBER_KIND,
 };
-use shm_bus_core::{Bus, Member, PublishError, Publisher, RecvError, SlotState, Subscriber};
+use shm_bus_core::{
+    Bus, GroupInfo, GroupMemberInfo, Member, PublishError, Publisher, RecvError, SlotState,
+    Subscriber,
+};
 
 use crate::lock;
 
@@ -94,7 +98,9 @@ impl Forward for BridgeState {
 /// Connects a [`Listeners`] registry to a bus (see the
 /// [module docs](super)): local events go out, other processes' events
 /// come in, and the bus's membership changes become
-/// [`SUBSCRIBER_KIND`] / [`PRODUCER_KIND`] / [`LAG_KIND`] events.
+/// [`SUBSCRIBER_KIND`] / [`PRODUCER_KIND`] / [`LAG_KIND`] events, its
+/// worker groups' changes [`GROUP_MEMBER_KIND`] / [`REDELIVERY_KIND`] /
+/// [`LOSS_KIND`] events.
 ///
 /// It attaches one publisher and one subscriber (named `events`) and runs
 /// one thread; dropping it stops the thread and detaches.
@@ -260,6 +266,8 @@ fn seen(member: Member) -> Option<Seen> {
 struct Monitor {
     subscribers: Vec<Option<Seen>>,
     producers: Vec<Option<Seen>>,
+    /// Worker groups by group slot.
+    groups: BTreeMap<u32, SeenGroup>,
 }
 
 impl Monitor {
@@ -283,9 +291,15 @@ impl Monitor {
 
     fn baseline(bus: &Bus) -> Monitor {
         let (subscribers, producers) = Monitor::read(bus);
+        let groups = bus
+            .groups()
+            .iter()
+            .map(|g| (g.slot, SeenGroup::baseline(g)))
+            .collect();
         Monitor {
             subscribers,
             producers,
+            groups,
         }
     }
 
@@ -317,6 +331,7 @@ impl Monitor {
                         pid: seen.pid,
                         name: seen.name.clone(),
                         count,
+                        group: None,
                     };
                     Event::unchecked(kind, status, postcard::to_stdvec(&data).unwrap_or_default())
                 };
@@ -362,10 +377,224 @@ impl Monitor {
                 }
             }
         }
+        reap |= self.scan_groups(bus, &mut events);
         if reap {
             // Whoever notices a dead peer frees its slot.
             bus.reap();
         }
         events
     }
+
+    /// Compares the worker groups with what was seen last time, adding the
+    /// events to `events`; returns whether a member was found dead.
+    fn scan_groups(&mut self, bus: &Bus, events: &mut Vec<Event>) -> bool {
+        let mut dead = false;
+        let mut was = std::mem::take(&mut self.groups);
+        for info in bus.groups() {
+            let mut seen = match was.remove(&info.slot) {
+                Some(g) if g.is(&info) => g,
+                other => {
+                    // A group in a slot that was free, or that another
+                    // group held (removed, then this one created).
+                    if let Some(old) = other {
+                        old.gone(bus, events);
+                    }
+                    SeenGroup::fresh(&info)
+                }
+            };
+            dead |= seen.scan(bus, &info, events);
+            self.groups.insert(info.slot, seen);
+        }
+        // Groups removed since: their members' ENDs, if not told yet.
+        for old in was.into_values() {
+            old.gone(bus, events);
+        }
+        dead
+    }
+}
+
+// -------------------------------------------------------- worker groups
+
+/// A group member slot as last seen.
+struct SeenMember {
+    pid: u32,
+    name: String,
+    /// Its END was emitted: it left, or died (its slot may stay in use
+    /// until another member adopts the work it left).
+    gone: bool,
+}
+
+impl SeenMember {
+    fn of(m: &GroupMemberInfo) -> SeenMember {
+        SeenMember {
+            pid: m.pid,
+            name: m.name.clone(),
+            gone: false,
+        }
+    }
+
+    /// Whether the slot is not held by its own live process any more: it
+    /// died or left with work unfinished (`!alive`), or another member
+    /// took its work over (`adopted`).
+    fn has_gone(m: &GroupMemberInfo) -> bool {
+        !m.alive || m.adopted
+    }
+}
+
+/// A worker group as last seen.
+struct SeenGroup {
+    slot: u32,
+    name: String,
+    created_ns: u64,
+    redelivered: u64,
+    lost: u64,
+    /// By member slot.
+    members: BTreeMap<u32, SeenMember>,
+}
+
+impl SeenGroup {
+    /// The group as it is now, without events: the bridge's baseline.
+    fn baseline(info: &GroupInfo) -> SeenGroup {
+        SeenGroup {
+            members: info
+                .members
+                .iter()
+                .map(|m| {
+                    let mut seen = SeenMember::of(m);
+                    seen.gone = SeenMember::has_gone(m);
+                    (m.slot, seen)
+                })
+                .collect(),
+            ..SeenGroup::fresh(info)
+        }
+    }
+
+    /// A group seen for the first time after the baseline: everything in
+    /// it is news (members, redeliveries already counted).
+    fn fresh(info: &GroupInfo) -> SeenGroup {
+        SeenGroup {
+            slot: info.slot,
+            name: info.name.clone(),
+            created_ns: info.created_ns,
+            redelivered: 0,
+            lost: 0,
+            members: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `info` is this group (not another one created in its slot).
+    fn is(&self, info: &GroupInfo) -> bool {
+        self.created_ns == info.created_ns && self.name == info.name
+    }
+
+    fn member_event(&self, bus: &Bus, status: EventStatus, slot: u32, m: &SeenMember) -> Event {
+        let data = Lifecycle {
+            bus: bus.name().to_owned(),
+            role: Role::GroupMember,
+            slot,
+            pid: m.pid,
+            name: m.name.clone(),
+            count: 0,
+            group: Some(self.name.clone()),
+        };
+        let event = Event::unchecked(
+            GROUP_MEMBER_KIND,
+            status,
+            postcard::to_stdvec(&data).unwrap_or_default(),
+        );
+        if status == EventStatus::End && !process_running(m.pid) {
+            event.with_failure(format!("process {} died", m.pid))
+        } else {
+            event
+        }
+    }
+
+    fn count_event(&self, bus: &Bus, kind: &str, count: u64) -> Event {
+        let data = Lifecycle {
+            bus: bus.name().to_owned(),
+            role: Role::Group,
+            slot: self.slot,
+            pid: 0,
+            name: self.name.clone(),
+            count,
+            group: Some(self.name.clone()),
+        };
+        Event::unchecked(
+            kind,
+            EventStatus::End,
+            postcard::to_stdvec(&data).unwrap_or_default(),
+        )
+    }
+
+    /// The group is gone: the END of every member not told yet.
+    fn gone(self, bus: &Bus, events: &mut Vec<Event>) {
+        for (slot, m) in &self.members {
+            if !m.gone {
+                events.push(self.member_event(bus, EventStatus::End, *slot, m));
+            }
+        }
+    }
+
+    /// Compares the group with `info`, adding the events; returns whether
+    /// a member was found dead.
+    fn scan(&mut self, bus: &Bus, info: &GroupInfo, events: &mut Vec<Event>) -> bool {
+        let mut dead = false;
+        let mut was = std::mem::take(&mut self.members);
+        for m in &info.members {
+            let mut seen = match was.remove(&m.slot) {
+                Some(s) if s.pid == m.pid && s.name == m.name => s,
+                other => {
+                    // A free slot taken, or a slot another member held
+                    // (it left or was reaped, and this one joined).
+                    if let Some(old) = other.filter(|o| !o.gone) {
+                        events.push(self.member_event(bus, EventStatus::End, m.slot, &old));
+                    }
+                    let new = SeenMember::of(m);
+                    events.push(self.member_event(bus, EventStatus::Start, m.slot, &new));
+                    new
+                }
+            };
+            if !seen.gone && SeenMember::has_gone(m) {
+                seen.gone = true;
+                let end = self.member_event(bus, EventStatus::End, m.slot, &seen);
+                dead |= end.is_failed();
+                events.push(end);
+            }
+            self.members.insert(m.slot, seen);
+        }
+        // Slots freed since: their members left (or died with nothing
+        // unfinished and were reaped).
+        for (slot, old) in was {
+            if !old.gone {
+                events.push(self.member_event(bus, EventStatus::End, slot, &old));
+            }
+        }
+        // After the members: a death comes before the redelivery it causes.
+        if info.redelivered > self.redelivered {
+            let n = info.redelivered - self.redelivered;
+            events.push(self.count_event(bus, REDELIVERY_KIND, n));
+            self.redelivered = info.redelivered;
+        }
+        if info.lost > self.lost {
+            events.push(self.count_event(bus, LOSS_KIND, info.lost - self.lost));
+            self.lost = info.lost;
+        }
+        dead
+    }
+}
+
+/// Whether process `pid` runs (not gone, not a zombie): tells a member
+/// that died from one that left with work unfinished, which a groups
+/// snapshot does not (both are "not alive"). By pid alone: reuse of the
+/// pid within one scan interval would be taken for the member.
+fn process_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the state follows the last `)` (comm may hold
+    // any byte, parentheses included).
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
 }

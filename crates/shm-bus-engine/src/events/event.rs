@@ -16,6 +16,27 @@ pub const PRODUCER_KIND: &str = "shm-bus:producer";
 /// A subscriber missed events (an END; the count is in
 /// [`Lifecycle::count`]).
 pub const LAG_KIND: &str = "shm-bus:lag";
+/// Worker-group members joining (START) and leaving or dying (END,
+/// failed when the member's process died); the group is in
+/// [`Lifecycle::group`].
+pub const GROUP_MEMBER_KIND: &str = "shm-bus:group-member";
+/// A worker group handed out again events whose member died before
+/// finishing them (at-least-once; an END; the count is in
+/// [`Lifecycle::count`]).
+pub const REDELIVERY_KIND: &str = "shm-bus:redelivery";
+/// A worker group dropped events whose member died before finishing them
+/// (at-most-once; an END; the count is in [`Lifecycle::count`]).
+pub const LOSS_KIND: &str = "shm-bus:loss";
+
+/// Every kind the bus emits (the `shm-bus:` kinds listeners may use).
+pub const LIFECYCLE_KINDS: [&str; 6] = [
+    SUBSCRIBER_KIND,
+    PRODUCER_KIND,
+    LAG_KIND,
+    GROUP_MEMBER_KIND,
+    REDELIVERY_KIND,
+    LOSS_KIND,
+];
 /// The prefix reserved for the bus's own kinds.
 pub const RESERVED_PREFIX: &str = "shm-bus:";
 
@@ -145,24 +166,33 @@ pub enum Role {
     Subscriber,
     /// A producer (publisher) slot.
     Producer,
+    /// A member slot of a worker group ([`GROUP_MEMBER_KIND`]).
+    GroupMember,
+    /// A worker group as a whole ([`REDELIVERY_KIND`], [`LOSS_KIND`]).
+    Group,
 }
 
-/// The data of the bus's own events ([`SUBSCRIBER_KIND`],
-/// [`PRODUCER_KIND`], [`LAG_KIND`]).
+/// The data of the bus's own events ([`LIFECYCLE_KINDS`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lifecycle {
     /// The bus.
     pub bus: String,
-    /// Subscriber or producer.
+    /// Subscriber, producer, group member or group.
     pub role: Role,
-    /// Its slot (the producer id samples carry, or the subscriber id).
+    /// Its slot (the producer id samples carry, the subscriber id, the
+    /// member slot in its group, or the group's slot).
     pub slot: u32,
-    /// The owning process.
+    /// The owning process; 0 for a group as a whole.
     pub pid: u32,
-    /// The name it attached with.
+    /// The name it attached with (a group member's name; a group's name
+    /// for [`Role::Group`]).
     pub name: String,
-    /// For [`LAG_KIND`], events missed since the last lag event; else 0.
+    /// For [`LAG_KIND`], events missed since the last lag event; for
+    /// [`REDELIVERY_KIND`] / [`LOSS_KIND`], events redelivered / lost since
+    /// the last such event of the group; else 0.
     pub count: u64,
+    /// The worker group, for [`Role::GroupMember`] and [`Role::Group`].
+    pub group: Option<String>,
 }
 
 /// Why an event operation failed.
@@ -201,11 +231,10 @@ pub fn validate_kind(kind: &str) -> Result<(), EventError> {
     if kind.is_empty() {
         return Err(invalid("it is empty".into()));
     }
-    if kind.starts_with(RESERVED_PREFIX)
-        && ![SUBSCRIBER_KIND, PRODUCER_KIND, LAG_KIND].contains(&kind)
-    {
+    if kind.starts_with(RESERVED_PREFIX) && !LIFECYCLE_KINDS.contains(&kind) {
         return Err(invalid(format!(
-            "the `{RESERVED_PREFIX}` prefix is reserved for {SUBSCRIBER_KIND}, {PRODUCER_KIND} and {LAG_KIND}"
+            "the `{RESERVED_PREFIX}` prefix is reserved for the bus's own kinds: {}",
+            LIFECYCLE_KINDS.join(", ")
         )));
     }
     match Topic::parse(&format!("{EVENT_TOPIC_PREFIX}{kind}")) {

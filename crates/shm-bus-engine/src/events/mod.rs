@@ -43,6 +43,11 @@
 //! - [`PRODUCER_KIND`]: the same for producers.
 //! - [`LAG_KIND`]: an END each time a subscriber misses events (Overwrite
 //!   policy), with the number missed.
+//! - [`GROUP_MEMBER_KIND`]: START when a member joins a worker group; END
+//!   when it leaves, marked failed ("lost") when its process died.
+//! - [`REDELIVERY_KIND`]: an END each time a worker group hands out again
+//!   events whose member died before finishing them (at-least-once), with
+//!   how many; [`LOSS_KIND`] the same for events dropped (at-most-once).
 //!
 //! Their data decodes with [`Event::lifecycle`]. Kinds starting with
 //! `shm-bus:` are reserved for these.
@@ -54,8 +59,9 @@ mod registry;
 
 pub use bridge::{BridgeStats, EVENT_TOPIC_PREFIX, EventBridge};
 pub use event::{
-    Event, EventError, EventStatus, LAG_KIND, Lifecycle, PRODUCER_KIND, RESERVED_PREFIX, Role,
-    SUBSCRIBER_KIND, validate_kind,
+    Event, EventError, EventStatus, GROUP_MEMBER_KIND, LAG_KIND, LIFECYCLE_KINDS, LOSS_KIND,
+    Lifecycle, PRODUCER_KIND, REDELIVERY_KIND, RESERVED_PREFIX, Role, SUBSCRIBER_KIND,
+    validate_kind,
 };
 pub use listeners::{RecordingListener, TimingListener};
 pub(crate) use registry::Forward;
