@@ -26,6 +26,10 @@ fn bus_error_is_input(e: &BusError) -> bool {
             | BusError::TopicTooLong { .. }
             | BusError::InvalidConfig(_)
             | BusError::UnknownTopic(_)
+            | BusError::InvalidGroupName { .. }
+            | BusError::GroupPatternMismatch { .. }
+            | BusError::GroupModeMismatch { .. }
+            | BusError::GroupPatternsTooLong { .. }
     )
 }
 
@@ -75,9 +79,30 @@ pub(crate) fn config_of(a: &CreateArgs) -> Result<BusConfig, BadInput> {
         .with_max_topics(a.max_topics)
         .with_policy(a.policy)
         .with_history_bytes(a.history)
-        .with_mode(mode);
+        .with_mode(mode)
+        .with_max_groups(a.max_groups)
+        .with_max_group_members(a.max_group_members);
     config.validate().map_err(|e| BadInput(e.to_string()))?;
     Ok(config)
+}
+
+/// Refuses a worker-group name the bus would refuse (1 to 32 bytes of
+/// letters, digits, `_ - . :`), before any bus is opened.
+pub(crate) fn check_group_name(group: &str) -> Result<(), BadInput> {
+    let ok = !group.is_empty()
+        && group.len() <= shm_bus_core::NAME_BYTES
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(BadInput(format!(
+            "`{group}` is not a valid worker-group name: use 1 to {} letters, digits, `_`, `-`, \
+             `.` or `:`",
+            shm_bus_core::NAME_BYTES
+        )))
+    }
 }
 
 /// The error of a bus that does not exist, with the two ways out.

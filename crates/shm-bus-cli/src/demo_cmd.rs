@@ -8,6 +8,17 @@
 //! long instead of `--events` times, and the summary adds every process's
 //! resident memory (VmRSS from `/proc/PID/status`) at the start and at the
 //! end, and its peak (VmHWM), so that a leak or a slow drift shows.
+//!
+//! With `--group` the workers are the members of one worker group (`demo`,
+//! patterns `md.**`): each event goes to exactly one of them, and the
+//! summary shows each worker's share. Every worker checks its own events
+//! (checksums; duplicates: a sequence number not above the last one, since
+//! a member gets its events in producer order) and reports a multiset hash
+//! of their sequence numbers (the wrapping sum of a 64-bit mix of each);
+//! the events were split exactly (none lost, none twice) when the shares
+//! add up to what was published and the hashes add up to the hash of
+//! `0..published`. The workers are told to stop (their stdin closed) once
+//! the group has finished every published event.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,7 +33,7 @@ use shm_bus_topic::Topic;
 use crate::BadInput;
 use crate::os::{catch_interrupts, interrupted};
 use crate::payload::{self, Tally};
-use crate::peer::{Peer, Scratch};
+use crate::peer::{Peer, Scratch, stdin_closed};
 
 /// Options of `demo`.
 #[derive(clap::Args, Clone, Debug)]
@@ -41,6 +52,26 @@ pub(crate) struct DemoArgs {
     /// Print the summary as JSON (no progress bars).
     #[arg(long)]
     pub json: bool,
+    /// Run the workers as one worker group (`demo`, patterns `md.**`):
+    /// each event goes to exactly one of them; the summary shows the split.
+    #[arg(long)]
+    pub group: bool,
+    /// Most events one claim takes (with --group).
+    #[arg(long, requires = "group", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub claim_batch: u32,
+}
+
+/// The worker group of `demo --group`, and its patterns.
+const GROUP: &str = "demo";
+const GROUP_PATTERN: &str = "md.**";
+
+/// A 64-bit mix (splitmix64's finaliser): the multiset hash of a share is
+/// the wrapping sum of `mix(seq)` over its events.
+fn mix(seq: u64) -> u64 {
+    let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 const VENUES: [&str; 3] = ["XNAS", "XNYS", "BATS"];
@@ -63,6 +94,16 @@ fn topics() -> Vec<String> {
 /// Which topic event `k` goes to: a fixed, uneven walk over the 24.
 fn topic_of(k: u64) -> usize {
     (k.wrapping_mul(7) ^ (k >> 3)) as usize % 24
+}
+
+/// Worker `i`'s pattern and what it shows (with `--group`: every worker
+/// is a member of the group).
+fn worker_pattern(group: bool, i: u32) -> (&'static str, &'static str) {
+    if group {
+        (GROUP_PATTERN, "group member")
+    } else {
+        pattern(i)
+    }
 }
 
 /// Worker `i`'s pattern and the kind of pattern it shows.
@@ -107,7 +148,7 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     let mut matching_of = Vec::new();
     let mut expected = Vec::new();
     for i in 0..a.workers {
-        let (pat, _) = pattern(i);
+        let (pat, _) = worker_pattern(a.group, i);
         let parsed = Topic::parse(pat).expect("demo patterns are valid");
         let matching: Vec<bool> = topics
             .iter()
@@ -119,10 +160,17 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
             expected_of(&matching, a.events)
         });
         matching_of.push(matching);
-        let mut w = Peer::spawn(
-            "demo-worker",
-            &[name.clone(), i.to_string(), pat.to_owned()],
-        )?;
+        let mut w = if a.group {
+            Peer::spawn_stoppable(
+                "demo-member",
+                &[name.clone(), i.to_string(), a.claim_batch.to_string()],
+            )?
+        } else {
+            Peer::spawn(
+                "demo-worker",
+                &[name.clone(), i.to_string(), pat.to_owned()],
+            )?
+        };
         if w.line(Duration::from_secs(30))? != "READY" {
             bail!("worker {i} did not start");
         }
@@ -146,7 +194,7 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     }
     let worker_bars: Vec<ProgressBar> = (0..a.workers)
         .map(|i| {
-            let (pat, kind) = pattern(i);
+            let (pat, kind) = worker_pattern(a.group, i);
             let b = bars.add(ProgressBar::new(expected[i as usize]).with_style(style.clone()));
             b.set_prefix(format!("worker {i:<2} {kind:<14} {pat}"));
             b
@@ -170,6 +218,7 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
     let mut results: Vec<Option<String>> = vec![None; workers.len()];
     let mut producer_done = false;
     let mut producer_result: Option<String> = None;
+    let mut told_to_stop = false;
     loop {
         if interrupted() {
             bars.clear().ok();
@@ -187,18 +236,30 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
             producer_bar.set_position(published.min(a.events));
             producer_bar.set_message(rate(published));
         }
-        for s in &info.subscribers {
-            if let Some(i) = s
-                .name
+        // Workers' progress: subscribers' `received`, or members' `done`.
+        let group = a
+            .group
+            .then(|| bus.groups().into_iter().find(|g| g.name == GROUP))
+            .flatten();
+        let progress: Vec<(String, u64)> = match &group {
+            Some(g) => g.members.iter().map(|m| (m.name.clone(), m.done)).collect(),
+            None => info
+                .subscribers
+                .iter()
+                .map(|s| (s.name.clone(), s.received))
+                .collect(),
+        };
+        for (worker, n) in progress {
+            if let Some(i) = worker
                 .strip_prefix("demo worker ")
                 .and_then(|n| n.parse::<usize>().ok())
             {
                 if let Some(b) = worker_bars.get(i) {
-                    if a.duration.is_some() {
+                    if a.duration.is_some() || a.group {
                         b.set_length(published.max(1));
                     }
-                    b.set_position(s.received.min(b.length().unwrap_or(0)));
-                    b.set_message(rate(s.received));
+                    b.set_position(n.min(b.length().unwrap_or(0)));
+                    b.set_message(rate(n));
                 }
             }
         }
@@ -212,6 +273,16 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
                 if a.duration.is_none() {
                     producer_bar.set_position(a.events);
                 }
+            }
+        }
+        // Group members are told to stop once the group has finished every
+        // event the producer published.
+        if let (Some(g), Some(line), false) = (&group, &producer_result, told_to_stop) {
+            if g.done >= field(line, "published") {
+                for w in &mut workers {
+                    w.close_stdin();
+                }
+                told_to_stop = true;
             }
         }
         for (i, w) in workers.iter_mut().enumerate() {
@@ -260,7 +331,54 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
 
     let mut rows = Vec::new();
     let (mut delivered, mut lost, mut duplicates, mut corrupt) = (0u64, 0u64, 0u64, 0u64);
-    for (i, line) in results.iter().enumerate() {
+    // `--group`: whether the shares are exactly the published events.
+    let mut split_exact = true;
+    let mut group_json = serde_json::Value::Null;
+    if a.group {
+        let (mut unique, mut hash) = (0u64, 0u64);
+        for (i, line) in results.iter().enumerate() {
+            let line = line.as_deref().unwrap_or_default();
+            memory.push(memory_of(
+                &format!("worker {i}"),
+                workers[i].child.id(),
+                line,
+            ));
+            let got = field(line, "received");
+            let (d, c) = (field(line, "duplicates"), field(line, "corrupt"));
+            delivered += got;
+            duplicates += d;
+            corrupt += c;
+            unique += got.saturating_sub(d);
+            hash = hash.wrapping_add(field(line, "hash"));
+            rows.push(json!({
+                "worker": i, "kind": "group member", "pattern": GROUP_PATTERN,
+                "expected": null, "received": got,
+                "share": if published > 0 { got as f64 / published as f64 } else { 0.0 },
+                "lost": null, "duplicates": d, "corrupt": c,
+                "redelivered": field(line, "redelivered"),
+            }));
+        }
+        // Events received by no worker, and by more than one.
+        lost = published.saturating_sub(unique);
+        duplicates += unique.saturating_sub(published);
+        let want = (0..published).fold(0u64, |h, k| h.wrapping_add(mix(k)));
+        split_exact = unique == published && hash == want;
+        if let Some(g) = bus.groups().into_iter().find(|g| g.name == GROUP) {
+            group_json = json!({
+                "name": g.name,
+                "mode": g.mode.as_str(),
+                "patterns": g.patterns,
+                "claim_batch": a.claim_batch,
+                "claims": g.claims,
+                "claimed": g.claimed,
+                "done": g.done,
+                "redelivered": g.redelivered,
+                "lost": g.lost,
+                "split_exact": split_exact,
+            });
+        }
+    }
+    for (i, line) in results.iter().enumerate().filter(|_| !a.group) {
         let line = line.as_deref().unwrap_or_default();
         memory.push(memory_of(
             &format!("worker {i}"),
@@ -294,6 +412,7 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
         "rate": if seconds > 0.0 { (published as f64 / seconds).round() } else { 0.0 },
         "per_worker": rows,
         "memory": memory,
+        "group": group_json,
     });
     let mut stdout = std::io::stdout().lock();
     if a.json {
@@ -306,12 +425,39 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
             a.duration
                 .map_or_else(String::new, |d| format!(" (soak: {} s)", d.as_secs_f64())),
         )?;
-        writeln!(
-            stdout,
-            "  {:<7} {:<15} {:<34} {:>9} {:>9} {:>5} {:>5} {:>7}",
-            "worker", "kind", "pattern", "expected", "received", "lost", "dup", "corrupt"
-        )?;
-        for r in &rows {
+        if a.group {
+            writeln!(
+                stdout,
+                "  worker group `{GROUP}` ({GROUP_PATTERN}, claims of up to {}): each event \
+                 to exactly one worker\n",
+                a.claim_batch
+            )?;
+            writeln!(
+                stdout,
+                "  {:<7} {:<15} {:>9} {:>7} {:>5} {:>7} {:>11}",
+                "worker", "kind", "received", "share", "dup", "corrupt", "redelivered"
+            )?;
+        } else {
+            writeln!(
+                stdout,
+                "  {:<7} {:<15} {:<34} {:>9} {:>9} {:>5} {:>5} {:>7}",
+                "worker", "kind", "pattern", "expected", "received", "lost", "dup", "corrupt"
+            )?;
+        }
+        for r in rows.iter().filter(|_| a.group) {
+            writeln!(
+                stdout,
+                "  {:<7} {:<15} {:>9} {:>6.1}% {:>5} {:>7} {:>11}",
+                r["worker"].as_u64().unwrap_or(0),
+                r["kind"].as_str().unwrap_or(""),
+                r["received"].as_u64().unwrap_or(0),
+                r["share"].as_f64().unwrap_or(0.0) * 100.0,
+                r["duplicates"].as_u64().unwrap_or(0),
+                r["corrupt"].as_u64().unwrap_or(0),
+                r["redelivered"].as_u64().unwrap_or(0)
+            )?;
+        }
+        for r in rows.iter().filter(|_| !a.group) {
             writeln!(
                 stdout,
                 "  {:<7} {:<15} {:<34} {:>9} {:>9} {:>5} {:>5} {:>7}",
@@ -331,6 +477,18 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
              {seconds:.2} s, {:.0} events/s published",
             out["rate"].as_f64().unwrap_or(0.0)
         )?;
+        if a.group {
+            writeln!(
+                stdout,
+                "  {} claims; the shares are {}",
+                group_json["claims"],
+                if split_exact {
+                    "exactly the published events (counts and sequence hashes add up)"
+                } else {
+                    "NOT exactly the published events (their sequence hashes do not add up)"
+                }
+            )?;
+        }
         if a.duration.is_some() {
             writeln!(
                 stdout,
@@ -352,17 +510,20 @@ pub(crate) fn run(a: &DemoArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if lost == 0 && duplicates == 0 && corrupt == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(
+        if lost == 0 && duplicates == 0 && corrupt == 0 && split_exact {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 pub(crate) fn child(role: &str, args: &[String]) -> Result<ExitCode> {
     match role {
         "demo-producer" => producer(args),
         "demo-worker" => worker(args),
+        "demo-member" => member(args),
         other => Err(BadInput(format!("unknown child role `{other}`")).into()),
     }
 }
@@ -468,6 +629,65 @@ fn worker(args: &[String]) -> Result<ExitCode> {
     println!(
         "RESULT received={received} gaps={gaps} duplicates={} corrupt={} {}",
         tally.duplicates,
+        tally.corrupt,
+        rss_fields(rss_start, rss_end)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A worker of `demo --group`: a member of the group until its stdin is
+/// closed; reports its share, duplicates (a sequence number not above the
+/// last: a member gets its events in producer order), and the multiset
+/// hash of its sequence numbers.
+fn member(args: &[String]) -> Result<ExitCode> {
+    let [bus_name, index, claim_batch] = args else {
+        bail!(BadInput("demo-member BUS INDEX CLAIM_BATCH".into()));
+    };
+    let stop = stdin_closed();
+    let bus = Bus::open(bus_name)?;
+    let options = shm_bus_core::GroupOptions {
+        claim_batch: claim_batch.parse()?,
+        ..Default::default()
+    };
+    let mut member = bus.group_member_with::<shm_bus_core::delivery::AnyPolicy>(
+        GROUP,
+        &format!("demo worker {index}"),
+        &[GROUP_PATTERN],
+        options,
+    )?;
+    println!("READY");
+    std::io::stdout().flush()?;
+    let rss_start = rss(None);
+    let mut tally = Tally::default();
+    let (mut received, mut duplicates, mut hash) = (0u64, 0u64, 0u64);
+    let mut last: Option<u64> = None;
+    loop {
+        let sample = match member.recv_timeout(Duration::from_millis(20)) {
+            Ok(s) => s,
+            Err(RecvError::Timeout | RecvError::Empty) => {
+                if stop.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        received += 1;
+        if let payload::Check::Good { seq, .. } = tally.add(sample.payload(), sample.topic_id().0) {
+            if last.is_some_and(|l| seq <= l) {
+                duplicates += 1;
+            } else {
+                last = Some(seq);
+            }
+            hash = hash.wrapping_add(mix(seq));
+        }
+    }
+    let redelivered = member.redelivered();
+    drop(member);
+    let rss_end = rss(None);
+    println!(
+        "RESULT received={received} duplicates={duplicates} corrupt={} redelivered={redelivered} \
+         hash={hash} {}",
         tally.corrupt,
         rss_fields(rss_start, rss_end)
     );

@@ -73,7 +73,7 @@ enum Command {
         json: bool,
     },
     /// Show everything about a bus: header, config, arena, topics,
-    /// producers, subscribers.
+    /// producers, subscribers, worker groups.
     Inspect {
         /// The bus name.
         bus: String,
@@ -81,11 +81,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Reap dead producers and subscribers; remove segments left behind by
-    /// crashed processes.
+    /// Worker groups: list them, remove one.
+    #[command(subcommand)]
+    Group(bus_cmd::GroupCommand),
+    /// Reap dead producers, subscribers and worker-group members; remove
+    /// segments left behind by crashed processes.
     ///
-    /// For every bus (or only BUS), the slots of dead producers and
-    /// subscribers are freed first. Then the segment is removed when:
+    /// For every bus (or only BUS), the slots of dead producers,
+    /// subscribers and worker-group members are freed first (a dead member
+    /// that left unfinished events keeps its slot until a live member
+    /// adopts them). Then the segment is removed when:
     ///
     /// - it cannot be opened because its creator died while creating it,
     ///   or it is corrupt;
@@ -95,7 +100,8 @@ enum Command {
     ///
     /// - with --all-unused: no live process is attached.
     ///
-    /// A bus with a live producer, subscriber or creator is never removed.
+    /// A bus with a live producer, subscriber, group member or creator is
+    /// never removed.
     /// A bus still being created, made by another layout version, or not a
     /// bus at all is left alone and reported as skipped.
     Gc(GcArgs),
@@ -157,6 +163,12 @@ pub(crate) struct CreateArgs {
     /// Permission bits of the segment, in octal.
     #[arg(long, default_value = "600")]
     pub mode: String,
+    /// Worker-group slots (0..=64; 0: no worker groups on this bus).
+    #[arg(long, default_value_t = 8)]
+    pub max_groups: u32,
+    /// Member slots of each worker group (1..=64).
+    #[arg(long, default_value_t = 16)]
+    pub max_group_members: u32,
 }
 
 /// Options of `gc`.
@@ -226,8 +238,9 @@ pub(crate) struct ConsumeArgs {
     /// stderr).
     #[arg(long)]
     pub create: bool,
-    /// Patterns to subscribe to.
-    #[arg(required = true)]
+    /// Patterns to subscribe to (with --group: the group's patterns, or
+    /// none to take those of the existing group).
+    #[arg(required_unless_present = "group")]
     pub patterns: Vec<String>,
     /// Stop after this many messages.
     #[arg(long)]
@@ -235,9 +248,22 @@ pub(crate) struct ConsumeArgs {
     /// Stop after this many seconds without a message.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
-    /// Subscriber name shown by `inspect`.
+    /// Subscriber (or group member) name shown by `inspect`.
     #[arg(long, default_value = "shm-bus consume")]
     pub name: String,
+    /// Join this worker group (creating it with PATTERN... if it does not
+    /// exist): each matching event goes to exactly one of its live
+    /// members, so this consumer gets a share.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// What happens to a dead member's unfinished events, when this
+    /// consumer creates the group (default: the existing group's mode, or
+    /// at-least-once for a new group).
+    #[arg(long, requires = "group")]
+    pub group_mode: Option<shm_bus_core::GroupMode>,
+    /// Most events one claim takes (with --group).
+    #[arg(long, requires = "group", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub claim_batch: u32,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -303,6 +329,7 @@ fn main() -> ExitCode {
         Command::List { json } => bus_cmd::list(json),
         Command::Inspect { bus, json } => bus_cmd::inspect(&bus, json),
         Command::Gc(a) => bus_cmd::gc(&a),
+        Command::Group(cmd) => bus_cmd::group(&cmd),
         Command::Publish(a) => io_cmd::publish(&a),
         Command::Consume(a) => io_cmd::consume(&a),
         Command::Tail(a) => io_cmd::tail(&a),

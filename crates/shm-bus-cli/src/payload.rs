@@ -17,7 +17,7 @@
 //! the other topics' records). Payloads of the first layout (`SBG1`, no
 //! topic sequence) are still verified, and counted per producer only.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Smallest generated payload.
 pub(crate) const MIN_SIZE: usize = 32;
@@ -171,6 +171,45 @@ impl Tally {
     }
 }
 
+/// The sequence numbers seen per producer, as ranges: which events a
+/// worker-group member got, in whatever order they came (an adopted or
+/// redelivered event comes after later ones). Compact when the events come
+/// in runs, as claims hand them out.
+#[derive(Debug, Default)]
+pub(crate) struct SeenSet {
+    /// Per producer: start -> end (exclusive) of disjoint, non-adjacent
+    /// ranges.
+    ranges: HashMap<u32, BTreeMap<u64, u64>>,
+}
+
+impl SeenSet {
+    /// Records `seq` of `producer`; false if it was seen before.
+    pub(crate) fn insert(&mut self, producer: u32, seq: u64) -> bool {
+        let r = self.ranges.entry(producer).or_default();
+        let next = seq.checked_add(1);
+        if let Some((&start, &end)) = r.range(..=seq).next_back() {
+            if seq < end {
+                return false;
+            }
+            if seq == end {
+                // Extends the range before; joins the one after, if any.
+                let after = next.and_then(|n| r.remove(&n));
+                r.insert(start, after.or(next).unwrap_or(u64::MAX));
+                return true;
+            }
+        }
+        let after = next.and_then(|n| r.remove(&n));
+        r.insert(seq, after.or(next).unwrap_or(u64::MAX));
+        true
+    }
+
+    /// Ranges held (for tests: how compact it stays).
+    #[cfg(test)]
+    fn ranges(&self) -> usize {
+        self.ranges.values().map(BTreeMap::len).sum()
+    }
+}
+
 /// Numbers the records of one run per topic, for [`Stamp::topic_seq`].
 #[derive(Debug)]
 pub(crate) struct TopicCounter {
@@ -248,6 +287,24 @@ mod tests {
         assert_eq!(t.gaps, 19);
         assert_eq!(t.topic_gaps, 1);
         assert_eq!(t.duplicates, 0);
+    }
+
+    #[test]
+    fn seen_set_finds_repeats_in_any_order_and_stays_compact() {
+        let mut s = SeenSet::default();
+        // Claims of 4, the middle one adopted late, then a repeat.
+        for seq in (0..4).chain(8..12).chain(4..8) {
+            assert!(s.insert(1, seq), "{seq}");
+        }
+        assert_eq!(s.ranges(), 1);
+        assert!(!s.insert(1, 5));
+        assert!(!s.insert(1, 0));
+        assert!(!s.insert(1, 11));
+        assert!(s.insert(1, 12));
+        assert!(s.insert(2, 5), "another producer");
+        assert!(s.insert(1, 20));
+        assert!(s.insert(1, 19));
+        assert_eq!(s.ranges(), 3);
     }
 
     #[test]

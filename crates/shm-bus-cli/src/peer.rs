@@ -3,7 +3,7 @@
 //! removed when the run ends.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,18 +35,38 @@ pub(crate) fn unique(tag: &str) -> Scratch {
 pub(crate) struct Peer {
     pub(crate) child: Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// The write end of its stdin, for a child told to stop by its closing.
+    stdin: Option<ChildStdin>,
 }
 
 impl Peer {
     pub(crate) fn spawn(role: &str, args: &[String]) -> Result<Peer> {
+        Peer::spawn_inner(role, args, false)
+    }
+
+    /// A child whose stdin is a pipe held open until [`close_stdin`]
+    /// (or drop): its signal to stop (see [`stdin_closed`]).
+    ///
+    /// [`close_stdin`]: Peer::close_stdin
+    pub(crate) fn spawn_stoppable(role: &str, args: &[String]) -> Result<Peer> {
+        Peer::spawn_inner(role, args, true)
+    }
+
+    fn spawn_inner(role: &str, args: &[String], piped: bool) -> Result<Peer> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("__child")
             .arg(role)
             .args(args)
+            .stdin(if piped {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .context("spawning a benchmark process")?;
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("child stdout")?;
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -54,7 +74,18 @@ impl Peer {
                 let _ = tx.send(line);
             }
         });
-        Ok(Peer { child, lines })
+        Ok(Peer {
+            child,
+            lines,
+            stdin,
+        })
+    }
+
+    /// Closes the child's stdin (of [`spawn_stoppable`]): it stops.
+    ///
+    /// [`spawn_stoppable`]: Peer::spawn_stoppable
+    pub(crate) fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     /// The next stdout line, within `timeout`.
@@ -79,6 +110,18 @@ impl Peer {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+}
+
+/// In a child of [`Peer::spawn_stoppable`]: a flag raised when the
+/// parent closes our stdin (or dies).
+pub(crate) fn stdin_closed() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let raised = flag.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        raised.store(true, Ordering::Release);
+    });
+    flag
 }
 
 impl Drop for Peer {

@@ -1,4 +1,4 @@
-//! `shm-bus bench latency | throughput`: measurements between real
+//! `shm-bus bench latency | throughput | group`: measurements between real
 //! processes, each next to a bare shared-memory floor measured in the same
 //! run (these VMs move vCPUs between core pairs every few minutes, so only
 //! same-run comparisons mean anything).
@@ -26,8 +26,14 @@
 //! also uses, so this command's ratios and compare/'s measure against the
 //! same thing.
 //!
+//! - **group**: a worker group of K member processes against one plain
+//!   subscriber process, each event costing `--work-ns` of busy-spin, in
+//!   interleaved rounds (see [`group`]): the floor of a member is a plain
+//!   subscriber doing the same work.
+//!
 //! [`latency`] and [`throughput`] hold the bus measurements and their
-//! child processes; [`floor`] runs the throughput floor.
+//! child processes; [`floor`] runs the throughput floor; [`group`] the
+//! worker-group benchmark and its receiver child.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -38,6 +44,7 @@ use clap::Subcommand;
 use crate::BadInput;
 
 mod floor;
+mod group;
 mod latency;
 mod throughput;
 
@@ -74,6 +81,34 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Events per second through a worker group of K member processes, each
+    /// event costing --work-ns of work, against one plain subscriber
+    /// process doing the same work, in interleaved rounds.
+    Group {
+        /// Member processes of the group.
+        #[arg(long, default_value_t = 2)]
+        members: u32,
+        /// Busy-spin per event, in nanoseconds (0: the cost of handing
+        /// events out, a member's claim against a subscriber's receive).
+        #[arg(long, default_value_t = 1000)]
+        work_ns: u64,
+        /// Events per run (default: about half a second of the plain
+        /// subscriber's work; 2,000,000 with no work).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Payload bytes (at least 8; `K`, `M` suffixes).
+        #[arg(long, default_value = "64", value_parser = crate::common::parse_size_usize, allow_negative_numbers = true)]
+        size: usize,
+        /// Rounds, each a group run and a plain run in alternating order.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
+        /// Most events one claim takes.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+        claim_batch: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> Result<ExitCode> {
@@ -98,6 +133,25 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<ExitCode> {
             });
             throughput::throughput(size, count, subscribers, json)
         }
+        BenchCommand::Group {
+            members,
+            work_ns,
+            count,
+            size,
+            rounds,
+            claim_batch,
+            json,
+        } => group::group(
+            group::GroupBench {
+                members,
+                work_ns,
+                count: count.unwrap_or_else(|| group::default_count(work_ns)),
+                size,
+                rounds,
+                claim_batch,
+            },
+            json,
+        ),
     }
 }
 
@@ -120,6 +174,7 @@ pub(crate) fn child(role: &str, args: &[String]) -> Result<ExitCode> {
         "bench-echo" => latency::echo(args),
         "bench-sink" => throughput::sink(args),
         "bench-floor-sink" => floor::floor_sink(args),
+        "bench-worker" => group::worker(args),
         other => Err(BadInput(format!("unknown child role `{other}`")).into()),
     }
 }

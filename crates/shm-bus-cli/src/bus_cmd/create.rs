@@ -76,13 +76,16 @@ pub(crate) fn create(cmd: &CreateCmd) -> Result<ExitCode> {
     }
     println!(
         "created bus `{}`: {} segment, ring {} per producer, {} producers, {} subscribers, \
-         {} topics, policy {}, mode {:o}; payloads up to {}{}",
+         {} topics, {} worker groups of up to {} members, policy {}, mode {:o}; payloads up \
+         to {}{}",
         info.name,
         human_bytes(info.segment_bytes),
         human_bytes(info.config.ring_bytes),
         info.config.max_producers,
         info.config.max_subscribers,
         info.config.max_topics,
+        info.config.max_groups,
+        info.config.max_group_members,
         info.config.policy,
         info.config.mode,
         human_bytes(info.max_payload as u64),
@@ -102,23 +105,38 @@ struct Attached {
     pid: u32,
     name: String,
     role: &'static str,
+    /// The worker group, for a group member.
+    group: Option<String>,
 }
 
-/// The live processes holding a producer or subscriber slot of `bus`
-/// (one entry per slot, producers first).
+/// The live processes holding a producer, subscriber or worker-group
+/// member slot of `bus` (one entry per slot: producers, subscribers, then
+/// group members).
 fn live_attached(bus: &Bus) -> Vec<Attached> {
     let m = bus.members();
     let producers = m.producers.into_iter().map(|m| (m, "producer"));
     let subscribers = m.subscribers.into_iter().map(|m| (m, "subscriber"));
-    producers
+    let mut out: Vec<Attached> = producers
         .chain(subscribers)
         .filter(|(m, _)| m.is_alive())
         .map(|(m, role)| Attached {
             pid: m.pid,
             name: m.name,
             role,
+            group: None,
         })
-        .collect()
+        .collect();
+    for g in bus.groups() {
+        for m in g.members.into_iter().filter(|m| m.alive && !m.adopted) {
+            out.push(Attached {
+                pid: m.pid,
+                name: m.name,
+                role: "group member",
+                group: Some(g.name.clone()),
+            });
+        }
+    }
+    out
 }
 
 /// Most processes the refusal line names (all are in `--json`).
@@ -129,7 +147,10 @@ fn describe(attached: &[Attached]) -> String {
     let mut parts: Vec<String> = attached
         .iter()
         .take(NAMED)
-        .map(|a| format!("pid {} `{}` ({})", a.pid, a.name, a.role))
+        .map(|a| match &a.group {
+            Some(g) => format!("pid {} `{}` ({} of `{g}`)", a.pid, a.name, a.role),
+            None => format!("pid {} `{}` ({})", a.pid, a.name, a.role),
+        })
         .collect();
     if attached.len() > NAMED {
         parts.push(format!("and {} more", attached.len() - NAMED));
@@ -166,7 +187,10 @@ pub(crate) fn remove(a: &RemoveArgs) -> Result<ExitCode> {
     if a.json {
         let list: Vec<Value> = attached
             .iter()
-            .map(|p| json!({"pid": p.pid, "name": p.name, "role": p.role}))
+            .map(|p| match &p.group {
+                Some(g) => json!({"pid": p.pid, "name": p.name, "role": p.role, "group": g}),
+                None => json!({"pid": p.pid, "name": p.name, "role": p.role}),
+            })
             .collect();
         println!(
             "{}",

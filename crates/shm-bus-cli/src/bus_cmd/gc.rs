@@ -3,7 +3,10 @@
 //! ## What `gc` removes
 //!
 //! For every bus (or the one named) `gc` first reaps the slots of dead
-//! producers and subscribers, then removes the segment when
+//! producers, subscribers and worker-group members (a dead member that
+//! left unfinished events keeps its slot until a live member of its group
+//! adopts them; `gc` says how many are left so), then removes the segment
+//! when
 //!
 //! - it cannot be opened because its creator died during initialisation,
 //!   or it is corrupt (a bad header, a bad bus structure, too small); or
@@ -11,7 +14,7 @@
 //!   process died (a dead slot was found or reaped); or
 //! - with `--all-unused`: no live process is attached to it.
 //!
-//! "Attached" means holding a producer or subscriber slot; the process
+//! "Attached" means holding a producer, subscriber or group member slot; the process
 //! that created the bus also counts while it lives, since it may be about
 //! to attach. A bus still being created by a live process, one made by an
 //! incompatible build (version mismatch), a segment of another user of the
@@ -39,6 +42,9 @@ use crate::common;
 struct GcOutcome {
     reaped_subscribers: u64,
     reaped_producers: u64,
+    reaped_group_members: u64,
+    /// Dead members' slots left in place: they hold unfinished events.
+    kept_group_members: u64,
     /// `(bus, why)`.
     removed: Vec<(String, String)>,
     /// `(bus, why not examined or removed)`.
@@ -47,14 +53,24 @@ struct GcOutcome {
     lines: Vec<String>,
 }
 
-/// "1 dead subscriber slot and 2 dead producer slots".
-fn slots(subscribers: u64, producers: u64) -> String {
+/// "1 dead subscriber slot and 2 dead producer slots" (and ", 3 dead
+/// group member slots" when there are some).
+fn slots(subscribers: u64, producers: u64, members: u64) -> String {
     let n = |k: u64, what: &str| format!("{k} dead {what} slot{}", if k == 1 { "" } else { "s" });
-    format!(
-        "{} and {}",
-        n(subscribers, "subscriber"),
-        n(producers, "producer")
-    )
+    if members == 0 {
+        format!(
+            "{} and {}",
+            n(subscribers, "subscriber"),
+            n(producers, "producer")
+        )
+    } else {
+        format!(
+            "{}, {} and {}",
+            n(subscribers, "subscriber"),
+            n(producers, "producer"),
+            n(members, "group member")
+        )
+    }
 }
 
 pub(crate) fn gc(a: &GcArgs) -> Result<ExitCode> {
@@ -87,6 +103,8 @@ pub(crate) fn gc(a: &GcArgs) -> Result<ExitCode> {
         let v = json!({
             "reaped_subscribers": outcome.reaped_subscribers,
             "reaped_producers": outcome.reaped_producers,
+            "reaped_group_members": outcome.reaped_group_members,
+            "kept_group_members": outcome.kept_group_members,
             "removed_segments": outcome.removed.iter().map(|(b, _)| b).collect::<Vec<_>>(),
             "removed": removed,
             "skipped": skipped,
@@ -98,13 +116,30 @@ pub(crate) fn gc(a: &GcArgs) -> Result<ExitCode> {
         }
         writeln!(
             out,
-            "examined {} bus(es): freed {}; removed {} whole bus(es)",
+            "examined {} bus(es): freed {}; removed {} whole bus(es){}",
             names.len(),
-            slots(outcome.reaped_subscribers, outcome.reaped_producers),
+            slots(
+                outcome.reaped_subscribers,
+                outcome.reaped_producers,
+                outcome.reaped_group_members
+            ),
             outcome.removed.len(),
+            kept(outcome.kept_group_members),
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "; 2 dead group member slot(s) kept: ..." when dead members' slots
+/// still hold unfinished events.
+fn kept(members: u64) -> String {
+    if members == 0 {
+        return String::new();
+    }
+    format!(
+        "; {members} dead group member slot(s) kept: they hold unfinished events that a live \
+         member of their group adopts (or `shm-bus group remove` drops)"
+    )
 }
 
 /// The (device, inode) that `/dev/shm/shm-bus.NAME` refers to now.
@@ -144,17 +179,33 @@ fn gc_one(name: &str, all_unused: bool, outcome: &mut GcOutcome) -> Result<()> {
             return Ok(());
         }
     };
-    let before = usage(&bus.info());
+    let before = usage(&bus.info(), &bus.groups());
     let reaped = bus.reap();
-    let (subs, prods) = (u64::from(reaped.subscribers), u64::from(reaped.producers));
+    let (subs, prods, members) = (
+        u64::from(reaped.subscribers),
+        u64::from(reaped.producers),
+        u64::from(reaped.group_members),
+    );
     outcome.reaped_subscribers += subs;
     outcome.reaped_producers += prods;
-    let freed = if subs + prods > 0 {
-        format!("freed {}", slots(subs, prods))
+    outcome.reaped_group_members += members;
+    let kept_members = bus
+        .groups()
+        .iter()
+        .flat_map(|g| &g.members)
+        .filter(|m| !m.alive)
+        .count() as u64;
+    outcome.kept_group_members += kept_members;
+    let freed = if subs + prods + members > 0 {
+        format!(
+            "freed {}{}",
+            slots(subs, prods, members),
+            kept(kept_members)
+        )
     } else {
-        "no dead slots to free".to_owned()
+        format!("no dead slots to free{}", kept(kept_members))
     };
-    let someone_died = before.dead > 0 || subs + prods > 0;
+    let someone_died = before.dead > 0 || subs + prods + members > 0;
     if !(someone_died || all_unused) {
         outcome.lines.push(format!(
             "`{name}`: {freed}; bus kept (nobody died; `--all-unused` would remove it \
@@ -164,7 +215,7 @@ fn gc_one(name: &str, all_unused: bool, outcome: &mut GcOutcome) -> Result<()> {
     }
     // Looked at after reaping, right before unlinking.
     let info = bus.info();
-    let live = live_users(&info);
+    let live = live_users(&info, &bus.groups());
     if live > 0 {
         let creator = usize::from(info.created_by.is_alive());
         let why = if live > creator {

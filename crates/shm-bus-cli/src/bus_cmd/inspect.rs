@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use shm_bus_core::{Bus, BusInfo, Policy};
+use shm_bus_core::{Bus, BusInfo, GroupInfo, Policy};
 
+use super::group::{group_json, groups_human, stalled_groups};
 use super::{check_name, config_json, live_users, open_error, shm_path, usage};
 use crate::format::{Left, Right, Table, human_bytes, percent};
 use crate::time::{ago, now_ns, ns_since_epoch, rfc3339, secs_ago};
@@ -16,16 +17,17 @@ pub(crate) fn inspect(name: &str, json_out: bool) -> Result<ExitCode> {
     check_name(name)?;
     let bus = Bus::open(name).map_err(|e| open_error(name, e))?;
     let info = bus.info();
+    let groups = bus.groups();
     let mut out = io::stdout().lock();
     if json_out {
-        writeln!(out, "{}", info_json(&info))?;
+        writeln!(out, "{}", info_json(&info, &groups))?;
     } else {
-        write!(out, "{}", info_human(&info))?;
+        write!(out, "{}", info_human(&info, &groups))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn info_json(info: &BusInfo) -> Value {
+fn info_json(info: &BusInfo, groups: &[GroupInfo]) -> Value {
     let now = now_ns();
     let c = &info.config;
     let arena = match &info.arena {
@@ -101,13 +103,14 @@ fn info_json(info: &BusInfo) -> Value {
         "topics": topics,
         "producers": producers,
         "subscribers": subscribers,
+        "groups": groups.iter().map(|g| group_json(g, c.policy)).collect::<Vec<_>>(),
     })
 }
 
 /// Most topics the human report lists (all are in `--json`).
 const TOPICS_SHOWN: usize = 50;
 
-fn info_human(info: &BusInfo) -> String {
+fn info_human(info: &BusInfo, groups: &[GroupInfo]) -> String {
     let now = now_ns();
     let holding = holding_back(info);
     let c = &info.config;
@@ -152,10 +155,13 @@ fn info_human(info: &BusInfo) -> String {
     head.row(vec![
         "capacity".into(),
         format!(
-            "{} producers, {} subscribers, {} topics; payloads up to {}",
+            "{} producers, {} subscribers, {} topics, {} worker groups of up to {} members; \
+             payloads up to {}",
             c.max_producers,
             c.max_subscribers,
             c.max_topics,
+            c.max_groups,
+            c.max_group_members,
             human_bytes(info.max_payload as u64)
         ),
     ]);
@@ -281,7 +287,21 @@ fn info_human(info: &BusInfo) -> String {
             human_bytes(c.ring_bytes),
         );
     }
-    if let Some(hint) = gc_hint(info) {
+    if c.max_groups > 0 || !groups.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nworker groups: {} of {} slots",
+            groups.len(),
+            c.max_groups
+        );
+        if !groups.is_empty() {
+            s += &groups_human(groups, c.policy);
+        }
+    }
+    for hint in stalled_groups(info, groups) {
+        let _ = writeln!(s, "\n{hint}");
+    }
+    if let Some(hint) = gc_hint(info, groups) {
         let _ = writeln!(s, "\n{hint}");
     }
     s
@@ -315,14 +335,14 @@ pub(crate) fn holding_back(info: &BusInfo) -> Vec<u32> {
 
 /// What `shm-bus gc BUS` would do now, when there are dead slots: said
 /// exactly as `gc` decides it (see `gc.rs`).
-fn gc_hint(info: &BusInfo) -> Option<String> {
-    let dead = usage(info).dead;
+fn gc_hint(info: &BusInfo, groups: &[GroupInfo]) -> Option<String> {
+    let dead = usage(info, groups).dead;
     if dead == 0 {
         return None;
     }
     let name = &info.name;
     let creator_alive = info.created_by.is_alive();
-    let attached = live_users(info) - usize::from(creator_alive);
+    let attached = live_users(info, groups) - usize::from(creator_alive);
     Some(if attached > 0 || creator_alive {
         let why = if attached > 0 {
             format!("{attached} live process(es) attached")

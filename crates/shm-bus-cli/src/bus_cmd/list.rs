@@ -17,12 +17,13 @@ pub(crate) fn list(json_out: bool) -> Result<ExitCode> {
         let row = match Bus::open(&name) {
             Ok(bus) => {
                 let info = bus.info();
-                let u = usage(&info);
+                let u = usage(&info, &bus.groups());
                 json!({
                     "bus": name,
                     "segment_bytes": info.segment_bytes,
                     "producers": u.producers,
                     "subscribers": u.subscribers,
+                    "group_members": u.group_members,
                     "dead": u.dead,
                     "healthy": u.dead == 0,
                     "policy": info.config.policy.as_str(),
@@ -37,6 +38,7 @@ pub(crate) fn list(json_out: bool) -> Result<ExitCode> {
                     "segment_bytes": size,
                     "producers": 0,
                     "subscribers": 0,
+                    "group_members": 0,
                     "dead": 0,
                     "healthy": false,
                     "error": common::one_line(&anyhow::Error::new(e)),

@@ -1,29 +1,37 @@
-//! `shm-bus create | remove | list | inspect | gc`: the buses of a host.
+//! `shm-bus create | remove | list | inspect | gc | group`: the buses of a
+//! host, and their worker groups.
 //!
 //! A bus `BUS` is the shared-memory object `/shm-bus.BUS`, which Linux
 //! shows as the file `/dev/shm/shm-bus.BUS`; `list` and `gc` find buses by
 //! listing that directory.
 //!
 //! One file per command: [`create`] (also `remove`), [`list`],
-//! [`inspect`], [`gc`]; this file holds what they share (finding buses,
-//! names, slot counts).
+//! [`inspect`], [`gc`], [`group`] (`group list`, `group remove`, and the
+//! JSON of a group that `inspect` shares); this file holds what they share
+//! (finding buses, names, slot counts).
+//!
+//! A worker-group member holds a member slot of its group, not a
+//! subscriber slot; everything here that counts attached processes (live
+//! or dead) counts group members too.
 
 use std::io;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
-use shm_bus_core::{BusConfig, BusError, BusInfo};
+use shm_bus_core::{BusConfig, BusError, BusInfo, GroupInfo};
 
 use crate::common::BadInput;
 
 mod create;
 mod gc;
+mod group;
 mod inspect;
 mod list;
 
 pub(crate) use create::{CreateCmd, RemoveArgs, create, remove};
 pub(crate) use gc::gc;
+pub(crate) use group::{GroupCommand, group};
 pub(crate) use inspect::{holding_back, inspect};
 pub(crate) use list::list;
 
@@ -91,6 +99,8 @@ fn config_json(c: &BusConfig) -> Value {
         "policy": c.policy.as_str(),
         "mode": format!("{:o}", c.mode),
         "history_bytes": c.history_bytes,
+        "max_groups": c.max_groups,
+        "max_group_members": c.max_group_members,
     })
 }
 
@@ -100,30 +110,42 @@ struct Usage {
     producers: usize,
     /// Subscriber slots held (by live or dead processes).
     subscribers: usize,
-    /// Of those, held by dead processes (not reaped yet).
+    /// Worker-group member slots held (by live or dead processes).
+    group_members: usize,
+    /// Of all those, held by dead processes (not reaped yet).
     dead: usize,
 }
 
-fn usage(info: &BusInfo) -> Usage {
+fn usage(info: &BusInfo, groups: &[GroupInfo]) -> Usage {
     let producers = info.producers.iter().filter(|p| p.attached).count();
     let subscribers = info.subscribers.len();
+    let members = || groups.iter().flat_map(|g| &g.members);
     let dead = info
         .producers
         .iter()
         .filter(|p| p.attached && !p.alive)
         .count()
-        + info.subscribers.iter().filter(|s| !s.alive).count();
+        + info.subscribers.iter().filter(|s| !s.alive).count()
+        + members().filter(|m| !m.alive).count();
     Usage {
         producers,
         subscribers,
+        group_members: members().count(),
         dead,
     }
 }
 
-/// Live processes attached to the bus (plus its creator, if alive).
-fn live_users(info: &BusInfo) -> usize {
+/// Live processes attached to the bus (plus its creator, if alive). A
+/// group member slot adopted by another member is that member's, counted
+/// with its own slot.
+fn live_users(info: &BusInfo, groups: &[GroupInfo]) -> usize {
     info.producers.iter().filter(|p| p.alive).count()
         + info.subscribers.iter().filter(|s| s.alive).count()
+        + groups
+            .iter()
+            .flat_map(|g| &g.members)
+            .filter(|m| m.alive && !m.adopted)
+            .count()
         + usize::from(info.created_by.is_alive())
 }
 

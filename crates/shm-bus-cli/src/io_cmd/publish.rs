@@ -421,20 +421,54 @@ fn send_error(e: PublishError) -> SendError {
     }
 }
 
-/// The live subscriber furthest behind, in words: `subscriber 3 (pid 1234,
-/// `shm-bus consume`), 4.0 KiB behind`.
+/// Whom a full ring waits for, in words: the live subscriber furthest
+/// behind (`subscriber 3 (pid 1234, `shm-bus consume`), 4.0 KiB behind`),
+/// or a worker group: first one with unfinished events and no live member
+/// (it never moves by itself), else, when no subscriber is behind, the
+/// group with the most unfinished events.
 fn slowest_subscriber(bus: &Bus) -> Option<String> {
     let info = bus.info();
+    let groups = bus.groups();
+    let live =
+        |g: &shm_bus_core::GroupInfo| g.members.iter().filter(|m| m.alive && !m.adopted).count();
+    if let Some(g) = groups
+        .iter()
+        .find(|g| g.backlog > 0 && !g.removing && live(g) == 0)
+    {
+        return Some(format!(
+            "worker group `{}` (no live member, {} unfinished record(s); `shm-bus group remove \
+             {} {}` lets it go)",
+            g.name, g.backlog, info.name, g.name
+        ));
+    }
     let s = info
         .subscribers
         .iter()
         .filter(|s| s.alive)
-        .max_by_key(|s| s.lag_bytes)?;
-    Some(format!(
+        .max_by_key(|s| s.lag_bytes);
+    let group = groups
+        .iter()
+        .filter(|g| g.backlog > 0 && !g.removing)
+        .max_by_key(|g| g.backlog);
+    match (s, group) {
+        (Some(s), _) if s.lag_bytes > 0 => Some(describe_subscriber(s)),
+        (_, Some(g)) => Some(format!(
+            "worker group `{}` ({} live member(s), {} unfinished record(s))",
+            g.name,
+            live(g),
+            g.backlog
+        )),
+        (Some(s), None) => Some(describe_subscriber(s)),
+        (None, None) => None,
+    }
+}
+
+fn describe_subscriber(s: &shm_bus_core::SubscriberInfo) -> String {
+    format!(
         "subscriber {} (pid {}, `{}`), {} behind",
         s.id,
         s.pid,
         s.name,
         human_bytes(s.lag_bytes)
-    ))
+    )
 }

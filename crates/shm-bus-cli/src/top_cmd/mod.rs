@@ -1,7 +1,8 @@
 //! `shm-bus top`: a live view of a bus, refreshed every `--interval`:
 //! its header, producers (rates, ring fill, full waits), subscribers
-//! (rates, lag in bytes and records, sleeping, holding the rings back) and
-//! the busiest topics. Rates are differences of the counters the segment
+//! (rates, lag in bytes and records, sleeping, holding the rings back), the
+//! worker groups (members, claimed and done rates, backlog, redelivered,
+//! lost; when the bus has groups) and the busiest topics. Rates are differences of the counters the segment
 //! holds between two readings; topic rates come from walking the record
 //! headers each producer's ring gained (`Bus::ring_topics`), so `top`
 //! takes no subscriber slot and holds nobody back.
@@ -111,6 +112,7 @@ fn render_text(snap: &Snapshot) -> Result<String> {
     let height = 3
         + (snap.producers.len().max(1) + 3)
         + (snap.subscribers.len().max(1) + 3)
+        + view::groups_height(snap).min(16)
         + (snap.topics.len().clamp(1, 10) + 3)
         + 1;
     let mut term = Terminal::new(TestBackend::new(
@@ -146,6 +148,7 @@ fn interactive(bus: &Bus, interval: Duration) -> Result<ExitCode> {
     let mut prev = Probe::take(bus, None);
     let mut snap = Snapshot::new(None, &prev, bus.is_removed());
     loop {
+        ui.set_groups(!snap.groups.is_empty());
         term.draw(|f| view::draw(f, &snap, &ui))
             .context("cannot draw")?;
         let due = prev.at + interval;

@@ -6,16 +6,17 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use shm_bus_core::{Bus, BusInfo, RingTopics, TopicId};
+use shm_bus_core::{Bus, BusInfo, GroupInfo, Policy, RingTopics, TopicId};
 
 use crate::bus_cmd::holding_back;
 use crate::time::{now_ns, ns_since_epoch};
 
-/// One reading of a bus: its `info()` and, per producer slot, a walk of
-/// the records its ring gained since the previous reading.
+/// One reading of a bus: its `info()`, its worker groups and, per producer
+/// slot, a walk of the records its ring gained since the previous reading.
 pub(crate) struct Probe {
     pub at: Instant,
     pub info: BusInfo,
+    pub groups: Vec<GroupInfo>,
     /// Walk per producer id (index = id).
     pub walks: Vec<Option<RingTopics>>,
 }
@@ -25,6 +26,7 @@ impl Probe {
     /// held by the same process generation).
     pub(crate) fn take(bus: &Bus, prev: Option<&Probe>) -> Probe {
         let info = bus.info();
+        let groups = bus.groups();
         let at = Instant::now();
         let mut walks = vec![None; bus.config().max_producers as usize];
         for p in &info.producers {
@@ -41,7 +43,12 @@ impl Probe {
                 *slot = bus.ring_topics(p.id, since);
             }
         }
-        Probe { at, info, walks }
+        Probe {
+            at,
+            info,
+            groups,
+            walks,
+        }
     }
 }
 
@@ -83,6 +90,47 @@ pub(crate) struct SubscriberRow {
     pub holding_back: bool,
 }
 
+/// A worker group row.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct GroupRow {
+    pub slot: u32,
+    pub name: String,
+    pub mode: String,
+    pub patterns: Vec<String>,
+    /// Member slots held by a live process of their own.
+    pub live_members: usize,
+    pub members: Vec<MemberRow>,
+    pub claimed: u64,
+    pub done: u64,
+    /// Events claimed / finished per second, by all members.
+    pub claimed_per_sec: Option<f64>,
+    pub done_per_sec: Option<f64>,
+    /// Records not yet finished by the group.
+    pub backlog: u64,
+    pub redelivered: u64,
+    pub lost: u64,
+    pub lagged: u64,
+    pub claims: u64,
+    /// No live member, unfinished records, block policy: it holds the
+    /// producers back with nobody to move it.
+    pub stalled: bool,
+    pub removing: bool,
+}
+
+/// A member row of a group.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MemberRow {
+    pub slot: u32,
+    pub pid: u32,
+    pub name: String,
+    pub alive: bool,
+    pub adopted: bool,
+    pub busy: bool,
+    pub claimed: u64,
+    pub done: u64,
+    pub done_per_sec: Option<f64>,
+}
+
 /// A topic row.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct TopicRow {
@@ -110,6 +158,7 @@ pub(crate) struct Snapshot {
     pub removed: bool,
     pub producers: Vec<ProducerRow>,
     pub subscribers: Vec<SubscriberRow>,
+    pub groups: Vec<GroupRow>,
     pub topics: Vec<TopicRow>,
 }
 
@@ -181,6 +230,11 @@ impl Snapshot {
                 }
             })
             .collect();
+        let groups = cur
+            .groups
+            .iter()
+            .map(|g| group_row(g, prev, dt, info.config.policy))
+            .collect();
         let topics = match (prev, dt) {
             (Some(prev), Some(dt)) => topic_rates(prev, cur, dt),
             _ => Vec::new(),
@@ -198,6 +252,7 @@ impl Snapshot {
             removed,
             producers,
             subscribers,
+            groups,
             topics,
         }
     }
@@ -243,12 +298,94 @@ impl Snapshot {
                 "sleeping": s.sleeping,
                 "holding_back": s.holding_back,
             })).collect::<Vec<_>>(),
+            "groups": self.groups.iter().map(|g| json!({
+                "slot": g.slot,
+                "name": g.name,
+                "mode": g.mode,
+                "patterns": g.patterns,
+                "live_members": g.live_members,
+                "members": g.members.iter().map(|m| json!({
+                    "slot": m.slot,
+                    "pid": m.pid,
+                    "name": m.name,
+                    "alive": m.alive,
+                    "adopted": m.adopted,
+                    "busy": m.busy,
+                    "claimed": m.claimed,
+                    "done": m.done,
+                    "done_per_sec": r(m.done_per_sec),
+                })).collect::<Vec<_>>(),
+                "claimed": g.claimed,
+                "done": g.done,
+                "claimed_per_sec": r(g.claimed_per_sec),
+                "done_per_sec": r(g.done_per_sec),
+                "backlog": g.backlog,
+                "redelivered": g.redelivered,
+                "lost": g.lost,
+                "lagged": g.lagged,
+                "claims": g.claims,
+                "stalled": g.stalled,
+                "removing": g.removing,
+            })).collect::<Vec<_>>(),
             "topics": self.topics.iter().map(|t| json!({
                 "topic": t.topic,
                 "rate": (t.rate * 10.0).round() / 10.0,
                 "estimated": t.estimated,
             })).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// A group's row, with rates against the same group (same slot, same
+/// creation) in `prev`.
+fn group_row(g: &GroupInfo, prev: Option<&Probe>, dt: Option<f64>, policy: Policy) -> GroupRow {
+    let before = prev.and_then(|p| {
+        p.groups
+            .iter()
+            .find(|q| q.slot == g.slot && q.created_ns == g.created_ns)
+    });
+    let per_sec = |now: u64, then: Option<u64>| Some(now.saturating_sub(then?) as f64 / dt?);
+    let live_members = g.members.iter().filter(|m| m.alive && !m.adopted).count();
+    let members = g
+        .members
+        .iter()
+        .map(|m| {
+            let then = before.and_then(|b| {
+                b.members
+                    .iter()
+                    .find(|q| q.slot == m.slot && q.pid == m.pid && q.name == m.name)
+            });
+            MemberRow {
+                slot: m.slot,
+                pid: m.pid,
+                name: m.name.clone(),
+                alive: m.alive,
+                adopted: m.adopted,
+                busy: m.busy,
+                claimed: m.claimed,
+                done: m.done,
+                done_per_sec: per_sec(m.done, then.map(|t| t.done)),
+            }
+        })
+        .collect();
+    GroupRow {
+        slot: g.slot,
+        name: g.name.clone(),
+        mode: g.mode.as_str().to_owned(),
+        patterns: g.patterns.clone(),
+        live_members,
+        members,
+        claimed: g.claimed,
+        done: g.done,
+        claimed_per_sec: per_sec(g.claimed, before.map(|b| b.claimed)),
+        done_per_sec: per_sec(g.done, before.map(|b| b.done)),
+        backlog: g.backlog,
+        redelivered: g.redelivered,
+        lost: g.lost,
+        lagged: g.lagged,
+        claims: g.claims,
+        stalled: policy == Policy::Block && g.backlog > 0 && live_members == 0 && !g.removing,
+        removing: g.removing,
     }
 }
 

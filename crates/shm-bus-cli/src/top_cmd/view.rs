@@ -1,6 +1,6 @@
 //! Drawing a [`Snapshot`] with ratatui: a header, the producers, the
-//! subscribers and the busiest topics, one pane focused (tab) and sorted
-//! by a key (`s`).
+//! subscribers, the worker groups (when there are some) and the busiest
+//! topics, one pane focused (tab) and sorted by a key (`s`).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
 
-use super::model::{ProducerRow, Snapshot, SubscriberRow, TopicRow};
+use super::model::{GroupRow, ProducerRow, Snapshot, SubscriberRow, TopicRow};
 use crate::format::human_bytes;
 
 /// The panes, in tab order.
@@ -16,6 +16,7 @@ use crate::format::human_bytes;
 pub(crate) enum Pane {
     Producers,
     Subscribers,
+    Groups,
     Topics,
 }
 
@@ -24,14 +25,18 @@ pub(crate) enum Pane {
 pub(crate) struct Ui {
     pub focus: Pane,
     /// Index into [`sort_keys`] per pane.
-    pub sort: [usize; 3],
+    pub sort: [usize; 4],
+    /// Whether the groups pane is shown (the bus has worker groups): tab
+    /// skips it otherwise.
+    pub groups: bool,
 }
 
 impl Default for Ui {
     fn default() -> Self {
         Ui {
             focus: Pane::Producers,
-            sort: [0; 3],
+            sort: [0; 4],
+            groups: false,
         }
     }
 }
@@ -41,7 +46,8 @@ impl Ui {
     pub(crate) fn next_pane(&mut self) {
         self.focus = match self.focus {
             Pane::Producers => Pane::Subscribers,
-            Pane::Subscribers => Pane::Topics,
+            Pane::Subscribers if self.groups => Pane::Groups,
+            Pane::Subscribers | Pane::Groups => Pane::Topics,
             Pane::Topics => Pane::Producers,
         };
     }
@@ -50,9 +56,18 @@ impl Ui {
     pub(crate) fn prev_pane(&mut self) {
         self.focus = match self.focus {
             Pane::Producers => Pane::Topics,
-            Pane::Subscribers => Pane::Producers,
+            Pane::Subscribers | Pane::Groups => Pane::Producers,
+            Pane::Topics if self.groups => Pane::Groups,
             Pane::Topics => Pane::Subscribers,
         };
+    }
+
+    /// The groups pane appears or goes: focus leaves it if it went.
+    pub(crate) fn set_groups(&mut self, shown: bool) {
+        self.groups = shown;
+        if !shown && self.focus == Pane::Groups {
+            self.focus = Pane::Topics;
+        }
     }
 
     /// `s`: the focused pane's next sort key.
@@ -71,6 +86,7 @@ pub(crate) fn sort_keys(pane: Pane) -> &'static [&'static str] {
     match pane {
         Pane::Producers => &["slot", "msgs/s", "ring fill", "full waits"],
         Pane::Subscribers => &["slot", "msgs/s", "lag", "lagged"],
+        Pane::Groups => &["slot", "done/s", "backlog"],
         Pane::Topics => &["rate", "topic"],
     }
 }
@@ -132,6 +148,29 @@ fn sorted_subscribers<'a>(rows: &'a [SubscriberRow], key: &str) -> Vec<&'a Subsc
     v
 }
 
+fn sorted_groups<'a>(rows: &'a [GroupRow], key: &str) -> Vec<&'a GroupRow> {
+    let mut v: Vec<&GroupRow> = rows.iter().collect();
+    match key {
+        "done/s" => v.sort_by(|a, b| {
+            b.done_per_sec
+                .unwrap_or(0.0)
+                .total_cmp(&a.done_per_sec.unwrap_or(0.0))
+        }),
+        "backlog" => v.sort_by_key(|g| std::cmp::Reverse(g.backlog)),
+        _ => v.sort_by_key(|g| g.slot),
+    }
+    v
+}
+
+/// Rows the groups pane takes, borders and header included (0 without
+/// groups).
+pub(crate) fn groups_height(s: &Snapshot) -> usize {
+    if s.groups.is_empty() {
+        return 0;
+    }
+    s.groups.len() + s.groups.iter().map(|g| g.members.len()).sum::<usize>() + 3
+}
+
 fn sorted_topics<'a>(rows: &'a [TopicRow], key: &str) -> Vec<&'a TopicRow> {
     let mut v: Vec<&TopicRow> = rows.iter().collect();
     if key == "topic" {
@@ -161,10 +200,12 @@ const HEADER: Style = Style::new().add_modifier(Modifier::BOLD);
 pub(crate) fn draw(f: &mut Frame<'_>, s: &Snapshot, ui: &Ui) {
     let topic_rows = (s.topics.len().clamp(1, 10) + 3) as u16;
     let producer_rows = (s.producers.len().max(1) + 3) as u16;
-    let [head, prods, subs, topics, keys] = Layout::vertical([
+    let group_rows = groups_height(s).min(16) as u16;
+    let [head, prods, subs, groups, topics, keys] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Max(producer_rows),
         Constraint::Min(4),
+        Constraint::Length(group_rows),
         Constraint::Length(topic_rows),
         Constraint::Length(1),
     ])
@@ -172,6 +213,9 @@ pub(crate) fn draw(f: &mut Frame<'_>, s: &Snapshot, ui: &Ui) {
     header(f, head, s);
     producers(f, prods, s, ui);
     subscribers(f, subs, s, ui);
+    if group_rows > 0 {
+        groups_pane(f, groups, s, ui);
+    }
     topics_pane(f, topics, s, ui);
     f.render_widget(
         Paragraph::new(Line::from(vec![
@@ -209,6 +253,12 @@ fn header(f: &mut Frame<'_>, area: Rect, s: &Snapshot) {
         .iter()
         .map(|p| p.msgs_per_sec)
         .try_fold(0.0, |acc, r| Some(acc + r?));
+    let live_m: usize = s.groups.iter().map(|g| g.live_members).sum();
+    let groups = if s.groups.is_empty() {
+        String::new()
+    } else {
+        format!("   groups {} ({live_m} live)", s.groups.len())
+    };
     let mut first = vec![
         Span::styled(format!("bus `{}`", s.bus), HEADER),
         Span::raw(format!(
@@ -225,7 +275,7 @@ fn header(f: &mut Frame<'_>, area: Rect, s: &Snapshot) {
         first.push(Span::styled("  REMOVED", DEAD));
     }
     let second = Line::from(vec![Span::raw(format!(
-        "producers {live_p} alive, {dead_p} dead   subscribers {live_s} alive, {dead_s} dead   \
+        "producers {live_p} alive, {dead_p} dead   subscribers {live_s} alive, {dead_s} dead{groups}   \
          published {} msgs/s   refresh {}",
         rate(if s.producers.is_empty() {
             s.interval_secs.map(|_| 0.0)
@@ -361,6 +411,93 @@ fn subscribers(f: &mut Frame<'_>, area: Rect, s: &Snapshot, ui: &Ui) {
     f.render_widget(table, area);
 }
 
+fn groups_pane(f: &mut Frame<'_>, area: Rect, s: &Snapshot, ui: &Ui) {
+    let key = ui.key(Pane::Groups);
+    let mut rows = Vec::new();
+    for g in sorted_groups(&s.groups, key) {
+        let state = if g.removing {
+            "REMOVING".to_owned()
+        } else if g.stalled {
+            "STALLED".to_owned()
+        } else {
+            format!("{} live", g.live_members)
+        };
+        let row = Row::new(vec![
+            g.name.clone(),
+            String::new(),
+            state,
+            rate(g.claimed_per_sec),
+            rate(g.done_per_sec),
+            g.done.to_string(),
+            g.backlog.to_string(),
+            g.redelivered.to_string(),
+            g.lost.to_string(),
+            format!("{} {}", g.mode, g.patterns.join(" ")),
+        ]);
+        rows.push(if g.stalled {
+            row.style(DEAD)
+        } else {
+            row.style(HEADER)
+        });
+        for m in &g.members {
+            let state = match (m.alive, m.adopted, m.busy) {
+                (false, _, _) => "DEAD",
+                (true, true, _) => "adopted",
+                (true, false, true) => "busy",
+                (true, false, false) => "alive",
+            };
+            let row = Row::new(vec![
+                format!("  {}", m.name),
+                m.pid.to_string(),
+                state.to_owned(),
+                String::new(),
+                rate(m.done_per_sec),
+                m.done.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+            rows.push(if m.alive { row } else { row.style(DEAD) });
+        }
+    }
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(20),
+            Constraint::Length(7),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(11),
+            Constraint::Length(5),
+            Constraint::Min(20),
+        ],
+    )
+    .header(
+        Row::new([
+            "GROUP / MEMBER",
+            "PID",
+            "STATE",
+            "CLAIMED/S",
+            "DONE/S",
+            "DONE",
+            "BACKLOG",
+            "REDELIVERED",
+            "LOST",
+            "MODE PATTERNS",
+        ])
+        .style(HEADER),
+    )
+    .block(pane_block(
+        format!(" worker groups ({}) sort: {key} ", s.groups.len()),
+        ui.focus == Pane::Groups,
+    ));
+    f.render_widget(table, area);
+}
+
 fn topics_pane(f: &mut Frame<'_>, area: Rect, s: &Snapshot, ui: &Ui) {
     let key = ui.key(Pane::Topics);
     let shown = area.height.saturating_sub(3) as usize;
@@ -473,6 +610,7 @@ mod tests {
                     holding_back: false,
                 },
             ],
+            groups: vec![],
             topics: vec![
                 TopicRow {
                     topic: "md.XNAS.AAPL.trade".into(),
@@ -581,6 +719,112 @@ mod tests {
         ui.prev_pane();
         ui.prev_pane();
         assert_eq!(ui.focus, Pane::Topics);
+    }
+
+    fn with_groups() -> Snapshot {
+        use super::super::model::MemberRow;
+        let member = |slot: u32, pid: u32, name: &str, alive: bool, done: u64| MemberRow {
+            slot,
+            pid,
+            name: name.into(),
+            alive,
+            adopted: false,
+            busy: alive,
+            claimed: done,
+            done,
+            done_per_sec: Some(if alive { 500.0 } else { 0.0 }),
+        };
+        let mut s = known();
+        s.groups = vec![
+            GroupRow {
+                slot: 0,
+                name: "fills".into(),
+                mode: "at-least-once".into(),
+                patterns: vec!["orders.{venue}.fill".into()],
+                live_members: 1,
+                members: vec![
+                    member(0, 6001, "fill worker 1", true, 700),
+                    member(1, 6002, "fill worker 2", false, 300),
+                ],
+                claimed: 1000,
+                done: 1000,
+                claimed_per_sec: Some(1000.0),
+                done_per_sec: Some(1000.0),
+                backlog: 42,
+                redelivered: 3,
+                lost: 0,
+                lagged: 0,
+                claims: 125,
+                stalled: false,
+                removing: false,
+            },
+            GroupRow {
+                slot: 1,
+                name: "orphans".into(),
+                mode: "at-most-once".into(),
+                patterns: vec!["md.**".into()],
+                live_members: 0,
+                members: vec![],
+                claimed: 10,
+                done: 9,
+                claimed_per_sec: Some(0.0),
+                done_per_sec: Some(0.0),
+                backlog: 7,
+                redelivered: 0,
+                lost: 1,
+                lagged: 0,
+                claims: 2,
+                stalled: true,
+                removing: false,
+            },
+        ];
+        s
+    }
+
+    #[test]
+    fn the_groups_pane_shows_members_rates_backlog_and_stalls() {
+        let s = with_groups();
+        let mut t = Terminal::new(TestBackend::new(140, 40)).unwrap();
+        let mut ui = Ui::default();
+        ui.set_groups(true);
+        t.draw(|f| draw(f, &s, &ui)).unwrap();
+        let lines = render(&s, &ui);
+        assert!(line_with(&lines, "groups 2 (1 live)").contains("subscribers"));
+        let fills = line_with(&lines, "fills  ");
+        for part in [
+            "1 live",
+            "1000",
+            "42",
+            "3",
+            "at-least-once",
+            "orders.{venue}.fill",
+        ] {
+            assert!(fills.contains(part), "{part:?} in {fills}");
+        }
+        let w1 = line_with(&lines, "fill worker 1");
+        for part in ["6001", "busy", "500", "700"] {
+            assert!(w1.contains(part), "{part:?} in {w1}");
+        }
+        assert!(line_with(&lines, "fill worker 2").contains("DEAD"));
+        assert!(line_with(&lines, "orphans").contains("STALLED"));
+        // Tab goes through the groups pane when it is shown, not otherwise.
+        ui.next_pane();
+        ui.next_pane();
+        assert_eq!(ui.focus, Pane::Groups);
+        ui.next_sort();
+        ui.next_sort();
+        let lines = render(&s, &ui);
+        assert!(line_with(&lines, "worker groups (2)").contains("sort: backlog"));
+        let fills = lines.iter().position(|l| l.contains("fills  ")).unwrap();
+        let orphans = lines.iter().position(|l| l.contains("orphans")).unwrap();
+        assert!(fills < orphans, "backlog 42 before 7");
+        ui.set_groups(false);
+        assert_eq!(ui.focus, Pane::Topics);
+        ui.prev_pane();
+        assert_eq!(ui.focus, Pane::Subscribers);
+        // No groups: no groups pane.
+        let lines = render(&known(), &Ui::default());
+        assert!(!lines.iter().any(|l| l.contains("worker groups")));
     }
 
     #[test]
