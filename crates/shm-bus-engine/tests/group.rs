@@ -62,6 +62,18 @@ fn group_worker() {
     engine
         .register_handler("jobs.{kind}", recorder(&log), false)
         .unwrap();
+    // Some work now and then, so that one engine cannot take every claim.
+    engine
+        .register_handler(
+            "jobs.{kind}",
+            Handler::new(|m: &Message<'_>| {
+                if m.as_pod::<u64>().unwrap() % 64 == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }),
+            false,
+        )
+        .unwrap();
     // Not the group's patterns: never dispatched by a group engine.
     let strays = Arc::new(AtomicU64::new(0));
     let s = strays.clone();

@@ -1,18 +1,78 @@
 //! The low-level bus for Python: `Bus`, `Publisher`, `Subscriber`,
 //! `Sample`, `Loan`.
 
-use std::sync::Mutex;
+use std::ptr::NonNull;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
-use shm_bus_core::{Bus, BusConfig, Policy, RecvError, Start, Subscriber};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use shm_bus_core::delivery::AnyPolicy;
+use shm_bus_core::{
+    Bus, BusConfig, GroupInfo, GroupMode, GroupOptions, GroupRemoval, Policy, RecvError, Sample,
+    Start, Subscriber,
+};
 
 use crate::codec::Encoded;
 use crate::errors::{Empty, bus_error};
 use crate::ffi::Exported;
-use crate::port::{PubState, SLICE, lock_pub, put_bytes, recv_error, topic_text};
+use crate::port::{PubState, SLICE, SameThread, lock_pub, put_bytes, recv_error_in, topic_text};
+
+/// `GroupOptions` from Python arguments.
+pub(crate) fn group_options(mode: &str, claim_batch: u32) -> PyResult<GroupOptions> {
+    let mode: GroupMode = mode.parse().map_err(PyValueError::new_err)?;
+    if claim_batch == 0 {
+        return Err(PyValueError::new_err("claim_batch must be at least 1"));
+    }
+    Ok(GroupOptions { mode, claim_batch })
+}
+
+/// Pattern arguments: `str`s or `Topic`s.
+pub(crate) fn pattern_texts(patterns: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if patterns.is_instance_of::<PyString>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "patterns must be a list or tuple of patterns, not one str",
+        ));
+    }
+    let mut out = Vec::new();
+    for p in patterns.try_iter()? {
+        out.push(topic_text(&p?)?.to_cow()?.into_owned());
+    }
+    Ok(out)
+}
+
+fn group_dict<'py>(py: Python<'py>, g: &GroupInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("slot", g.slot)?;
+    d.set_item("name", &g.name)?;
+    d.set_item("mode", g.mode.as_str())?;
+    d.set_item("patterns", &g.patterns)?;
+    let members = PyList::empty(py);
+    for m in &g.members {
+        let md = PyDict::new(py);
+        md.set_item("slot", m.slot)?;
+        md.set_item("pid", m.pid)?;
+        md.set_item("name", &m.name)?;
+        md.set_item("alive", m.alive)?;
+        md.set_item("adopted", m.adopted)?;
+        md.set_item("claimed", m.claimed)?;
+        md.set_item("done", m.done)?;
+        md.set_item("busy", m.busy)?;
+        members.append(md)?;
+    }
+    d.set_item("members", members)?;
+    d.set_item("redelivered", g.redelivered)?;
+    d.set_item("lost", g.lost)?;
+    d.set_item("lagged", g.lagged)?;
+    d.set_item("claimed", g.claimed)?;
+    d.set_item("done", g.done)?;
+    d.set_item("claims", g.claims)?;
+    d.set_item("backlog", g.backlog)?;
+    d.set_item("removing", g.removing)?;
+    d.set_item("created_ns", g.created_ns)?;
+    Ok(d)
+}
 
 pub(crate) fn config_from(ring_bytes: Option<u64>, policy: Option<&str>) -> PyResult<BusConfig> {
     let mut config = BusConfig::default();
@@ -39,6 +99,13 @@ pub(crate) struct PyBus {
     bus: Bus,
 }
 
+/// The configuration keywords of `Bus.create` / `open_or_create`.
+#[derive(Default, Clone, Copy)]
+struct Sizes {
+    max_groups: Option<u32>,
+    max_group_members: Option<u32>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn full_config(
     ring_bytes: Option<u64>,
@@ -47,8 +114,15 @@ fn full_config(
     max_topics: Option<u32>,
     policy: Option<&str>,
     history_bytes: Option<u64>,
+    sizes: Sizes,
 ) -> PyResult<BusConfig> {
     let mut c = config_from(ring_bytes, policy)?;
+    if let Some(n) = sizes.max_groups {
+        c = c.with_max_groups(n);
+    }
+    if let Some(n) = sizes.max_group_members {
+        c = c.with_max_group_members(n);
+    }
     if let Some(n) = max_producers {
         c = c.with_max_producers(n);
     }
@@ -69,7 +143,9 @@ impl PyBus {
     /// Creates bus `name`; `BusError` if it exists.
     #[staticmethod]
     #[pyo3(signature = (name, *, ring_bytes=None, max_producers=None, max_subscribers=None,
-                        max_topics=None, policy=None, history_bytes=None))]
+                        max_topics=None, policy=None, history_bytes=None, max_groups=None,
+                        max_group_members=None))]
+    #[allow(clippy::too_many_arguments)]
     fn create(
         name: &str,
         ring_bytes: Option<u64>,
@@ -78,6 +154,8 @@ impl PyBus {
         max_topics: Option<u32>,
         policy: Option<&str>,
         history_bytes: Option<u64>,
+        max_groups: Option<u32>,
+        max_group_members: Option<u32>,
     ) -> PyResult<PyBus> {
         let c = full_config(
             ring_bytes,
@@ -86,6 +164,10 @@ impl PyBus {
             max_topics,
             policy,
             history_bytes,
+            Sizes {
+                max_groups,
+                max_group_members,
+            },
         )?;
         Ok(PyBus {
             bus: Bus::create(name, c).map_err(bus_error)?,
@@ -105,7 +187,9 @@ impl PyBus {
     /// existing bus is opened as it is.
     #[staticmethod]
     #[pyo3(signature = (name, *, ring_bytes=None, max_producers=None, max_subscribers=None,
-                        max_topics=None, policy=None, history_bytes=None))]
+                        max_topics=None, policy=None, history_bytes=None, max_groups=None,
+                        max_group_members=None))]
+    #[allow(clippy::too_many_arguments)]
     fn open_or_create(
         name: &str,
         ring_bytes: Option<u64>,
@@ -114,6 +198,8 @@ impl PyBus {
         max_topics: Option<u32>,
         policy: Option<&str>,
         history_bytes: Option<u64>,
+        max_groups: Option<u32>,
+        max_group_members: Option<u32>,
     ) -> PyResult<PyBus> {
         let c = full_config(
             ring_bytes,
@@ -122,13 +208,19 @@ impl PyBus {
             max_topics,
             policy,
             history_bytes,
+            Sizes {
+                max_groups,
+                max_group_members,
+            },
         )?;
         let nothing_asked = ring_bytes.is_none()
             && max_producers.is_none()
             && max_subscribers.is_none()
             && max_topics.is_none()
             && policy.is_none()
-            && history_bytes.is_none();
+            && history_bytes.is_none()
+            && max_groups.is_none()
+            && max_group_members.is_none();
         let bus = if nothing_asked {
             // nothing asked of the configuration: an existing bus as it is
             Bus::open(name).or_else(|_| Bus::open_or_create(name, c))
@@ -169,6 +261,8 @@ impl PyBus {
         d.set_item("max_topics", c.max_topics)?;
         d.set_item("policy", c.policy.as_str())?;
         d.set_item("history_bytes", c.history_bytes)?;
+        d.set_item("max_groups", c.max_groups)?;
+        d.set_item("max_group_members", c.max_group_members)?;
         d.set_item("max_payload", c.max_payload())?;
         Ok(d)
     }
@@ -198,9 +292,61 @@ impl PyBus {
         for p in &patterns {
             sub.subscribe(p).map_err(bus_error)?;
         }
-        Ok(PySubscriber {
-            sub: Mutex::new(sub),
-        })
+        Ok(PySubscriber::new(sub))
+    }
+
+    /// Joins worker group `group` as member `name` (creating the group
+    /// with `patterns` and `mode` if it does not exist; empty `patterns`
+    /// take an existing group's). Each event matching the group's
+    /// patterns goes to exactly one live member. The member is a
+    /// `Subscriber` whose samples it holds unfinished until its next
+    /// receive, `sample.done()` (or the end of a `with sample:` block),
+    /// the sample being collected, or `close()`.
+    #[pyo3(signature = (group, name, patterns = None, mode = "at-least-once", claim_batch = 8))]
+    fn group_member(
+        &self,
+        group: &str,
+        name: &str,
+        patterns: Option<&Bound<'_, PyAny>>,
+        mode: &str,
+        claim_batch: u32,
+    ) -> PyResult<PySubscriber> {
+        let patterns = match patterns {
+            Some(p) => pattern_texts(p)?,
+            None => Vec::new(),
+        };
+        let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        let options = group_options(mode, claim_batch)?;
+        let sub = self
+            .bus
+            .group_member_with::<AnyPolicy>(group, name, &refs, options)
+            .map_err(bus_error)?;
+        Ok(PySubscriber::new(sub))
+    }
+
+    /// Removes worker group `group`: `(outcome, pids)`, outcome one of
+    /// `"removed"`, `"not-found"`, `"in-use"` (live members remain, their
+    /// pids; nothing changed: pass `force=True`) and `"evicted"` (forced:
+    /// the live members' next receives raise `GroupRemoved`).
+    #[pyo3(signature = (group, force = false))]
+    fn remove_group(&self, group: &str, force: bool) -> PyResult<(&'static str, Vec<u32>)> {
+        Ok(
+            match self.bus.remove_group(group, force).map_err(bus_error)? {
+                GroupRemoval::NotFound => ("not-found", Vec::new()),
+                GroupRemoval::Removed => ("removed", Vec::new()),
+                GroupRemoval::InUse(pids) => ("in-use", pids),
+                GroupRemoval::Evicted(pids) => ("evicted", pids),
+            },
+        )
+    }
+
+    /// Every worker group of the bus, as dicts.
+    fn groups<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.bus
+            .groups()
+            .iter()
+            .map(|g| group_dict(py, g))
+            .collect()
     }
 
     /// `[(role, slot, pid, name, alive)]` for every attached member.
@@ -368,10 +514,114 @@ impl PyLoan {
     }
 }
 
-/// Receives the events matching its patterns.
+/// A subscriber, and for a worker-group member the sample of the event
+/// it holds unfinished (the last one it handed to Python).
+///
+/// A core `Sample` borrows its `Subscriber` mutably, and an event of a
+/// group is finished when its sample is dropped; to hand a group event to
+/// Python without finishing it, the sample is kept here next to the
+/// subscriber it borrows. The subscriber lives in its own heap allocation
+/// (a raw pointer, so that moving the `Receiver` asserts nothing about
+/// it), and every access to it goes through this type, which drops the
+/// held sample first.
+struct Receiver {
+    /// Borrows `*sub`; always dropped before `sub` is touched or freed.
+    held: Option<Held>,
+    /// From `Box::into_raw`; freed in `Drop`.
+    sub: NonNull<Subscriber>,
+    /// Numbers the group samples handed out (see [`Held::receipt`]).
+    receipts: u64,
+    /// `(received, lagged, redelivered)` as of the last time nothing was
+    /// held: what the counters say while an event is held.
+    stats: (u64, u64, u64),
+}
+
+struct Held {
+    /// Kept for its `Drop`, which finishes the event.
+    _sample: Sample<'static>,
+    /// Which Python `Sample` it belongs to: only that one's `done()`
+    /// finishes it.
+    receipt: u64,
+}
+
+// SAFETY: a `Receiver` owns its subscriber (which is `Send`) and the
+// sample borrowing it; they only ever move between threads together
+// (behind the `PySubscriber`'s mutex). A sample's payload pointer points
+// into the bus mapping or the subscriber's own copy buffer, neither of
+// which is tied to a thread.
+unsafe impl Send for Receiver {}
+
+impl Receiver {
+    fn new(sub: Subscriber) -> Receiver {
+        let stats = (sub.received(), sub.lagged(), sub.redelivered());
+        Receiver {
+            held: None,
+            sub: NonNull::from(Box::leak(Box::new(sub))),
+            receipts: 0,
+            stats,
+        }
+    }
+
+    /// Finishes the held event, if any.
+    fn finish(&mut self) {
+        if self.held.take().is_some() {
+            let s = self.sub();
+            self.stats = (s.received(), s.lagged(), s.redelivered());
+        }
+    }
+
+    /// The subscriber, the held event finished first (a sample borrows
+    /// it mutably).
+    fn sub(&mut self) -> &mut Subscriber {
+        drop(self.held.take());
+        // SAFETY: `sub` came from `Box::into_raw` and is freed only in
+        // `Drop`; nothing borrows it now (the held sample was just
+        // dropped), and the returned borrow is tied to `&mut self`.
+        unsafe { self.sub.as_mut() }
+    }
+
+    /// The subscriber, for a receive whose sample may be kept in `held`.
+    ///
+    /// # Safety
+    /// Nothing may borrow the subscriber while the returned reference (or
+    /// a sample made from it) is used: `held` is `None`, and no reference
+    /// from an earlier call is alive. The reference must not outlive the
+    /// `Receiver` (a sample made from it may only be kept in `held`).
+    unsafe fn sub_unbound(&mut self) -> &'static mut Subscriber {
+        debug_assert!(self.held.is_none());
+        // SAFETY: as the caller promises; the allocation lives until
+        // `Drop`, which drops `held` first.
+        unsafe { &mut *self.sub.as_ptr() }
+    }
+
+    fn stats(&mut self) -> (u64, u64, u64) {
+        if self.held.is_some() {
+            return self.stats;
+        }
+        let s = self.sub();
+        (s.received(), s.lagged(), s.redelivered())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        // SAFETY: from `Box::into_raw` in `new`, freed once, here, after
+        // the sample borrowing it was dropped.
+        drop(unsafe { Box::from_raw(self.sub.as_ptr()) });
+    }
+}
+
+/// Receives the events matching its patterns; or, made by
+/// `Bus.group_member`, its share of a worker group's events.
 #[pyclass(module = "shm_bus._native", name = "Subscriber", frozen)]
 pub(crate) struct PySubscriber {
-    sub: Mutex<Subscriber>,
+    /// `None` once closed.
+    inner: Mutex<Option<Receiver>>,
+    /// The worker group, for a member.
+    group: Option<String>,
+    /// A member's patterns (the group's: they do not change).
+    group_patterns: Vec<String>,
 }
 
 /// One received event; its payload is a private copy, valid as long as
@@ -390,7 +640,51 @@ pub(crate) struct PySample {
     /// Wall-clock nanoseconds since the Unix epoch when it was published.
     #[pyo3(get)]
     timestamp: u64,
+    /// Worker groups: handed out before to a member that died before
+    /// finishing it (at-least-once). Always False for a plain subscriber.
+    #[pyo3(get)]
+    redelivered: bool,
     data: Py<PyBytes>,
+    /// A group member's sample: the member and the receipt of the event
+    /// it holds for this sample.
+    owner: Option<(Py<PySubscriber>, u64)>,
+}
+
+impl PySample {
+    /// Finishes this sample's event if its member still holds it.
+    /// `wait`: take the member's lock even if another thread holds it
+    /// (releasing the GIL meanwhile); otherwise give up when it is busy
+    /// (whoever holds it finishes held events before receiving).
+    fn finish(&self, py: Python<'_>, wait: bool) {
+        let Some((member, receipt)) = &self.owner else {
+            return;
+        };
+        let member = member.get();
+        let guard = match member.inner.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) if wait => Some(lock_detached(py, &member.inner)),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut g) = guard {
+            if let Some(r) = g.as_mut() {
+                if r.held.as_ref().is_some_and(|h| h.receipt == *receipt) {
+                    r.finish();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PySample {
+    fn drop(&mut self) {
+        if self.owner.is_some() {
+            // A sample garbage-collected while its event is held finishes
+            // it (the core's rule: an event is finished when its sample is
+            // dropped). Without waiting: a destructor must not block.
+            Python::attach(|py| self.finish(py, false));
+        }
+    }
 }
 
 #[pymethods]
@@ -413,6 +707,24 @@ impl PySample {
             .call1((self.data.bind(py),))
     }
 
+    /// Worker groups: finishes the event now (else the member's next
+    /// receive, `close()`, or this sample being collected does). Nothing
+    /// for a plain subscriber's sample, or one already finished.
+    fn done(&self, py: Python<'_>) {
+        self.finish(py, true);
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The end of a `with` block finishes the event (as `done()`).
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.finish(py, true);
+        false
+    }
+
     fn __bytes__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         self.data.bind(py).clone()
     }
@@ -423,10 +735,11 @@ impl PySample {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "<Sample {} seq={} len={}>",
+            "<Sample {} seq={} len={}{}>",
             self.topic,
             self.sequence,
-            self.data.bind(py).as_bytes().len()
+            self.data.bind(py).as_bytes().len(),
+            if self.redelivered { " redelivered" } else { "" }
         )
     }
 }
@@ -438,6 +751,7 @@ struct Received {
     producer: u32,
     sequence: u64,
     timestamp: u64,
+    redelivered: bool,
     data: Vec<u8>,
 }
 
@@ -449,23 +763,90 @@ fn received(s: &shm_bus_core::Sample<'_>) -> Received {
         producer: s.producer(),
         sequence: s.sequence(),
         timestamp: s.timestamp_ns(),
+        redelivered: s.redelivered(),
         data: s.payload().to_vec(),
     }
 }
 
+/// Locks `m`, releasing the GIL while another thread holds it (that
+/// thread may be waiting for the GIL itself).
+fn lock_detached<'a, T: Send>(py: Python<'_>, m: &'a Mutex<T>) -> MutexGuard<'a, T> {
+    match m.try_lock() {
+        Ok(g) => g,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            crate::port::detach(py, || {
+                SameThread(m.lock().unwrap_or_else(|e| e.into_inner()))
+            })
+            .0
+        }
+    }
+}
+
 impl PySubscriber {
+    fn new(sub: Subscriber) -> PySubscriber {
+        let group = sub.group().map(str::to_owned);
+        let group_patterns = if group.is_some() {
+            sub.patterns().iter().map(|t| t.to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        PySubscriber {
+            inner: Mutex::new(Some(Receiver::new(sub))),
+            group,
+            group_patterns,
+        }
+    }
+
+    /// Runs `f` on the receiver (the GIL released while waiting for it).
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Receiver) -> R) -> PyResult<R> {
+        let mut guard = lock_detached(py, &self.inner);
+        match guard.as_mut() {
+            Some(r) => Ok(f(r)),
+            None => Err(PyRuntimeError::new_err("this subscriber was closed")),
+        }
+    }
+
     fn receive(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         timeout: Option<f64>,
         block: bool,
     ) -> PyResult<Option<PySample>> {
-        let mut guard = self.sub.lock().unwrap_or_else(|e| e.into_inner());
-        let sub: &mut Subscriber = &mut guard;
-        let mut got = match sub.try_recv() {
-            Ok(s) => Some(received(&s)),
+        let py = slf.py();
+        let this = slf.get();
+        let mut guard = lock_detached(py, &this.inner);
+        let Some(r) = guard.as_mut() else {
+            return Err(PyRuntimeError::new_err("this subscriber was closed"));
+        };
+        // A member holds one event at a time: the previous one is
+        // finished before the next is taken.
+        r.finish();
+        let group = this.group.as_deref();
+        let hold = group.is_some();
+        // Keeps the sample (a group member's event stays unfinished) or
+        // drops it, and returns its copy.
+        let keep = |r: &mut Receiver, s: Sample<'static>| -> (Received, u64) {
+            let got = received(&s);
+            if hold {
+                r.receipts += 1;
+                let receipt = r.receipts;
+                r.held = Some(Held {
+                    _sample: s,
+                    receipt,
+                });
+                (got, receipt)
+            } else {
+                drop(s);
+                (got, 0)
+            }
+        };
+        // SAFETY: nothing borrows the subscriber (`finish` dropped the held
+        // sample); the sample is dropped or kept in `held` by `keep`.
+        let first = unsafe { r.sub_unbound() }.try_recv();
+        let mut got = match first {
+            Ok(s) => Some(keep(r, s)),
             Err(RecvError::Empty) => None,
-            Err(e) => return Err(recv_error(e)),
+            Err(e) => return Err(recv_error_in(e, group)),
         };
         let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
         while got.is_none() && block {
@@ -479,87 +860,118 @@ impl PySubscriber {
                     left.min(SLICE)
                 }
             };
-            let r = crate::port::detach(py, || match sub.recv_timeout(slice) {
-                Ok(s) => Ok(Some(received(&s))),
-                Err(RecvError::Timeout | RecvError::Empty) => Ok(None),
-                Err(e) => Err(e),
-            });
-            got = r.map_err(recv_error)?;
+            // SAFETY: as above: the last receive gave no sample.
+            let sub = unsafe { r.sub_unbound() };
+            let res = crate::port::detach(py, move || SameThread(sub.recv_timeout(slice))).0;
+            got = match res {
+                Ok(s) => Some(keep(r, s)),
+                Err(RecvError::Timeout | RecvError::Empty) => None,
+                Err(e) => return Err(recv_error_in(e, group)),
+            };
             py.check_signals()?;
         }
-        Ok(got.map(|r| PySample {
+        drop(guard);
+        Ok(got.map(|(r, receipt)| PySample {
             topic: r.topic,
             topic_id: r.topic_id,
             captures: r.captures,
             producer: r.producer,
             sequence: r.sequence,
             timestamp: r.timestamp,
+            redelivered: r.redelivered,
             data: PyBytes::new(py, &r.data).unbind(),
+            owner: hold.then(|| (slf.clone().unbind(), receipt)),
         }))
     }
 }
 
 #[pymethods]
 impl PySubscriber {
-    /// Adds a pattern; returns whether it was new.
-    fn subscribe(&self, pattern: &str) -> PyResult<bool> {
-        self.sub
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .subscribe(pattern)
+    /// Adds a pattern; returns whether it was new. (A group member's
+    /// patterns are the group's: `BusError`.)
+    fn subscribe(&self, py: Python<'_>, pattern: &str) -> PyResult<bool> {
+        self.with(py, |r| r.sub().subscribe(pattern))?
             .map_err(bus_error)
     }
 
     /// Removes a pattern; returns whether it was there.
-    fn unsubscribe(&self, pattern: &str) -> PyResult<bool> {
-        self.sub
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unsubscribe(pattern)
+    fn unsubscribe(&self, py: Python<'_>, pattern: &str) -> PyResult<bool> {
+        self.with(py, |r| r.sub().unsubscribe(pattern))?
             .map_err(bus_error)
     }
 
-    /// The patterns, in subscription order.
+    /// The patterns, in subscription order (a group member's: the
+    /// group's).
     #[getter]
-    fn patterns(&self) -> Vec<String> {
-        self.sub
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .patterns()
-            .iter()
-            .map(|t| t.to_string())
-            .collect()
+    fn patterns(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        if self.group.is_some() {
+            return Ok(self.group_patterns.clone());
+        }
+        self.with(py, |r| {
+            r.sub().patterns().iter().map(|t| t.to_string()).collect()
+        })
+    }
+
+    /// The worker group, for a member made by `Bus.group_member`; else
+    /// None.
+    #[getter]
+    fn group(&self) -> Option<&str> {
+        self.group.as_deref()
     }
 
     /// The next sample, waiting as long as it takes (GIL released;
     /// Ctrl-C interrupts).
-    fn recv(&self, py: Python<'_>) -> PyResult<PySample> {
-        self.receive(py, None, true)?
-            .ok_or_else(|| Empty::new_err("no event available"))
+    fn recv(slf: &Bound<'_, Self>) -> PyResult<PySample> {
+        Self::receive(slf, None, true)?.ok_or_else(|| Empty::new_err("no event available"))
     }
 
     /// The next sample, or `None` after `timeout` seconds.
-    fn recv_timeout(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<PySample>> {
-        self.receive(py, Some(timeout), true)
+    fn recv_timeout(slf: &Bound<'_, Self>, timeout: f64) -> PyResult<Option<PySample>> {
+        Self::receive(slf, Some(timeout), true)
     }
 
     /// The next sample if one is ready, else `None`.
-    fn try_recv(&self, py: Python<'_>) -> PyResult<Option<PySample>> {
-        self.receive(py, None, false)
+    fn try_recv(slf: &Bound<'_, Self>) -> PyResult<Option<PySample>> {
+        Self::receive(slf, None, false)
     }
 
-    /// Events received, and records missed through lag.
+    /// Events received (for a group member: finished), and records
+    /// missed through lag.
     #[getter]
-    fn counters(&self) -> (u64, u64) {
-        let s = self.sub.lock().unwrap_or_else(|e| e.into_inner());
-        (s.received(), s.lagged())
+    fn counters(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
+        self.with(py, |r| {
+            let (received, lagged, _) = r.stats();
+            (received, lagged)
+        })
+    }
+
+    /// Worker groups: samples this member was handed that were
+    /// redelivered (0 for a plain subscriber).
+    #[getter]
+    fn redelivered(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |r| r.stats().2)
+    }
+
+    /// Finishes the held event (a member's) and detaches: a member leaves
+    /// its group (events it claimed and had not handed out go to another
+    /// member). Further receives raise RuntimeError. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let receiver = lock_detached(py, &self.inner).take();
+        drop(receiver);
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<PySample> {
-        self.recv(py)
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<PySample> {
+        Self::recv(slf)
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.group {
+            Some(g) => format!("<Subscriber group={g:?}>"),
+            None => "<Subscriber>".to_owned(),
+        }
     }
 }

@@ -28,6 +28,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Full", py.get_type::<errors::Full>())?;
     m.add("Empty", py.get_type::<errors::Empty>())?;
     m.add("BusError", py.get_type::<errors::BusError>())?;
+    m.add("GroupError", py.get_type::<errors::GroupError>())?;
+    m.add("GroupRemoved", py.get_type::<errors::GroupRemoved>())?;
+    m.add("GroupFull", py.get_type::<errors::GroupFull>())?;
+    m.add("TooManyGroups", py.get_type::<errors::TooManyGroups>())?;
+    m.add("GroupMismatch", py.get_type::<errors::GroupMismatch>())?;
     m.add("MAGIC", pyo3::types::PyBytes::new(py, codec::MAGIC))?;
     // Whether views derived from a handler's memoryview are detected.
     m.add("DETECTS_DERIVED_VIEWS", ffi::probe_layout(py)?)?;

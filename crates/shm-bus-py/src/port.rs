@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use shm_bus_core::delivery::AnyPolicy;
 use shm_bus_core::{
-    Bus, BusError, PublishError, Publisher, RecvError, Sample, Subscriber, TopicId,
+    Bus, BusError, GroupOptions, PublishError, Publisher, RecvError, Sample, Subscriber, TopicId,
 };
 
 use crate::codec::{self, Encoded};
@@ -232,6 +233,7 @@ struct Taken {
     topic: String,
     payload: Vec<u8>,
     sequence: u64,
+    redelivered: bool,
 }
 
 fn take(sample: &Sample<'_>) -> Taken {
@@ -239,6 +241,7 @@ fn take(sample: &Sample<'_>) -> Taken {
         topic: sample.topic().to_owned(),
         payload: sample.payload().to_vec(),
         sequence: sample.sequence(),
+        redelivered: sample.redelivered(),
     }
 }
 
@@ -265,6 +268,12 @@ pub(crate) struct BusPort {
     subscriber: Mutex<Option<Subscriber>>,
     name: String,
     receive: bool,
+    /// The worker group the engine's receiving side is a member of, with
+    /// its patterns and options; `None`: a subscriber to `**`.
+    group: Option<(String, Vec<String>, GroupOptions)>,
+    /// Whether the event being dispatched was redelivered (set before its
+    /// handlers run; read by handlers through `EventEngine.redelivered`).
+    redelivered: AtomicBool,
     /// Bumped by `invalidate` after every registration change.
     generation: AtomicU64,
     /// Whether `run` keeps dispatching.
@@ -287,6 +296,16 @@ fn thread_key() -> u64 {
 }
 
 impl BusPort {
+    /// The group was removed: the engine deactivates, and `run` raises
+    /// `GroupRemoved` (nothing more will arrive).
+    fn group_gone(&self) -> PyErr {
+        self.active.store(false, Ordering::SeqCst);
+        recv_error_in(
+            RecvError::GroupRemoved,
+            self.group.as_ref().map(|(g, _, _)| g.as_str()),
+        )
+    }
+
     fn attach_locked(&self, slot: &mut Option<Subscriber>) -> PyResult<()> {
         if slot.is_none() {
             if !self.receive {
@@ -294,8 +313,19 @@ impl BusPort {
                     "this engine was made with receive=False: it only puts (no get, run or start)",
                 ));
             }
-            let mut sub = self.bus.subscriber(&self.name).map_err(bus_error)?;
-            sub.subscribe("**").map_err(|e: BusError| bus_error(e))?;
+            let sub = match &self.group {
+                Some((group, patterns, options)) => {
+                    let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+                    self.bus
+                        .group_member_with::<AnyPolicy>(group, &self.name, &refs, *options)
+                        .map_err(bus_error)?
+                }
+                None => {
+                    let mut sub = self.bus.subscriber(&self.name).map_err(bus_error)?;
+                    sub.subscribe("**").map_err(|e: BusError| bus_error(e))?;
+                    sub
+                }
+            };
             *slot = Some(sub);
         }
         Ok(())
@@ -340,6 +370,9 @@ impl BusPort {
         make_payload: &Bound<'py, PyAny>,
         on_error: &Bound<'py, PyAny>,
     ) -> PyResult<()> {
+        // Relaxed: read by handlers on this thread (`EventEngine.redelivered`).
+        self.redelivered
+            .store(sample.redelivered(), Ordering::Relaxed);
         // Acquire: pairs with the Release in `invalidate`.
         let current = self.generation.load(Ordering::Acquire);
         if current != *generation {
@@ -476,9 +509,13 @@ fn fire_fast<'py>(
 #[pymethods]
 impl BusPort {
     /// Attaches to bus `bus` (created with `ring_bytes` etc. when absent
-    /// and `create`) as publisher and subscriber `name`.
+    /// and `create`) as publisher and subscriber `name`; with `group`, the
+    /// receiving side is a member `name` of that worker group (joined or
+    /// created with `patterns`, `mode`, `claim_batch`).
     #[new]
-    #[pyo3(signature = (bus, name, create = true, ring_bytes = None, policy = None, receive = true))]
+    #[pyo3(signature = (bus, name, create = true, ring_bytes = None, policy = None, receive = true,
+                        group = None, patterns = None, mode = "at-least-once", claim_batch = 8))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         bus: &str,
         name: &str,
@@ -486,7 +523,32 @@ impl BusPort {
         ring_bytes: Option<u64>,
         policy: Option<&str>,
         receive: bool,
+        group: Option<String>,
+        patterns: Option<&Bound<'_, PyAny>>,
+        mode: &str,
+        claim_batch: u32,
     ) -> PyResult<BusPort> {
+        let group = match group {
+            Some(g) => {
+                if !receive {
+                    return Err(pyo3::exceptions::PyValueError::new_err(
+                        "a worker-group engine receives: group= and receive=False exclude each other",
+                    ));
+                }
+                let patterns = match patterns {
+                    Some(p) => crate::bus::pattern_texts(p)?,
+                    None => Vec::new(),
+                };
+                Some((g, patterns, crate::bus::group_options(mode, claim_batch)?))
+            }
+            None if patterns.is_some() => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "patterns= is for a worker-group engine (group=...); an engine over a bus \
+                     receives every event",
+                ));
+            }
+            None => None,
+        };
         let config = crate::bus::config_from(ring_bytes, policy)?;
         let bus = if !create {
             Bus::open(bus)
@@ -504,6 +566,8 @@ impl BusPort {
             subscriber: Mutex::new(None),
             name: name.to_owned(),
             receive,
+            group,
+            redelivered: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             active: AtomicBool::new(false),
             dispatcher: AtomicU64::new(0),
@@ -547,6 +611,20 @@ impl BusPort {
     #[getter]
     fn bus_name(&self) -> &str {
         self.bus.name()
+    }
+
+    /// The worker group, for a group engine; else None.
+    #[getter]
+    fn group(&self) -> Option<&str> {
+        self.group.as_ref().map(|(g, _, _)| g.as_str())
+    }
+
+    /// Whether the event being dispatched (read from a handler) was
+    /// handed out before to a group member that died before its handlers
+    /// returned.
+    #[getter]
+    fn redelivered(&self) -> bool {
+        self.redelivered.load(Ordering::Relaxed)
     }
 
     /// The bus's ring size in bytes.
@@ -634,15 +712,18 @@ impl BusPort {
         self.publish(py, topic, args, kwargs, block, timeout)
     }
 
-    /// Takes the next event: `(topic_literal, args, kwargs, sequence)`,
-    /// memoryviews over private copies. `Empty` when none came in time.
+    /// Takes the next event: `(topic_literal, args, kwargs, sequence,
+    /// redelivered)`, memoryviews over private copies. `Empty` when none
+    /// came in time. A group engine's event is finished once copied.
     #[pyo3(signature = (block = true, timeout = 0.0))]
+    #[allow(clippy::type_complexity)]
     fn get<'py>(
         &self,
         py: Python<'py>,
         block: bool,
         timeout: f64,
-    ) -> PyResult<(String, Bound<'py, PyTuple>, Bound<'py, PyDict>, u64)> {
+    ) -> PyResult<(String, Bound<'py, PyTuple>, Bound<'py, PyDict>, u64, bool)> {
+        let group = self.group.as_ref().map(|(g, _, _)| g.as_str());
         let mut guard = match self.subscriber.try_lock() {
             Ok(g) => g,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -660,7 +741,7 @@ impl BusPort {
         let mut taken = match sub.try_recv() {
             Ok(s) => Some(take(&s)),
             Err(RecvError::Empty) => None,
-            Err(e) => return Err(recv_error(e)),
+            Err(e) => return Err(recv_error_in(e, group)),
         };
         while taken.is_none() {
             if !block {
@@ -681,13 +762,13 @@ impl BusPort {
                 Err(RecvError::Timeout | RecvError::Empty) => Ok(None),
                 Err(e) => Err(e),
             });
-            taken = got.map_err(recv_error)?;
+            taken = got.map_err(|e| recv_error_in(e, group))?;
             py.check_signals()?;
         }
         let t = taken.expect("loop ends with an event");
         let decoded = codec::decode(py, &t.payload, true)?;
         let kwargs = decoded.kwargs_dict(py);
-        Ok((t.topic, decoded.args, kwargs, t.sequence))
+        Ok((t.topic, decoded.args, kwargs, t.sequence, t.redelivered))
     }
 
     /// Dispatches until `set_active(False)` (or the bus is removed):
@@ -696,7 +777,10 @@ impl BusPort {
     /// their handlers called here, other hooks get
     /// `hook.trigger(make_payload(topic, args, kwargs, seq))`;
     /// `on_error(None, text)` logs. The GIL is released while waiting;
-    /// signals are checked every slice (Ctrl-C in the main thread).
+    /// signals are checked every slice (Ctrl-C in the main thread). A
+    /// group engine's event is finished when its handlers have returned;
+    /// `GroupRemoved` is raised (the engine deactivated) when its group is
+    /// removed.
     fn run(
         &self,
         py: Python<'_>,
@@ -756,6 +840,7 @@ impl BusPort {
                         self.active.store(false, Ordering::SeqCst);
                         return Ok(());
                     }
+                    Err(RecvError::GroupRemoved) => return Err(self.group_gone()),
                     Err(e) => {
                         report(py, recv_error(e));
                         break;
@@ -797,6 +882,7 @@ impl BusPort {
                     self.active.store(false, Ordering::SeqCst);
                     return Ok(());
                 }
+                Err(RecvError::GroupRemoved) => return Err(self.group_gone()),
                 Err(e) => report(py, recv_error(e)),
             }
         }
@@ -809,7 +895,7 @@ impl BusPort {
 /// sample borrowing this thread's subscriber) never changes threads; the
 /// `Send` bound `detach` asks for exists to keep GIL-bound objects out of
 /// the closure, and a sample holds none.
-struct SameThread<T>(T);
+pub(crate) struct SameThread<T>(pub(crate) T);
 
 // SAFETY: see above: a `SameThread` is only created in a `detach` closure
 // and consumed by the same thread right after `detach` returns.
@@ -824,8 +910,14 @@ impl Drop for ResetOnDrop<'_> {
 }
 
 pub(crate) fn recv_error(e: RecvError) -> PyErr {
+    recv_error_in(e, None)
+}
+
+/// [`recv_error`] for a receiver that is a member of `group`.
+pub(crate) fn recv_error_in(e: RecvError, group: Option<&str>) -> PyErr {
     match e {
         RecvError::Empty | RecvError::Timeout => Empty::new_err(e.to_string()),
+        RecvError::GroupRemoved => crate::errors::group_removed(group),
         other => crate::errors::BusError::new_err(other.to_string()),
     }
 }

@@ -12,7 +12,8 @@ import atexit as _atexit
 import time as _time
 
 from . import _native
-from ._native import Bus, BusError, Loan, Publisher, Sample, Subscriber
+from ._native import (Bus, BusError, GroupError, GroupFull, GroupMismatch, GroupRemoved, Loan,
+                      Publisher, Sample, Subscriber, TooManyGroups)
 
 
 def _park_waiting_threads() -> None:
@@ -46,5 +47,6 @@ __all__ = [
     "TopicPartPattern", "TopicPartRest", "TopicMatchResult", "MessagePayload", "EventHook",
     "EventHookEx", "EventEngine", "EventEngineEx", "EVENT_ENGINE", "Full", "Empty", "BusError",
     "Bus", "Publisher", "Subscriber", "Sample", "Loan", "event", "LOGGER",
+    "GroupError", "GroupRemoved", "GroupFull", "GroupMismatch", "TooManyGroups",
     "SECOND_TIMER_TOPIC", "MINUTE_TIMER_TOPIC", "TIMER_TOPIC_PREFIX", "timer_topic",
 ]

@@ -10,18 +10,19 @@ import threading
 import time
 import weakref
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from . import _native
 from ._event import LOGGER, EventHook, EventHookEx, MessagePayload, _make_payload
 from ._topic import Topic
 
-__all__ = ["EventEngine", "EventEngineEx", "Full", "Empty", "BusError",
+__all__ = ["EventEngine", "EventEngineEx", "Full", "Empty", "BusError", "GroupRemoved",
            "SECOND_TIMER_TOPIC", "MINUTE_TIMER_TOPIC", "TIMER_TOPIC_PREFIX", "timer_topic"]
 
 Full = _native.Full
 Empty = _native.Empty
 BusError = _native.BusError
+GroupRemoved = _native.GroupRemoved
 
 #: One wait slice: blocking calls wake this often to check Ctrl-C and ``stop``.
 _SLICE = 0.05
@@ -93,6 +94,13 @@ class EventEngine:
     arguments travel pickled (protocol 5), except buffers (bytes, bytearray,
     memoryview, numpy arrays), written once into the ring and handed to handlers
     as read-only memoryviews that are valid while the handler runs.
+
+    ``EventEngine(bus="jobs", name="worker-1", group="workers", patterns=["jobs.**"])``
+    makes the receiving side a member of a worker group instead: each event matching
+    the group's patterns is dispatched by exactly one engine of the group, across
+    processes; an event whose engine died before its handlers returned is dispatched
+    again by another, with ``engine.redelivered`` True during its handlers
+    (``mode="at-least-once"``, the default; ``"at-most-once"`` drops it instead).
     """
 
     _hook_class = EventHook
@@ -100,7 +108,9 @@ class EventEngine:
     def __init__(self, capacity: int = DEFAULT_MQ_CAPACITY, logger: Optional[logging.Logger] = None, *,
                  bus: Optional[str] = None, name: Optional[str] = None, create: bool = True,
                  ring_bytes: Optional[int] = None, policy: Optional[str] = None,
-                 receive: bool = True) -> None:
+                 receive: bool = True, group: Optional[str] = None,
+                 patterns: Optional[Iterable[Any]] = None, mode: str = "at-least-once",
+                 claim_batch: int = 8) -> None:
         if not isinstance(capacity, int) or capacity <= 0:
             raise ValueError(f"capacity must be a positive int, got {capacity!r}")
         self.logger: logging.Logger = logger if logger is not None else LOGGER.getChild("EventEngine")
@@ -113,9 +123,13 @@ class EventEngine:
         self._dispatch_ident: Optional[int] = None
         self._port: Optional[_native.BusPort] = None
         self._active = False
+        if bus is None and (group is not None or patterns is not None):
+            raise ValueError("group= and patterns= need bus= (a worker group lives in a bus)")
         if bus is not None:
             self._port = _native.BusPort(bus, name or f"py-engine-{os.getpid()}", create, ring_bytes,
-                                         policy, receive)
+                                         policy, receive, group,
+                                         None if patterns is None else list(patterns), mode,
+                                         claim_batch)
             if type(self).put is EventEngine.put:
                 # the bus side parses put's arguments itself: one call fewer
                 self.put = self._port.put  # type: ignore[method-assign]
@@ -145,12 +159,26 @@ class EventEngine:
         """The bus's name, or None in-process (extension)."""
         return self._port.bus_name if self._port is not None else None
 
+    @property
+    def group(self) -> Optional[str]:
+        """The worker group of a group engine, else None (extension)."""
+        return self._port.group if self._port is not None else None
+
+    @property
+    def redelivered(self) -> bool:
+        """Read from a handler of a group engine (extension): whether the event being
+        dispatched was handed out before to an engine that died before its handlers
+        returned (at-least-once). Always False otherwise."""
+        return self._port.redelivered if self._port is not None else False
+
     def __len__(self) -> int:
         return len(self._exact) + len(self._generic)
 
     def __repr__(self) -> str:
         status = "active" if self.active else "idle"
         where = f", bus={self.bus!r}" if self._port is not None else ""
+        if self.group is not None:
+            where += f", group={self.group!r}"
         return f"<{type(self).__name__} {status}>(capacity={self.capacity}{where})"
 
     # ------------------------------------------------------------- running
@@ -186,8 +214,15 @@ class EventEngine:
             self._port.attach()
         self.activate()
         _running.add(self)
-        self.engine = threading.Thread(target=self.run, name="EventEngine", daemon=True)
+        self.engine = threading.Thread(target=self._run_thread, name="EventEngine", daemon=True)
         self.engine.start()
+
+    def _run_thread(self) -> None:
+        try:
+            self.run()
+        except GroupRemoved as e:
+            # the dispatch thread ends: nothing more will arrive
+            self.logger.error(f"{self}: {e}; the engine stopped dispatching")
 
     def stop(self) -> None:
         """Deactivates the engine and waits for its thread (at most one wait slice,
@@ -271,8 +306,10 @@ class EventEngine:
         available (``block=False``) or none came within ``timeout`` seconds (> 0);
         ``timeout=0.0`` waits indefinitely. Ctrl-C interrupts the wait."""
         if self._port is not None:
-            literal, args, kwargs, seq = self._port.get(block, timeout)
-            return _make_payload(Topic(literal), args, kwargs, seq)
+            literal, args, kwargs, seq, redelivered = self._port.get(block, timeout)
+            payload = _make_payload(Topic(literal), args, kwargs, seq)
+            payload._redelivered = redelivered
+            return payload
         msg = self._get_message(block, timeout)
         if msg is None:
             raise Empty("no event available" if not block else f"no event within {timeout} s")

@@ -22,7 +22,7 @@ _TOPIC_UNEXPECTED = f"unexpected keyword argument '{_TOPIC}'"
 class MessagePayload:
     """One event: its topic, positional and keyword arguments, and sequence id."""
 
-    __slots__ = ("_topic", "_args", "_kwargs", "_seq_id")
+    __slots__ = ("_topic", "_args", "_kwargs", "_seq_id", "_redelivered")
 
     def __init__(self, topic: Optional[Topic] = None, args: Optional[tuple] = None,
                  kwargs: Optional[dict] = None, alloc: bool = False) -> None:
@@ -30,6 +30,7 @@ class MessagePayload:
         self._args = args
         self._kwargs = kwargs
         self._seq_id = 0
+        self._redelivered = False
 
     def __repr__(self) -> str:
         name = f'"{self._topic.value}"' if self._topic is not None else "NO_TOPIC"
@@ -79,6 +80,12 @@ class MessagePayload:
     @seq_id.setter
     def seq_id(self, value: int) -> None:
         self._seq_id = value
+
+    @property
+    def redelivered(self) -> bool:
+        """Extension: from ``get`` on a worker-group engine, whether the event was
+        handed out before to a member that died before finishing it."""
+        return self._redelivered
 
 
 def _make_payload(topic: Topic, args: tuple, kwargs: dict, seq_id: int) -> MessagePayload:
