@@ -2,7 +2,8 @@
 //!
 //! **What this crate is:** the command-line tool (documented for users in
 //! `docs/CLI.md`): manage the buses of a host (`create`, `remove`, `list`,
-//! `inspect`, `gc`), move events by hand (`publish`, `consume`, `tail`),
+//! `inspect`, `gc`) and their worker groups (`group`), move events by hand
+//! (`publish`, `consume`, also as a worker-group member, `tail`),
 //! record and replay them (`record`, `replay`), watch a live bus (`top`,
 //! `hz`), work with topics (`topic`), measure (`bench`) and show (`demo`,
 //! also a soak run with `--duration`).
