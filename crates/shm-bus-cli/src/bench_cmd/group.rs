@@ -5,16 +5,26 @@
 //!
 //! Each round runs both, in alternating order (group first in odd rounds,
 //! plain first in even ones), each on a fresh bus: this process publishes
-//! `--count` events on `bench.data` (the whole payload written, blocking
-//! when the ring is full); the receivers busy-spin `--work-ns` per event
-//! while holding the sample (a member's event is finished when its sample
-//! is dropped), then drop it. Every receiver reads the clock once per
-//! event (the end of its work), also with no work, so both sides pay the
+//! `--count` events on `bench.data` (the whole payload written) into a
+//! ring that holds the whole run, prefaulted by every process, so that the
+//! producer never waits for space (a producer waiting for space spins
+//! before it sleeps, and woken at every finished claim it would keep one of
+//! two vCPUs busy: the members could not have it); the receivers do `--work-ns` of CPU work per
+//! event while holding the sample (a member's event is finished when its
+//! sample is dropped), then drop it. Every receiver reads the clock once
+//! per event (after its work), also with no work, so both sides pay the
 //! same; the rate is `count` over the time from the first publish to the
 //! last event finished by any receiver. The plain subscriber stops at
 //! `count`; the members are told to stop (their stdin closed) once the
 //! group has finished `count` events, and the shares they report must add
 //! up to `count`.
+//!
+//! The work is a dependent arithmetic loop of a fixed number of iterations,
+//! calibrated in this process before the rounds (and again after them, to
+//! show drift) and handed to every receiver: CPU work, not a wall-clock
+//! spin. A spin until the clock says `--work-ns` passed would let a
+//! receiver descheduled mid-spin finish its "work" without the CPU, so
+//! more members than CPUs would look faster than they are.
 //!
 //! With `--work-ns 0` the figure is the cost of handing out events: a
 //! member's claim (a lock, a scan, bookkeeping, amortised over
@@ -86,12 +96,30 @@ pub(super) fn group(b: GroupBench, json: bool) -> Result<ExitCode> {
     if b.count == 0 {
         return Err(BadInput("--count must be at least 1".into()).into());
     }
+    // The ring holds the whole run (records of a 32-byte header and the
+    // payload rounded up to 32 bytes), with room to spare.
+    let record = 32 + (b.size as u64).next_multiple_of(32);
+    let ring = b
+        .count
+        .checked_mul(record)
+        .map(|n| (n + n / 8).next_power_of_two().max(ring_for(b.size)))
+        .filter(|&n| n <= 4 << 30)
+        .ok_or_else(|| {
+            BadInput(format!(
+                "--count {} of --size {} does not fit in one ring of at most 4 GiB: use a \
+                 smaller --count",
+                b.count, b.size
+            ))
+        })?;
     let config = BusConfig::default()
-        .with_ring_bytes(ring_for(b.size))
+        .with_ring_bytes(ring)
+        .with_max_producers(1)
         .with_max_group_members(b.members.max(16));
     if b.size > config.max_payload() {
         return Err(BadInput(format!("--size {} is larger than the ring allows", b.size)).into());
     }
+    let ns_per_iter = calibrate();
+    let iterations = (b.work_ns as f64 / ns_per_iter).round() as u64;
     let mut rounds = Vec::new();
     let (mut group_rates, mut plain_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..b.rounds {
@@ -102,7 +130,7 @@ pub(super) fn group(b: GroupBench, json: bool) -> Result<ExitCode> {
         };
         let (mut g, mut p) = (0.0, 0.0);
         for side in order {
-            let rate = run(&config, &b, side)?;
+            let rate = run(&config, &b, iterations, side)?;
             match side {
                 Side::Group => g = rate,
                 Side::Plain => p = rate,
@@ -119,6 +147,7 @@ pub(super) fn group(b: GroupBench, json: bool) -> Result<ExitCode> {
             "first": if order[0] == Side::Group { "group" } else { "plain" },
         }));
     }
+    let ns_per_iter_after = calibrate();
     let (g, p) = (median(&group_rates), median(&plain_rates));
     let ns = |rate: f64| if rate > 0.0 { 1e9 / rate } else { 0.0 };
     let round1 = |v: f64| (v * 10.0).round() / 10.0;
@@ -130,6 +159,12 @@ pub(super) fn group(b: GroupBench, json: bool) -> Result<ExitCode> {
         "size": b.size,
         "claim_batch": b.claim_batch,
         "cpus": cpus,
+        "work_iterations": iterations,
+        "ring_bytes": ring,
+        "ns_per_iteration": [
+            (ns_per_iter * 1000.0).round() / 1000.0,
+            (ns_per_iter_after * 1000.0).round() / 1000.0,
+        ],
         "group_msgs_per_sec": g.round(),
         "plain_msgs_per_sec": p.round(),
         "ratio": (median(&ratios) * 1000.0).round() / 1000.0,
@@ -141,8 +176,16 @@ pub(super) fn group(b: GroupBench, json: bool) -> Result<ExitCode> {
     print_result(&out, json, |o| {
         let mut s = format!(
             "worker group: {} member process(es) against 1 plain subscriber process, {} ns of \
-             work per event, {} events of {} B, claims of up to {}, {} CPU(s)\n",
-            b.members, b.work_ns, b.count, b.size, b.claim_batch, cpus
+             work per event ({iterations} iterations of {:.3} ns; {:.3} ns after the rounds), \
+             {} events of {} B, claims of up to {}, {} CPU(s)\n",
+            b.members,
+            b.work_ns,
+            ns_per_iter,
+            ns_per_iter_after,
+            b.count,
+            b.size,
+            b.claim_batch,
+            cpus
         );
         for (i, r) in o["rounds"].as_array().into_iter().flatten().enumerate() {
             s += &format!(
@@ -168,9 +211,10 @@ pub(super) fn group(b: GroupBench, json: bool) -> Result<ExitCode> {
 
 /// One run on a fresh bus: messages per second, from the first publish to
 /// the last event finished.
-fn run(config: &BusConfig, b: &GroupBench, side: Side) -> Result<f64> {
+fn run(config: &BusConfig, b: &GroupBench, iterations: u64, side: Side) -> Result<f64> {
     let bus_name = unique("group");
     let bus = Bus::create(&bus_name.0, *config)?;
+    bus.prefault()?;
     let receivers = match side {
         Side::Group => b.members,
         Side::Plain => 1,
@@ -184,7 +228,7 @@ fn run(config: &BusConfig, b: &GroupBench, side: Side) -> Result<f64> {
                 Side::Plain => "plain".to_owned(),
             },
             b.count.to_string(),
-            b.work_ns.to_string(),
+            iterations.to_string(),
             b.claim_batch.to_string(),
         ];
         let mut p = match side {
@@ -267,34 +311,42 @@ fn run(config: &BusConfig, b: &GroupBench, side: Side) -> Result<f64> {
     })
 }
 
-/// Busy-spins `ns` nanoseconds from `from` (a `now_ns` reading); returns
-/// the clock at the end (one reading when `ns` is 0).
-fn work(ns: u64) -> u64 {
-    let from = now_ns();
-    if ns == 0 {
-        return from;
+/// CPU work: `iterations` steps of a dependent multiply-add chain (about
+/// 1 ns each; nothing to optimise away).
+fn work(iterations: u64) -> u64 {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..iterations {
+        x = std::hint::black_box(x.wrapping_mul(0x5851_f42d_4c95_7f2d).wrapping_add(i));
     }
-    loop {
-        let t = now_ns();
-        if t.saturating_sub(from) >= ns {
-            return t;
-        }
-        std::hint::spin_loop();
+    x
+}
+
+/// Nanoseconds per [`work`] iteration on this CPU: the best of 7 runs of
+/// 2^22 iterations (the least disturbed).
+fn calibrate() -> f64 {
+    const N: u64 = 1 << 22;
+    let mut best = f64::MAX;
+    for _ in 0..7 {
+        let t = Instant::now();
+        std::hint::black_box(work(N));
+        best = best.min(t.elapsed().as_nanos() as f64 / N as f64);
     }
+    best.max(1e-3)
 }
 
 /// A receiver of the group benchmark: `bench-worker BUS group|plain COUNT
-/// WORK_NS CLAIM_BATCH`. Prints `DONE <ns of its last finished event>
-/// <events>`.
+/// WORK_ITERATIONS CLAIM_BATCH`. Prints `DONE <ns of its last finished
+/// event> <events>`.
 pub(super) fn worker(args: &[String]) -> Result<ExitCode> {
-    let [bus_name, side, count, work_ns, claim_batch] = args else {
+    let [bus_name, side, count, iterations, claim_batch] = args else {
         bail!(BadInput(
-            "bench-worker BUS group|plain COUNT WORK_NS CLAIM_BATCH".into()
+            "bench-worker BUS group|plain COUNT WORK_ITERATIONS CLAIM_BATCH".into()
         ));
     };
     let count: u64 = count.parse()?;
-    let work_ns: u64 = work_ns.parse()?;
+    let iterations: u64 = iterations.parse()?;
     let bus = Bus::open(bus_name)?;
+    bus.prefault()?;
     let group = side == "group";
     let stop = group.then(stdin_closed);
     let mut rx: Subscriber = if group {
@@ -318,8 +370,9 @@ pub(super) fn worker(args: &[String]) -> Result<ExitCode> {
         }
         match rx.recv_timeout(Duration::from_millis(10)) {
             Ok(s) => {
-                check = check.wrapping_add(u64::from_le_bytes(s.payload()[..8].try_into()?));
-                last = work(work_ns);
+                let seq = u64::from_le_bytes(s.payload()[..8].try_into()?);
+                check = check.wrapping_add(work(iterations) ^ seq);
+                last = now_ns();
                 drop(s);
                 n += 1;
                 idle = Instant::now();
