@@ -27,7 +27,8 @@
 //!   `SubscriptionIndex`).
 //! - [`alloc`]: the shared-memory segment, typed offsets, the arena
 //!   allocator and `ByteMap`.
-//! - [`core`](mod@core): the bus — `Bus`, `Publisher`, `Subscriber`, `Sample`.
+//! - [`core`](mod@core): the bus — `Bus`, `Publisher`, `Subscriber`, `Sample`,
+//!   and worker groups (`Bus::group_member`: each event to one member).
 //! - [`engine`]: PyEventEngine's `EventEngine` (hooks, handlers, timers),
 //!   over a bus or in-process.
 //! - [`events`]: numba's events and listeners, carried between processes,
@@ -37,8 +38,8 @@
 pub use shm_bus_alloc as alloc;
 pub use shm_bus_core as core;
 pub use shm_bus_core::{
-    Bus, BusConfig, BusError, Loan, PayloadError, Policy, PublishError, Publisher, RecvError,
-    Sample, Subscriber,
+    Bus, BusConfig, BusError, GroupInfo, GroupMode, GroupOptions, GroupRemoval, Loan,
+    PayloadError, Policy, PublishError, Publisher, RecvError, Sample, Subscriber,
 };
 pub use shm_bus_engine as engine;
 pub use shm_bus_engine::events;

@@ -242,7 +242,6 @@ fn init_bus(
     let subscribers = arena.alloc_array_zeroed::<SubscriberSlot>(config.max_subscribers as u64)?;
     let stride = config.cursor_stride();
     let cursors = arena.alloc_array_zeroed::<AtomicU64>(config.max_subscribers as u64 * stride)?;
-    let rings = arena.alloc(config.max_producers as u64 * config.ring_bytes, 4096)?;
     // Zeroed: free groups, free locks with empty undo logs. 64-aligned:
     // the slots' lines are cache lines.
     let group_table =
@@ -251,6 +250,7 @@ fn init_bus(
     for w in seg.resolve_slice(Offset::<AtomicU64>::new(groups.get()), group_table / 8)? {
         w.store(0, Ordering::Relaxed);
     }
+    let rings = arena.alloc(config.max_producers as u64 * config.ring_bytes, 4096)?;
     // Each ring's first header must not carry the stamp of position 0.
     for p in 0..config.max_producers as u64 {
         let word = seg.resolve(Offset::<AtomicU64>::new(

@@ -148,6 +148,9 @@ pub struct GroupMemberInfo {
     /// Whether a member of another process holds the slot now (it adopted
     /// the work this member left).
     pub adopted: bool,
+    /// Whether its member left (its receiver was dropped) with unfinished
+    /// work, rather than dying; that work waits for a member to adopt it.
+    pub departed: bool,
     /// Events handed out through this slot.
     pub claimed: u64,
     /// Events finished through this slot.
@@ -270,6 +273,16 @@ fn recv_err(fault: GroupFault) -> RecvError {
         GroupFault::Corrupt(what) => RecvError::Corrupt { what },
         GroupFault::Removed | GroupFault::Full => RecvError::GroupRemoved,
     }
+}
+
+/// Whether the group of `generation` was removed (or is being removed):
+/// read without the lock, by an idle member (a claim finds out under it).
+fn group_gone(core: &GroupCore<'_, Segment, OsOwners>, generation: u64) -> bool {
+    // Acquire: pairs with the journaled (Release) stores of a removal.
+    let load = |off: u64| core.word(core.at(off)).map_or(0, |w| w.load(Ordering::Acquire));
+    slot_state(load(G_STATE)) != SLOT_ACTIVE
+        || load(G_GENERATION) != generation
+        || load(G_REMOVING) != 0
 }
 
 /// Checks a group name: 1 to 32 bytes of letters, digits, `_ - . :`.
@@ -850,6 +863,7 @@ impl Shared {
                     && slot_state(state) == SLOT_ACTIVE
                     && !ProcessId::token_is_dead(token),
                 adopted: token != 0 && (token & 0xffff_ffff) as u32 != pid,
+                departed: token == 0,
                 claimed: c,
                 done: d,
                 busy: ring != NO_RING && progress < end,
@@ -1022,6 +1036,9 @@ impl State {
         }
         // Nothing at any cursor: no lock taken.
         if !self.group_has_records(sh, seat) {
+            if group_gone(&core, seat.generation) {
+                return Err(RecvError::GroupRemoved);
+            }
             seat.idle_polls = seat.idle_polls.wrapping_add(1);
             if seat.idle_polls % 256 == 0 && Instant::now() >= seat.next_adopt {
                 return self.adopt(sh, seat);
