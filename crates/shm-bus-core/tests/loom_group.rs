@@ -208,6 +208,9 @@ fn work(
             other => panic!("a claimed record is committed: {other:?}"),
         }
     }
+    // The whole claim is finished (as `finish_work` does: a claim may end
+    // with padding, which moves no progress on its own).
+    g.set_progress(slot, end).unwrap();
     out
 }
 

@@ -68,6 +68,8 @@ pub(super) struct GroupBench {
     pub size: usize,
     pub rounds: u32,
     pub claim_batch: u32,
+    /// The ring size (`None`: one that holds the whole run).
+    pub ring_bytes: Option<u64>,
 }
 
 /// Default `--count`: about half a second of work for the plain
@@ -99,22 +101,28 @@ pub(super) fn group(b: GroupBench, json: bool) -> Result<ExitCode> {
     // The ring holds the whole run (records of a 32-byte header and the
     // payload rounded up to 32 bytes), with room to spare.
     let record = 32 + (b.size as u64).next_multiple_of(32);
-    let ring = b
-        .count
-        .checked_mul(record)
-        .map(|n| (n + n / 8).next_power_of_two().max(ring_for(b.size)))
-        .filter(|&n| n <= 4 << 30)
-        .ok_or_else(|| {
-            BadInput(format!(
-                "--count {} of --size {} does not fit in one ring of at most 4 GiB: use a \
-                 smaller --count",
-                b.count, b.size
-            ))
-        })?;
+    let whole_run = || {
+        b.count
+            .checked_mul(record)
+            .map(|n| (n + n / 8).next_power_of_two().max(ring_for(b.size)))
+            .filter(|&n| n <= 4 << 30)
+            .ok_or_else(|| {
+                BadInput(format!(
+                    "--count {} of --size {} does not fit in one ring of at most 4 GiB: use a \
+                     smaller --count, or give --ring-bytes",
+                    b.count, b.size
+                ))
+            })
+    };
+    let ring = match b.ring_bytes {
+        Some(r) => r,
+        None => whole_run()?,
+    };
     let config = BusConfig::default()
         .with_ring_bytes(ring)
         .with_max_producers(1)
         .with_max_group_members(b.members.max(16));
+    config.validate().map_err(|e| BadInput(e.to_string()))?;
     if b.size > config.max_payload() {
         return Err(BadInput(format!("--size {} is larger than the ring allows", b.size)).into());
     }
@@ -243,6 +251,7 @@ fn run(config: &BusConfig, b: &GroupBench, iterations: u64, side: Side) -> Resul
     let mut publisher = bus.publisher("bench source")?;
     let topic = publisher.topic_id(TOPIC)?;
     let payload: Vec<u8> = (0..b.size).map(|i| i as u8).collect();
+    if std::env::var_os("TMP_SPIN0").is_some() { publisher.set_spin(Duration::ZERO); }
     let start = Instant::now();
     let start_ns = now_ns();
     for i in 0..b.count {

@@ -105,6 +105,11 @@ pub(crate) enum BenchCommand {
         /// Most events one claim takes.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
         claim_batch: u32,
+        /// Ring bytes (a power of two; `K`, `M`, `G` suffixes). Default: a
+        /// ring that holds the whole run, so the producer never waits for
+        /// space.
+        #[arg(long, value_parser = crate::common::parse_size)]
+        ring_bytes: Option<u64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -140,6 +145,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<ExitCode> {
             size,
             rounds,
             claim_batch,
+            ring_bytes,
             json,
         } => group::group(
             group::GroupBench {
@@ -149,6 +155,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<ExitCode> {
                 size,
                 rounds,
                 claim_batch,
+                ring_bytes,
             },
             json,
         ),

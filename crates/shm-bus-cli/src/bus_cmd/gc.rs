@@ -193,7 +193,7 @@ fn gc_one(name: &str, all_unused: bool, outcome: &mut GcOutcome) -> Result<()> {
         .groups()
         .iter()
         .flat_map(|g| &g.members)
-        .filter(|m| !m.alive)
+        .filter(|m| !m.alive && !m.departed)
         .count() as u64;
     outcome.kept_group_members += kept_members;
     let freed = if subs + prods + members > 0 {

@@ -76,6 +76,7 @@ pub(crate) fn group_json(g: &GroupInfo, policy: Policy) -> Value {
                 "name": m.name,
                 "alive": m.alive,
                 "adopted": m.adopted,
+                "departed": m.departed,
                 "claimed": m.claimed,
                 "done": m.done,
                 "busy": m.busy,
@@ -166,12 +167,7 @@ pub(crate) fn groups_human(groups: &[GroupInfo], policy: Policy) -> String {
             format!("{}  {}", g.mode, g.patterns.join(" ")),
         ]);
         for m in &g.members {
-            let state = match (m.alive, m.adopted, m.busy) {
-                (false, _, _) => "DEAD",
-                (true, true, _) => "adopted",
-                (true, false, true) => "busy",
-                (true, false, false) => "alive",
-            };
+            let state = member_state(m.alive, m.adopted, m.departed, m.busy);
             t.row(vec![
                 format!("  {}", m.name),
                 m.pid.to_string(),
@@ -186,6 +182,20 @@ pub(crate) fn groups_human(groups: &[GroupInfo], policy: Policy) -> String {
         }
     }
     t.render("  ")
+}
+
+/// A member slot's state in words: `alive`, `busy` (holding a claim),
+/// `adopted` (another member works through what it left), `departed` (its
+/// member left alive, with unfinished events waiting to be adopted) or
+/// `DEAD`.
+pub(crate) fn member_state(alive: bool, adopted: bool, departed: bool, busy: bool) -> &'static str {
+    match (alive, adopted, departed, busy) {
+        (true, true, _, _) => "adopted",
+        (true, false, _, true) => "busy",
+        (true, false, _, false) => "alive",
+        (false, _, true, _) => "departed",
+        (false, _, false, _) => "DEAD",
+    }
 }
 
 fn list(name: &str, json_out: bool) -> Result<ExitCode> {

@@ -31,7 +31,7 @@ mod list;
 
 pub(crate) use create::{CreateCmd, RemoveArgs, create, remove};
 pub(crate) use gc::gc;
-pub(crate) use group::{GroupCommand, group};
+pub(crate) use group::{GroupCommand, group, member_state};
 pub(crate) use inspect::{holding_back, inspect};
 pub(crate) use list::list;
 
@@ -112,7 +112,9 @@ struct Usage {
     subscribers: usize,
     /// Worker-group member slots held (by live or dead processes).
     group_members: usize,
-    /// Of all those, held by dead processes (not reaped yet).
+    /// Of all those, held by dead processes (not reaped yet; a member slot
+    /// left with unfinished work by a member that departed alive does not
+    /// count).
     dead: usize,
 }
 
@@ -126,7 +128,7 @@ fn usage(info: &BusInfo, groups: &[GroupInfo]) -> Usage {
         .filter(|p| p.attached && !p.alive)
         .count()
         + info.subscribers.iter().filter(|s| !s.alive).count()
-        + members().filter(|m| !m.alive).count();
+        + members().filter(|m| !m.alive && !m.departed).count();
     Usage {
         producers,
         subscribers,

@@ -9,6 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
 
 use super::model::{GroupRow, ProducerRow, Snapshot, SubscriberRow, TopicRow};
+use crate::bus_cmd::member_state;
 use crate::format::human_bytes;
 
 /// The panes, in tab order.
@@ -440,12 +441,7 @@ fn groups_pane(f: &mut Frame<'_>, area: Rect, s: &Snapshot, ui: &Ui) {
             row.style(HEADER)
         });
         for m in &g.members {
-            let state = match (m.alive, m.adopted, m.busy) {
-                (false, _, _) => "DEAD",
-                (true, true, _) => "adopted",
-                (true, false, true) => "busy",
-                (true, false, false) => "alive",
-            };
+            let state = member_state(m.alive, m.adopted, m.departed, m.busy);
             let row = Row::new(vec![
                 format!("  {}", m.name),
                 m.pid.to_string(),
@@ -458,7 +454,11 @@ fn groups_pane(f: &mut Frame<'_>, area: Rect, s: &Snapshot, ui: &Ui) {
                 String::new(),
                 String::new(),
             ]);
-            rows.push(if m.alive { row } else { row.style(DEAD) });
+            rows.push(if m.alive || m.departed {
+                row
+            } else {
+                row.style(DEAD)
+            });
         }
     }
     let table = Table::new(
@@ -729,6 +729,7 @@ mod tests {
             name: name.into(),
             alive,
             adopted: false,
+            departed: false,
             busy: alive,
             claimed: done,
             done,
@@ -745,6 +746,10 @@ mod tests {
                 members: vec![
                     member(0, 6001, "fill worker 1", true, 700),
                     member(1, 6002, "fill worker 2", false, 300),
+                    MemberRow {
+                        departed: true,
+                        ..member(2, 6003, "fill worker 3", false, 0)
+                    },
                 ],
                 claimed: 1000,
                 done: 1000,
@@ -806,6 +811,7 @@ mod tests {
             assert!(w1.contains(part), "{part:?} in {w1}");
         }
         assert!(line_with(&lines, "fill worker 2").contains("DEAD"));
+        assert!(line_with(&lines, "fill worker 3").contains("departed"));
         assert!(line_with(&lines, "orphans").contains("STALLED"));
         // Tab goes through the groups pane when it is shown, not otherwise.
         ui.next_pane();

@@ -18,6 +18,8 @@
 //! the mask bit, SeqCst fence, tails read again).
 
 pub(crate) mod protocol;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -845,4 +845,4 @@ pub fn join_after<M: RingMem>(
 /// The protocol on heap memory with std threads, as production runs it;
 /// also run under Miri (see the file).
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,15 +11,15 @@ use std::thread;
 
 /// 32-byte aligned atomic words, like a ring in the segment.
 #[repr(C, align(32))]
-struct AtomicLine([AtomicU64; 4]);
+pub(crate) struct AtomicLine([AtomicU64; 4]);
 
 /// A ring on the heap, pre-filled with garbage.
-struct HeapRing {
+pub(crate) struct HeapRing {
     lines: Box<[AtomicLine]>,
 }
 
 impl HeapRing {
-    fn new(cap: u64) -> Self {
+    pub(crate) fn new(cap: u64) -> Self {
         let word = |i: u64| AtomicU64::new(0xA5A5_A5A5_0000_0000 | i);
         let lines: Box<[AtomicLine]> = (0..cap / 32)
             .map(|l| {
@@ -68,7 +68,7 @@ unsafe impl RingMem for HeapRing {
 
 /// A producer slot's words.
 #[derive(Default)]
-struct Ctl {
+pub(crate) struct Ctl {
     tail: AtomicU64,
     head: AtomicU64,
     next_seq: AtomicU64,
@@ -77,7 +77,7 @@ struct Ctl {
 }
 
 impl Ctl {
-    fn ctl(&self) -> RingCtl<'_> {
+    pub(crate) fn ctl(&self) -> RingCtl<'_> {
         RingCtl {
             tail: &self.tail,
             head: &self.head,
