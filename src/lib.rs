@@ -38,8 +38,8 @@
 pub use shm_bus_alloc as alloc;
 pub use shm_bus_core as core;
 pub use shm_bus_core::{
-    Bus, BusConfig, BusError, GroupInfo, GroupMode, GroupOptions, GroupRemoval, Loan,
-    PayloadError, Policy, PublishError, Publisher, RecvError, Sample, Subscriber,
+    Bus, BusConfig, BusError, GroupInfo, GroupMode, GroupOptions, GroupRemoval, Loan, PayloadError,
+    Policy, PublishError, Publisher, RecvError, Sample, Subscriber,
 };
 pub use shm_bus_engine as engine;
 pub use shm_bus_engine::events;

@@ -140,10 +140,12 @@ fn the_readme_programs_are_the_example_files_and_run() {
     }
     assert!(!blocks.is_empty(), "the README shows Rust programs");
     for block in &blocks {
-        let matches = ["readme_pubsub", "readme_engine"].iter().any(|name| {
-            let path = format!("{}/examples/{name}.rs", env!("CARGO_MANIFEST_DIR"));
-            std::fs::read_to_string(path).unwrap() == *block
-        });
+        let matches = ["readme_pubsub", "readme_engine", "readme_group"]
+            .iter()
+            .any(|name| {
+                let path = format!("{}/examples/{name}.rs", env!("CARGO_MANIFEST_DIR"));
+                std::fs::read_to_string(path).unwrap() == *block
+            });
         assert!(
             matches,
             "a README block is not an example file, verbatim:\n{block}"
@@ -195,4 +197,44 @@ fn the_readme_programs_are_the_example_files_and_run() {
         !std::path::Path::new(&format!("/dev/shm/shm-bus.{bus}")).exists(),
         "the producer removed the bus"
     );
+}
+
+#[test]
+fn the_readme_group_program_splits_the_jobs_between_its_workers() {
+    let bus = format!("ex-group-{}", std::process::id());
+    let _guard = BusGuard(bus.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut workers = Vec::new();
+    for name in ["w1", "w2"] {
+        let mut w = Command::new(example("readme_group"))
+            .args(["worker", name, &bus])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run readme_group worker");
+        let mut reader = BufReader::new(w.stdout.take().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.contains("waiting for jobs"), "{line}");
+        workers.push((Kill(w), reader));
+    }
+    let producer = Command::new(example("readme_group"))
+        .args(["producer", "-", &bus])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run readme_group producer");
+    finish(Kill(producer), deadline);
+    let mut total = 0;
+    for (w, mut reader) in workers {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut out).unwrap();
+        finish(w, deadline);
+        let n: u32 = out
+            .split("handled ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no share printed: {out}"));
+        total += n;
+    }
+    assert_eq!(total, 1000, "each job handled by exactly one worker");
 }

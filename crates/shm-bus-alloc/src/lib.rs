@@ -213,9 +213,9 @@ pub use bytemap::{ByteMap, Iter};
 pub use bytemap::{Insert, MapHeader, MapStats};
 pub use error::{Error, Result};
 pub use liveness::{OsOwners, Owners, ProcessId};
-pub use mem::Mem;
 #[cfg(loom)]
 pub use mem::HeapMem;
+pub use mem::Mem;
 pub use offset::{Offset, ShmSafe};
 
 /// Loom-only: the algorithms on heap memory (see `tests/loom_*.rs`).

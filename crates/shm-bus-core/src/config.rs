@@ -389,10 +389,7 @@ impl BusConfig {
 
     /// Bytes of one group slot (see `group::protocol`).
     pub(crate) fn group_bytes(&self) -> u64 {
-        crate::group::protocol::group_bytes(
-            self.cursor_stride(),
-            self.max_group_members as u64,
-        )
+        crate::group::protocol::group_bytes(self.cursor_stride(), self.max_group_members as u64)
     }
 
     pub(crate) fn encode(&self) -> [u8; 48] {

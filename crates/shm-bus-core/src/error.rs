@@ -105,7 +105,9 @@ pub enum BusError {
     },
 
     /// Every group slot of the bus is in use.
-    #[error("all {max} group slots are in use: remove a group, or create the bus with more max-groups")]
+    #[error(
+        "all {max} group slots are in use: remove a group, or create the bus with more max-groups"
+    )]
     TooManyGroups {
         /// The bus's `max_groups`.
         max: u32,

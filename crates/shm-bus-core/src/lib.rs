@@ -61,11 +61,11 @@ mod error;
 mod futex;
 // The claim protocol is internal; its loom models reach it under
 // `--cfg loom`, where nothing else is built.
+#[cfg(not(loom))]
+mod group;
 #[cfg(loom)]
 #[path = "group/protocol.rs"]
 pub mod group_protocol;
-#[cfg(not(loom))]
-mod group;
 #[cfg(not(loom))]
 mod info;
 #[cfg(not(loom))]
@@ -103,8 +103,8 @@ mod topics;
 pub use bus::{Bus, ReapReport};
 #[cfg(not(loom))]
 pub use config::{
-    BusConfig, MAX_GROUP_MEMBERS, MAX_GROUPS, MAX_PRODUCERS, MAX_RING_BYTES, MAX_SUBSCRIBERS, MAX_TOPIC_LEN, MAX_TOPICS,
-    MIN_RING_BYTES, Policy,
+    BusConfig, MAX_GROUP_MEMBERS, MAX_GROUPS, MAX_PRODUCERS, MAX_RING_BYTES, MAX_SUBSCRIBERS,
+    MAX_TOPIC_LEN, MAX_TOPICS, MIN_RING_BYTES, Policy,
 };
 #[cfg(not(loom))]
 pub use error::{BusError, PayloadError, PublishError, RecvError};

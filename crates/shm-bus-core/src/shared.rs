@@ -116,8 +116,7 @@ impl Shared {
             }
             seg.bytes(
                 Offset::new(off),
-                crate::config::GROUP_TABLE_HEADER
-                    + config.max_groups as u64 * config.group_bytes(),
+                crate::config::GROUP_TABLE_HEADER + config.max_groups as u64 * config.group_bytes(),
             )?;
             off
         };

@@ -88,9 +88,13 @@ fn members_split_the_events_and_a_subscriber_beside_them_gets_all() {
 fn joining_checks_name_patterns_and_mode() {
     let (name, _g) = unique("g-check");
     let bus = small_bus(&name);
-    let _a = bus.group_member("work", "a", &["job.{kind}", "x.y"]).unwrap();
+    let _a = bus
+        .group_member("work", "a", &["job.{kind}", "x.y"])
+        .unwrap();
     // The same set in another order, or none, joins.
-    let _b = bus.group_member("work", "b", &["x.y", "job.{kind}"]).unwrap();
+    let _b = bus
+        .group_member("work", "b", &["x.y", "job.{kind}"])
+        .unwrap();
     let _c = bus.group_member("work", "c", &[]).unwrap();
     match bus.group_member("work", "d", &["job.+kind.**"]) {
         Err(BusError::GroupPatternMismatch { group, has }) => {
@@ -408,7 +412,10 @@ fn drained(bus: &Bus, deadline: Instant) {
         if g.backlog == 0 && g.members.iter().all(|m| !m.busy) {
             return;
         }
-        assert!(Instant::now() < deadline, "watchdog: group never drained: {g:?}");
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: group never drained: {g:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -438,7 +445,10 @@ fn events(m: &mut Proc, killed: bool, deadline: Instant) -> (Vec<(u64, bool)>, b
     {
         dying |= line.contains("DYING");
         if let Some(rest) = line.split("E ").nth(1) {
-            let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
             out.push((f[1], f[2] == 1));
         }
     }
@@ -516,7 +526,10 @@ fn four_member_processes_split_two_producers_exactly() {
     let missing = union.iter().filter(|&&n| n == 0).count();
     let twice = union.iter().filter(|&&n| n > 1).count();
     assert_eq!((missing, twice), (0, 0), "shares {shares:?}");
-    assert!(shares.iter().all(|&s| s > 0), "every member got a share: {shares:?}");
+    assert!(
+        shares.iter().all(|&s| s > 0),
+        "every member got a share: {shares:?}"
+    );
     let g = &bus.groups()[0];
     assert_eq!((g.redelivered, g.lost, g.done), (0, 0, 2 * count));
 }
@@ -610,9 +623,16 @@ fn kill_round(mode: &str, round: u64, kill: Kill) -> bool {
             assert!(*n == 1 || *f >= 1, "{ctx}: {i} seen {n} times, unflagged");
         }
         assert_eq!(g.redelivered, flagged, "{ctx}: redelivered count");
-        assert!(g.redelivered <= 1, "{ctx}: one victim holds at most one event");
+        assert!(
+            g.redelivered <= 1,
+            "{ctx}: one victim holds at most one event"
+        );
         if let Kill::Itself { .. } = kill {
-            assert_eq!(g.redelivered, u64::from(holding), "{ctx}: its unfinished events");
+            assert_eq!(
+                g.redelivered,
+                u64::from(holding),
+                "{ctx}: its unfinished events"
+            );
             let twice = times.values().filter(|&&(n, _)| n > 1).count() as u64;
             assert_eq!(twice, u64::from(logged), "{ctx}: duplicates");
         }
@@ -665,7 +685,9 @@ fn killing_every_member_loses_nothing_under_block() {
     let stop = StopFile::new("all");
     let deadline = Instant::now() + Duration::from_secs(120);
     let extra = [("LOG", "1".to_owned()), ("WORK_US", "5".to_owned())];
-    let mut first: Vec<Proc> = (0..2).map(|_| member(&name, &stop.0, count, &extra)).collect();
+    let mut first: Vec<Proc> = (0..2)
+        .map(|_| member(&name, &stop.0, count, &extra))
+        .collect();
     let mut producer = spawn(
         "producer",
         &[
@@ -681,7 +703,9 @@ fn killing_every_member_loses_nothing_under_block() {
     // The producer is held back (the ring is small) until new members
     // come: nothing is lost meanwhile.
     std::thread::sleep(Duration::from_millis(100));
-    let mut second: Vec<Proc> = (0..2).map(|_| member(&name, &stop.0, count, &extra)).collect();
+    let mut second: Vec<Proc> = (0..2)
+        .map(|_| member(&name, &stop.0, count, &extra))
+        .collect();
     producer.finish(deadline);
     drained(&bus, deadline);
     stop.raise();

@@ -21,8 +21,8 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 use shm_bus_alloc::{HeapMem, Mem, Owners};
 use shm_bus_core::group_protocol::{
-    G_GENERATION, G_LOST, G_MODE, G_REDELIVERED, G_STATE, GroupCore, HANDED, MODE_AT_LEAST_ONCE, Scan,
-    group_bytes,
+    G_GENERATION, G_LOST, G_MODE, G_REDELIVERED, G_STATE, GroupCore, HANDED, MODE_AT_LEAST_ONCE,
+    Scan, group_bytes,
 };
 use shm_bus_core::ring::{self, Peek, RingCtl, RingMem, Writer};
 use shm_bus_core::slots::{SLOT_ACTIVE, slot_word};
@@ -199,7 +199,11 @@ fn work(
         match ring::peek(ring, pos, None) {
             Peek::Record(v) => {
                 g.set_progress(slot, pos | HANDED).unwrap();
-                assert_eq!(payload(ring, &v), v.seq, "an unfinished event was overwritten");
+                assert_eq!(
+                    payload(ring, &v),
+                    v.seq,
+                    "an unfinished event was overwritten"
+                );
                 out.push((v.seq, pos < redeliver_below));
                 pos = v.next;
                 g.set_progress(slot, pos).unwrap();
@@ -242,9 +246,8 @@ fn model(at_most_once: bool) {
                 let mut sent = 0;
                 while sent < EVENTS {
                     // As `Shared::limit`: the group's floor, clamped.
-                    let limit = |tail: u64| {
-                        g.floor(0).unwrap().clamp(tail.saturating_sub(CAP), tail) + CAP
-                    };
+                    let limit =
+                        |tail: u64| g.floor(0).unwrap().clamp(tail.saturating_sub(CAP), tail) + CAP;
                     match w.reserve(&*ring, &ctl.ctl(), LEN, limit) {
                         Ok(res) => {
                             let seq = w.next_seq();
@@ -262,13 +265,18 @@ fn model(at_most_once: bool) {
         let a = {
             let (mem, ring, dead) = (mem.clone(), ring.clone(), dead.clone());
             thread::spawn(move || {
-                let me = Actor { token: 1, dead: dead.clone() };
+                let me = Actor {
+                    token: 1,
+                    dead: dead.clone(),
+                };
                 let g = core(&mem, &me);
                 let slot = g.join(1, 1, [0; 4], 0).unwrap();
                 let mut held = None;
                 if has_record(&g, &ring) {
                     let (claim, _) = g
-                        .claim(1, slot, 0, |_, cursor, expected| Ok(scan(&ring, cursor, expected)))
+                        .claim(1, slot, 0, |_, cursor, expected| {
+                            Ok(scan(&ring, cursor, expected))
+                        })
                         .unwrap();
                     if let Some(c) = claim {
                         // The claim may begin with the padding before a lap.
@@ -292,7 +300,10 @@ fn model(at_most_once: bool) {
             })
         };
         // Member B: claims and finishes, adopting A's work once A is dead.
-        let me = Actor { token: 2, dead: dead.clone() };
+        let me = Actor {
+            token: 2,
+            dead: dead.clone(),
+        };
         let g = core(&mem, &me);
         let slot = g.join(1, 2, [0; 4], 0).unwrap();
         let mut seen: Vec<(u64, bool)> = Vec::new();
@@ -308,7 +319,14 @@ fn model(at_most_once: bool) {
                     _ => None,
                 };
                 if let Some(a) = g.adopt(1, at_most_once, next_of).unwrap() {
-                    seen.extend(work(&g, &ring, a.slot as u64, a.from, a.end, a.redeliver_below));
+                    seen.extend(work(
+                        &g,
+                        &ring,
+                        a.slot as u64,
+                        a.from,
+                        a.end,
+                        a.redeliver_below,
+                    ));
                     g.leave(1, a.slot as u64).unwrap();
                     continue;
                 }
@@ -318,7 +336,9 @@ fn model(at_most_once: bool) {
                 continue;
             }
             let (claim, missed) = g
-                .claim(1, slot, 0, |_, cursor, expected| Ok(scan(&ring, cursor, expected)))
+                .claim(1, slot, 0, |_, cursor, expected| {
+                    Ok(scan(&ring, cursor, expected))
+                })
                 .unwrap();
             assert_eq!(missed, 0);
             match claim {

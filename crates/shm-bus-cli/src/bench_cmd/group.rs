@@ -251,7 +251,9 @@ fn run(config: &BusConfig, b: &GroupBench, iterations: u64, side: Side) -> Resul
     let mut publisher = bus.publisher("bench source")?;
     let topic = publisher.topic_id(TOPIC)?;
     let payload: Vec<u8> = (0..b.size).map(|i| i as u8).collect();
-    if std::env::var_os("TMP_SPIN0").is_some() { publisher.set_spin(Duration::ZERO); }
+    if std::env::var_os("TMP_SPIN0").is_some() {
+        publisher.set_spin(Duration::ZERO);
+    }
     let start = Instant::now();
     let start_ns = now_ns();
     for i in 0..b.count {

@@ -41,8 +41,8 @@ use crate::subscriber::Subscriber;
 use protocol::{
     G_CLAIMS, G_CREATED_NS, G_FOLDED_CLAIMED, G_FOLDED_DONE, G_GENERATION, G_LAGGED, G_LOST,
     G_MODE, G_NAME, G_PATTERNS, G_PATTERNS_LEN, G_REDELIVERED, G_REMOVING, G_STATE, GroupCore,
-    GroupFault, HANDED, M_CLAIMED, M_DONE, M_END, M_LAST_ACTIVE, M_NAME, M_PID, M_PROGRESS,
-    M_RING, M_SLEEPING, MODE_AT_LEAST_ONCE, MODE_AT_MOST_ONCE, NO_RING, PATTERN_BYTES, Scan,
+    GroupFault, HANDED, M_CLAIMED, M_DONE, M_END, M_LAST_ACTIVE, M_NAME, M_PID, M_PROGRESS, M_RING,
+    M_SLEEPING, MODE_AT_LEAST_ONCE, MODE_AT_MOST_ONCE, NO_RING, PATTERN_BYTES, Scan,
 };
 
 /// Offset (in the table header) of the mask of active groups.
@@ -281,7 +281,10 @@ fn recv_err(fault: GroupFault) -> RecvError {
 /// read without the lock, by an idle member (a claim finds out under it).
 fn group_gone(core: &GroupCore<'_, Segment, OsOwners>, generation: u64) -> bool {
     // Acquire: pairs with the journaled (Release) stores of a removal.
-    let load = |off: u64| core.word(core.at(off)).map_or(0, |w| w.load(Ordering::Acquire));
+    let load = |off: u64| {
+        core.word(core.at(off))
+            .map_or(0, |w| w.load(Ordering::Acquire))
+    };
     slot_state(load(G_STATE)) != SLOT_ACTIVE
         || load(G_GENERATION) != generation
         || load(G_REMOVING) != 0
@@ -406,7 +409,9 @@ impl Shared {
 
     /// The table lock (creation and removal of groups).
     fn table_lock(&self) -> Result<Guard<'_, Segment>, BusError> {
-        let end = self.groups + GROUP_TABLE_HEADER + self.config.max_groups as u64 * self.config.group_bytes();
+        let end = self.groups
+            + GROUP_TABLE_HEADER
+            + self.config.max_groups as u64 * self.config.group_bytes();
         let (guard, _) = RobustLock {
             mem: &self.seg,
             base: self.groups,
@@ -554,7 +559,10 @@ impl Shared {
         let mut gl = core.lock_raw().map_err(|e| group_err(name, e))?;
         let generation = t.load(core.at(G_GENERATION))?.wrapping_add(1);
         let me = ProcessId::current().token();
-        t.store(core.at(G_STATE), slot_word(me, crate::layout::SLOT_CLAIMING))?;
+        t.store(
+            core.at(G_STATE),
+            slot_word(me, crate::layout::SLOT_CLAIMING),
+        )?;
         t.store(core.at(G_GENERATION), generation)?;
         let plain = |off: u64, v: u64| -> Result<(), BusError> {
             // Relaxed: published by the Release store of ACTIVE below; the
@@ -595,7 +603,9 @@ impl Shared {
         let producers = self.config.max_producers as usize;
         let mut before = Vec::with_capacity(producers);
         for p in 0..producers {
-            let cursor = core.word(core.cursor_at(p as u64)).map_err(|e| group_err(name, e))?;
+            let cursor = core
+                .word(core.cursor_at(p as u64))
+                .map_err(|e| group_err(name, e))?;
             let b = ring::join_before(&self.ring_ctl(self.producer(p)), cursor);
             plain(core.expected_at(p as u64), b.1)?;
             before.push(b);
@@ -609,7 +619,9 @@ impl Shared {
             // SAFETY: used here only, while `self` is borrowed.
             let r = unsafe { self.producer_ref(p) };
             let head = overwrite.then_some(&r.slot().head);
-            let cursor = core.word(core.cursor_at(p as u64)).map_err(|e| group_err(name, e))?;
+            let cursor = core
+                .word(core.cursor_at(p as u64))
+                .map_err(|e| group_err(name, e))?;
             let (_, seq) = ring::join_after(&r, &r.ctl(), cursor, b, head);
             // Relaxed: read under the group lock (which we hold) by claims.
             plain(core.expected_at(p as u64), seq)?;
@@ -727,7 +739,12 @@ impl Bus {
         let core = sh.group_core(g);
         let me = ProcessId::current();
         let member = core
-            .join(generation, me.pid as u64, name_words(name), clock::wall_ns())
+            .join(
+                generation,
+                me.pid as u64,
+                name_words(name),
+                clock::wall_ns(),
+            )
             .map_err(|e| group_err(group, e))?;
         sh.drop_sleepers(&core);
         let seat = GroupSeat {
@@ -914,7 +931,10 @@ impl Shared {
 
 impl State {
     /// A member's activity words: (last active, sleeping).
-    pub(crate) fn member_words<'s>(sh: &'s Shared, seat: &GroupSeat) -> (&'s AtomicU64, &'s AtomicU64) {
+    pub(crate) fn member_words<'s>(
+        sh: &'s Shared,
+        seat: &GroupSeat,
+    ) -> (&'s AtomicU64, &'s AtomicU64) {
         (
             sh.seg.word(seat.last_active_at).unwrap_or(&NOWHERE),
             sh.seg.word(seat.sleeping_at).unwrap_or(&NOWHERE),
@@ -1049,9 +1069,12 @@ impl State {
         }
         let batch = seat.batch;
         let (claim, missed) = core
-            .claim(seat.generation, seat.member, seat.next_ring, |p, cursor, expected| {
-                Ok(self.scan(sh, p as usize, cursor, expected, batch))
-            })
+            .claim(
+                seat.generation,
+                seat.member,
+                seat.next_ring,
+                |p, cursor, expected| Ok(self.scan(sh, p as usize, cursor, expected, batch)),
+            )
             .map_err(recv_err)?;
         if let Some(c) = claim {
             seat.next_ring = (c.ring as u64 + 1) % sh.config.max_producers as u64;
@@ -1083,7 +1106,10 @@ impl State {
                 return false;
             }
             // Acquire: pairs with the claim's Release cursor store.
-            let Ok(cursor) = core.word(core.cursor_at(p)).map(|w| w.load(Ordering::Acquire)) else {
+            let Ok(cursor) = core
+                .word(core.cursor_at(p))
+                .map(|w| w.load(Ordering::Acquire))
+            else {
                 return false;
             };
             let ring = self.lanes[p as usize & 63].ring;

@@ -302,7 +302,10 @@ impl<'a, M: Mem, O: Owners> GroupCore<'a, M, O> {
         }
         .lock()?;
         if how == Acquired::Recovered {
-            tracing::info!(group = self.base, "recovered the lock of a dead group member");
+            tracing::info!(
+                group = self.base,
+                "recovered the lock of a dead group member"
+            );
         }
         Ok(guard)
     }
@@ -409,8 +412,7 @@ impl<'a, M: Mem, O: Owners> GroupCore<'a, M, O> {
             (M_SLEEPING, 0),
             (M_START, 0),
         ] {
-            self.word(self.member_at(m, f))?
-                .store(v, Ordering::Relaxed);
+            self.word(self.member_at(m, f))?.store(v, Ordering::Relaxed);
         }
         g.store(self.member_at(m, M_STATE), slot_word(me, SLOT_ACTIVE))?;
         g.commit();
@@ -576,7 +578,11 @@ impl<'a, M: Mem, O: Owners> GroupCore<'a, M, O> {
     fn uncount_sleeper(&self, m: u64) -> Result<(), GroupFault> {
         // AcqRel: pairs with the owner's swap in `stop_sleeping`: exactly
         // one of the two sees 1.
-        if self.word(self.member_at(m, M_SLEEPING))?.swap(0, Ordering::AcqRel) == 1 {
+        if self
+            .word(self.member_at(m, M_SLEEPING))?
+            .swap(0, Ordering::AcqRel)
+            == 1
+        {
             self.sleepers.set(self.sleepers.get() + 1);
         }
         Ok(())

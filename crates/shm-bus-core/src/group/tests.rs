@@ -13,9 +13,7 @@ use std::thread;
 
 use shm_bus_alloc::{Mem, Owners};
 
-use super::protocol::{
-    G_GENERATION, G_REDELIVERED, G_STATE, GroupCore, HANDED, Scan, group_bytes,
-};
+use super::protocol::{G_GENERATION, G_REDELIVERED, G_STATE, GroupCore, HANDED, Scan, group_bytes};
 use crate::ring::tests::{Ctl, HeapRing};
 use crate::ring::{Peek, ReserveError, Writer, payload_in_place, payload_raw, peek};
 use crate::slots::{SLOT_ACTIVE, slot_word};
@@ -143,9 +141,13 @@ fn work(
 fn miri_members_read_in_place_while_the_producer_is_gated_by_the_floor() {
     let n = events();
     let mem = Arc::new(Words(
-        (0..group_bytes(1, 2) / 8).map(|_| AtomicU64::new(0)).collect(),
+        (0..group_bytes(1, 2) / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
     ));
-    mem.word(G_STATE).unwrap().store(slot_word(9, SLOT_ACTIVE), Ordering::Relaxed);
+    mem.word(G_STATE)
+        .unwrap()
+        .store(slot_word(9, SLOT_ACTIVE), Ordering::Relaxed);
     mem.word(G_GENERATION).unwrap().store(1, Ordering::Relaxed);
     let ring = Arc::new(HeapRing::new(CAP));
     let ctl = Arc::new(Ctl::default());
@@ -189,13 +191,18 @@ fn miri_members_read_in_place_while_the_producer_is_gated_by_the_floor() {
             stop.clone(),
         );
         thread::spawn(move || {
-            let me = Actor { token: 1, dead: dead.clone() };
+            let me = Actor {
+                token: 1,
+                dead: dead.clone(),
+            };
             let g = core(&mem, &me);
             let slot = g.join(1, 1, [0; 4], 0).unwrap();
             let mut seen = Vec::new();
             let mut claims = 0;
             while claims < 3 && stop.load(Ordering::Relaxed) == 0 {
-                let (claim, _) = g.claim(1, slot, 0, |_, c, e| Ok(scan(&ring, c, e, 2))).unwrap();
+                let (claim, _) = g
+                    .claim(1, slot, 0, |_, c, e| Ok(scan(&ring, c, e, 2)))
+                    .unwrap();
                 let Some(c) = claim else {
                     thread::yield_now();
                     continue;
@@ -212,7 +219,10 @@ fn miri_members_read_in_place_while_the_producer_is_gated_by_the_floor() {
         })
     };
     // Member B: claims of 3; adopts A's work once A is dead.
-    let me = Actor { token: 2, dead: dead.clone() };
+    let me = Actor {
+        token: 2,
+        dead: dead.clone(),
+    };
     let g = core(&mem, &me);
     let slot = g.join(1, 2, [0; 4], 0).unwrap();
     let mut seen = Vec::new();
@@ -222,14 +232,22 @@ fn miri_members_read_in_place_while_the_producer_is_gated_by_the_floor() {
         if !adopted && dead.load(Ordering::Acquire) == 1 {
             adopted = true;
             if let Some(x) = g.adopt(1, false, |_, _| None).unwrap() {
-                let got = work(&g, &ring, x.slot as u64, (x.from, x.end, x.redeliver_below), false);
+                let got = work(
+                    &g,
+                    &ring,
+                    x.slot as u64,
+                    (x.from, x.end, x.redeliver_below),
+                    false,
+                );
                 finished += got.len() as u64;
                 seen.extend(got);
                 g.leave(1, x.slot as u64).unwrap();
                 continue;
             }
         }
-        let (claim, _) = g.claim(1, slot, 0, |_, c, e| Ok(scan(&ring, c, e, 3))).unwrap();
+        let (claim, _) = g
+            .claim(1, slot, 0, |_, c, e| Ok(scan(&ring, c, e, 3)))
+            .unwrap();
         match claim {
             Some(c) => {
                 let got = work(&g, &ring, slot, (c.start, c.end, 0), false);
