@@ -6,12 +6,13 @@
 //! Each round runs both, in alternating order (group first in odd rounds,
 //! plain first in even ones), each on a fresh bus: this process publishes
 //! `--count` events on `bench.data` (the whole payload written) into a
-//! ring that holds the whole run, prefaulted by every process, so that the
-//! producer never waits for space (a producer waiting for space spins
-//! before it sleeps, and woken at every finished claim it would keep one of
-//! two vCPUs busy: the members could not have it); the receivers do `--work-ns` of CPU work per
-//! event while holding the sample (a member's event is finished when its
-//! sample is dropped), then drop it. Every receiver reads the clock once
+//! ring that holds the whole run (unless `--ring-bytes`), prefaulted by
+//! every process, so that the producer never waits for space: with few
+//! CPUs a producer waiting on a full ring competes with the receivers for
+//! them, and the figure would measure that (docs/BENCHMARKS.md has both);
+//! the receivers do `--work-ns` of CPU work per event while holding the
+//! sample (a member's event is finished when its sample is dropped), then
+//! drop it. Every receiver reads the clock once
 //! per event (after its work), also with no work, so both sides pay the
 //! same; the rate is `count` over the time from the first publish to the
 //! last event finished by any receiver. The plain subscriber stops at
@@ -251,9 +252,6 @@ fn run(config: &BusConfig, b: &GroupBench, iterations: u64, side: Side) -> Resul
     let mut publisher = bus.publisher("bench source")?;
     let topic = publisher.topic_id(TOPIC)?;
     let payload: Vec<u8> = (0..b.size).map(|i| i as u8).collect();
-    if std::env::var_os("TMP_SPIN0").is_some() {
-        publisher.set_spin(Duration::ZERO);
-    }
     let start = Instant::now();
     let start_ns = now_ns();
     for i in 0..b.count {
