@@ -78,12 +78,12 @@ impl<M: Delivery> Sample<'_, M> {
     /// Always `false` for a plain subscriber.
     #[inline]
     pub fn redelivered(&self) -> bool {
-        self.found.redelivered
+        self.found.origin == crate::receive::REDELIVERED
     }
 
     /// The producer (publisher slot) that published it.
     pub fn producer(&self) -> u32 {
-        self.found.producer as u32
+        self.found.producer
     }
 
     /// Its sequence number: per producer, starting at 0, gap-free under

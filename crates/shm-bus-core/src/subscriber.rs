@@ -256,7 +256,7 @@ impl<M: Delivery> Subscriber<M> {
         let ptr = if self.st.copy {
             self.st.scratch.as_ptr().cast::<u8>()
         } else {
-            let ring = self.st.lanes[found.producer & 63].ring;
+            let ring = self.st.lanes[found.producer as usize & 63].ring;
             // SAFETY: Block policy (`copy` is false only then: see
             // `Delivery::copies`); `peek` saw the record committed and
             // inside the ring; our cursor stays at it until the sample,
@@ -371,7 +371,7 @@ impl<M: Delivery> Subscriber<M> {
     ) -> usize {
         let mut n = 0;
         loop {
-            let p = found.producer;
+            let p = found.producer as usize;
             f(&self.sample(found)); // released here (its `Drop`)
             n += 1;
             if n == limit {

@@ -248,6 +248,61 @@ fn removing_a_group_with_live_members_needs_force() {
     assert_eq!(bus.groups().len(), 1);
 }
 
+#[test]
+fn under_overwrite_a_group_lags_like_a_subscriber_and_counts_it() {
+    let (name, _g) = unique("g-lag");
+    let bus = Bus::create(
+        &name,
+        BusConfig::default()
+            .with_ring_bytes(4096)
+            .with_policy(shm_bus_core::Policy::Overwrite),
+    )
+    .unwrap();
+    let mut a = bus.group_member("w", "a", &["t"]).unwrap();
+    let mut b = bus.group_member("w", "b", &["t"]).unwrap();
+    let mut publ = bus.publisher("p").unwrap();
+    let total = 500u64;
+    for i in 0..total {
+        publ.publish("t", &payload(0, i)).unwrap();
+    }
+    let (mut got, mut lagged) = (Vec::new(), 0u64);
+    loop {
+        let mut progress = false;
+        for m in [&mut a, &mut b] {
+            match m.try_recv() {
+                Ok(s) => {
+                    assert!(s.is_copy(), "Overwrite hands out validated copies");
+                    got.push(parse(s.payload()).1);
+                    progress = true;
+                }
+                Err(RecvError::Lagged(n)) => {
+                    lagged += n;
+                    progress = true;
+                }
+                Err(RecvError::Empty) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    // Every event is either received (once, and in order: the newest
+    // ones) or counted as missed.
+    assert!(lagged > 0 && !got.is_empty());
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), got.len(), "nothing twice");
+    assert_eq!(
+        got.len() as u64 + lagged,
+        total,
+        "received + lagged = published"
+    );
+    assert_eq!(*sorted.last().unwrap(), total - 1);
+    assert_eq!(bus.groups()[0].lagged, lagged);
+}
+
 // ---------------------------------------------------- real processes
 
 #[test]

@@ -34,7 +34,7 @@ use crate::config::{GROUP_TABLE_HEADER, Policy};
 use crate::delivery::{AnyPolicy, Delivery};
 use crate::error::{BusError, RecvError};
 use crate::layout::{NAME_BYTES, SLOT_ACTIVE, SLOT_FREE, slot_state, slot_token, slot_word};
-use crate::receive::{Found, State, wake_producer};
+use crate::receive::{CLAIMED, Found, REDELIVERED, State, wake_producer};
 use crate::ring::{self, Peek};
 use crate::shared::Shared;
 use crate::subscriber::Subscriber;
@@ -359,7 +359,9 @@ impl Shared {
     }
 
     /// Block policy: the lowest position of ring `p` an active group still
-    /// needs, if any group is active.
+    /// needs, if any group is active. Out of line: `limit` is on the
+    /// publish path's slow side, and groups are rarer still.
+    #[inline(never)]
     pub(crate) fn group_floor(&self, p: usize) -> Option<u64> {
         let mut mask = self.group_mask();
         let mut min = None::<u64>;
@@ -587,6 +589,7 @@ impl Shared {
         plain(core.at(G_CREATED_NS), clock::wall_ns())?;
         plain(core.at(G_REMOVING), 0)?;
         for off in [
+            protocol::G_MEMBER_LAGGED,
             G_REDELIVERED,
             G_LOST,
             G_LAGGED,
@@ -918,7 +921,7 @@ impl Shared {
             members,
             redelivered: load(core.at(G_REDELIVERED)),
             lost: load(core.at(G_LOST)),
-            lagged: load(core.at(G_LAGGED)),
+            lagged: load(core.at(G_LAGGED)).wrapping_add(load(core.at(protocol::G_MEMBER_LAGGED))),
             claimed,
             done,
             claims: load(core.at(G_CLAIMS)),
@@ -981,8 +984,7 @@ impl State {
                     if self.overwrite && v.seq > w.expected {
                         let missed = v.seq - w.expected;
                         w.expected = v.seq;
-                        self.lagged = self.lagged.saturating_add(missed);
-                        return Err(RecvError::Lagged(missed));
+                        return Err(self.member_lagged(sh, seat, missed));
                     }
                     if !self.wants(sh, v.topic) {
                         w.pos = v.next;
@@ -994,7 +996,7 @@ impl State {
                     if self.copy && !self.copy_payload(p, &v) {
                         // Rewritten while copied (Overwrite): the rest of
                         // the claim is gone with it.
-                        return Err(self.lose_rest(seat));
+                        return Err(self.lose_rest(sh, seat));
                     }
                     let _ = core.set_progress(slot, pos | HANDED);
                     seat.claimed += 1;
@@ -1006,14 +1008,14 @@ impl State {
                         seat.redelivered += 1;
                     }
                     return Ok(Found {
-                        producer: p,
+                        producer: p as u32,
                         view: v,
-                        redelivered,
+                        origin: if redelivered { REDELIVERED } else { CLAIMED },
                     });
                 }
                 Peek::Padding { next } => w.pos = next,
                 Peek::Lagged | Peek::Empty if self.overwrite => {
-                    return Err(self.lose_rest(seat));
+                    return Err(self.lose_rest(sh, seat));
                 }
                 Peek::Empty => {
                     // A claimed record is committed; an empty header in a
@@ -1038,14 +1040,25 @@ impl State {
 
     /// Overwrite: the rest of the current claim was overwritten; it is
     /// reported as lagged and given up.
-    fn lose_rest(&mut self, seat: &mut GroupSeat) -> RecvError {
+    fn lose_rest(&mut self, sh: &Shared, seat: &mut GroupSeat) -> RecvError {
         let Some(w) = seat.work.as_mut() else {
             return RecvError::Empty;
         };
         let missed = w.end_seq.saturating_sub(w.expected).max(1);
         w.expected = w.end_seq;
         w.pos = w.end;
+        self.member_lagged(sh, seat, missed)
+    }
+
+    /// Counts `missed` events of our claim as lagged (the member's and the
+    /// group's count) and reports them.
+    fn member_lagged(&mut self, sh: &Shared, seat: &GroupSeat, missed: u64) -> RecvError {
         self.lagged = self.lagged.saturating_add(missed);
+        let core = sh.group_core(seat.index);
+        if let Ok(w) = core.word(core.at(protocol::G_MEMBER_LAGGED)) {
+            // Relaxed: a statistic.
+            w.fetch_add(missed, Ordering::Relaxed);
+        }
         RecvError::Lagged(missed)
     }
 
@@ -1246,7 +1259,7 @@ impl State {
     /// `delivered` for a group member: the sample at the claim's position
     /// is finished.
     #[inline(never)]
-    pub(crate) fn group_delivered(&mut self, sh: &Shared, found: Found) {
+    pub(crate) fn group_delivered(&mut self, sh: &Shared, next: u64, seq: u64) {
         self.received += 1;
         let Some(seat) = self.group.as_mut() else {
             return;
@@ -1260,8 +1273,8 @@ impl State {
         let Some(w) = seat.work.as_mut() else {
             return;
         };
-        w.pos = found.view.next;
-        w.expected = found.view.seq.wrapping_add(1);
+        w.pos = next;
+        w.expected = seq.wrapping_add(1);
         let _ = core.set_progress(w.slot, w.pos);
         if w.pos >= w.end {
             let mut seat = self.group.take();

@@ -56,6 +56,7 @@
 //! | 24 | 1 | removing: non-zero once removal was asked while members remained |
 //! | 32 | 4 | name (32 bytes) |
 //! | 64 | 26 | robust lock record |
+//! | 272 | 1 | events lapped inside members' claims (`fetch_add`, unjournaled) |
 //! | 320 | 8 | redelivered, lost, lagged, folded claimed, folded done, patterns length, created ns, claims |
 //! | 384 | 128 | patterns, `\n`-separated |
 //! | 1408 | stride | claim cursor per producer |
@@ -86,6 +87,10 @@ pub const G_NAME: u64 = 32;
 pub const G_LOCK: u64 = 64;
 /// Events handed out again after their member died (at-least-once).
 pub const G_REDELIVERED: u64 = 320;
+/// Events of members' claims overwritten before they were read (Overwrite
+/// policy): bumped with `fetch_add` by the member, outside the lock (so
+/// outside the journaled words).
+pub const G_MEMBER_LAGGED: u64 = 272;
 /// Events dropped because their member died holding them (at-most-once).
 pub const G_LOST: u64 = 328;
 /// Events overwritten before the group claimed them (Overwrite policy).
@@ -146,7 +151,8 @@ pub const MODE_AT_LEAST_ONCE: u64 = 1;
 /// At-most-once mode word.
 pub const MODE_AT_MOST_ONCE: u64 = 2;
 
-const _: () = assert!(G_LOCK + LOCK_BYTES <= G_REDELIVERED);
+const _: () = assert!(G_LOCK + LOCK_BYTES <= G_MEMBER_LAGGED);
+const _: () = assert!(G_MEMBER_LAGGED + 8 <= G_REDELIVERED);
 
 /// Bytes of a group slot for `stride` cursor words and `members` members.
 pub const fn group_bytes(stride: u64, members: u64) -> u64 {
