@@ -106,7 +106,7 @@ pub fn init_lock<M: Mem>(mem: &M, base: u64) -> Result<()> {
 }
 
 fn word<M: Mem>(mem: &M, off: u64) -> Result<&AtomicU64> {
-    mem.word(off).ok_or(Error::Corrupt {
+    mem.word(off).ok_or_else(|| Error::Corrupt {
         what: "lock record",
     })
 }
@@ -247,7 +247,7 @@ impl<'a, M: Mem> Guard<'a, M> {
         Ok(self
             .mem
             .word(addr)
-            .ok_or(Error::Corrupt {
+            .ok_or_else(|| Error::Corrupt {
                 what: "arena metadata address",
             })?
             .load(Ordering::Relaxed))
@@ -279,7 +279,7 @@ impl<'a, M: Mem> Guard<'a, M> {
                 what: "arena metadata address",
             });
         }
-        let target = self.mem.word(addr).ok_or(Error::Corrupt {
+        let target = self.mem.word(addr).ok_or_else(|| Error::Corrupt {
             what: "arena metadata address",
         })?;
         let i = self.len;

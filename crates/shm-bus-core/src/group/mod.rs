@@ -57,6 +57,35 @@ static NOWHERE: AtomicU64 = AtomicU64::new(0);
 /// The processes of this host.
 static OS: OsOwners = OsOwners;
 
+/// One word of the segment, resolved (and bounds-checked) once, for a
+/// member's per-event stores: its progress, claimed and done counts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegWord(std::ptr::NonNull<AtomicU64>);
+
+// SAFETY: a pointer to an atomic word in the shared mapping, which any
+// thread may use (the word is an atomic); see `SegWord::get` for why it
+// stays valid.
+unsafe impl Send for SegWord {}
+// SAFETY: as above.
+unsafe impl Sync for SegWord {}
+
+impl SegWord {
+    /// Resolves word `off` of `core`'s segment (`NOWHERE` if out of range,
+    /// which validation at open rules out).
+    fn at(core: &GroupCore<'_, Segment, OsOwners>, off: u64) -> SegWord {
+        SegWord(std::ptr::NonNull::from(core.word(off).unwrap_or(&NOWHERE)))
+    }
+
+    #[inline]
+    fn get(&self) -> &AtomicU64 {
+        // SAFETY: it points into the segment mapping (or at `NOWHERE`),
+        // resolved with a bounds check by `SegWord::at`; a `SegWord` is
+        // kept only in a member's state, inside the `Subscriber` that also
+        // holds the `Bus` keeping the mapping alive, and never handed out.
+        unsafe { self.0.as_ref() }
+    }
+}
+
 /// What happens to an event whose member died before finishing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum GroupMode {
@@ -237,6 +266,9 @@ pub(crate) struct GroupSeat {
     pub(crate) idle_polls: u32,
     /// The group was removed: every receive answers `GroupRemoved`.
     pub(crate) removed: bool,
+    /// Our slot's `M_CLAIMED` and `M_DONE` words.
+    pub(crate) claimed_word: SegWord,
+    pub(crate) done_word: SegWord,
     /// Offsets of our slot's `M_LAST_ACTIVE` and `M_SLEEPING` words.
     pub(crate) last_active_at: u64,
     pub(crate) sleeping_at: u64,
@@ -247,6 +279,8 @@ pub(crate) struct GroupSeat {
 pub(crate) struct Work {
     /// The member slot holding it (ours, or an adopted one).
     slot: u64,
+    /// That slot's `M_PROGRESS` word.
+    progress: SegWord,
     ring: usize,
     /// The next record to look at.
     pos: u64,
@@ -765,6 +799,8 @@ impl Bus {
             next_adopt: Instant::now(),
             idle_polls: 0,
             removed: false,
+            claimed_word: SegWord::at(&core, core.member_at(member, M_CLAIMED)),
+            done_word: SegWord::at(&core, core.member_at(member, M_DONE)),
             last_active_at: core.member_at(member, M_LAST_ACTIVE),
             sleeping_at: core.member_at(member, M_SLEEPING),
         };
@@ -960,7 +996,6 @@ impl State {
         if seat.removed {
             return Err(RecvError::GroupRemoved);
         }
-        let core = sh.group_core(seat.index);
         loop {
             let Some(w) = seat.work.as_mut() else {
                 match self.find_work(sh, seat) {
@@ -991,19 +1026,21 @@ impl State {
                         w.expected = v.seq.wrapping_add(1);
                         continue;
                     }
-                    let (p, pos, slot) = (w.ring, w.pos, w.slot);
+                    let (p, pos, progress) = (w.ring, w.pos, w.progress);
                     let redelivered = pos < w.redeliver_below;
                     if self.copy && !self.copy_payload(p, &v) {
                         // Rewritten while copied (Overwrite): the rest of
                         // the claim is gone with it.
                         return Err(self.lose_rest(sh, seat));
                     }
-                    let _ = core.set_progress(slot, pos | HANDED);
+                    // Release: pairs with the Acquire loads of the floor and
+                    // of an adopter (`GroupCore::set_progress`'s contract).
+                    progress.get().store(pos | HANDED, Ordering::Release);
                     seat.claimed += 1;
-                    if let Ok(word) = core.word(core.member_at(seat.member, M_CLAIMED)) {
-                        // Relaxed: statistics, written by this member only.
-                        word.store(seat.claimed, Ordering::Relaxed);
-                    }
+                    // Relaxed: statistics, written by this member only.
+                    seat.claimed_word
+                        .get()
+                        .store(seat.claimed, Ordering::Relaxed);
                     if redelivered {
                         seat.redelivered += 1;
                     }
@@ -1093,6 +1130,7 @@ impl State {
             seat.next_ring = (c.ring as u64 + 1) % sh.config.max_producers as u64;
             seat.work = Some(Work {
                 slot: seat.member,
+                progress: SegWord::at(&core, core.member_at(seat.member, M_PROGRESS)),
                 ring: c.ring,
                 pos: c.start,
                 end: c.end,
@@ -1230,6 +1268,7 @@ impl State {
         );
         seat.work = Some(Work {
             slot: a.slot as u64,
+            progress: SegWord::at(&core, core.member_at(a.slot as u64, M_PROGRESS)),
             ring: a.ring,
             pos: a.from,
             end: a.end,
@@ -1264,18 +1303,16 @@ impl State {
         let Some(seat) = self.group.as_mut() else {
             return;
         };
-        let core = sh.group_core(seat.index);
         seat.done += 1;
-        if let Ok(word) = core.word(core.member_at(seat.member, M_DONE)) {
-            // Relaxed: statistics, written by this member only.
-            word.store(seat.done, Ordering::Relaxed);
-        }
+        // Relaxed: statistics, written by this member only.
+        seat.done_word.get().store(seat.done, Ordering::Relaxed);
         let Some(w) = seat.work.as_mut() else {
             return;
         };
         w.pos = next;
         w.expected = seq.wrapping_add(1);
-        let _ = core.set_progress(w.slot, w.pos);
+        // Release: as in `GroupCore::set_progress`.
+        w.progress.get().store(w.pos, Ordering::Release);
         if w.pos >= w.end {
             let mut seat = self.group.take();
             if let Some(s) = seat.as_mut() {

@@ -56,8 +56,8 @@
 //! | 24 | 1 | removing: non-zero once removal was asked while members remained |
 //! | 32 | 4 | name (32 bytes) |
 //! | 64 | 26 | robust lock record |
-//! | 272 | 1 | events lapped inside members' claims (`fetch_add`, unjournaled) |
-//! | 320 | 8 | redelivered, lost, lagged, folded claimed, folded done, patterns length, created ns, claims |
+//! | 272 | 2 | events lapped inside members' claims, claims made (`fetch_add`, unjournaled) |
+//! | 320 | 7 | redelivered, lost, lagged, folded claimed, folded done, patterns length, created ns |
 //! | 384 | 128 | patterns, `\n`-separated |
 //! | 1408 | stride | claim cursor per producer |
 //! | … | stride | sequence number expected at each cursor |
@@ -103,8 +103,9 @@ pub const G_FOLDED_DONE: u64 = 352;
 pub const G_PATTERNS_LEN: u64 = 360;
 /// Creation time, ns since the epoch.
 pub const G_CREATED_NS: u64 = 368;
-/// Claims made (statistics).
-pub const G_CLAIMS: u64 = 376;
+/// Claims made (statistics; `fetch_add`, unjournaled, outside the lock's
+/// targets).
+pub const G_CLAIMS: u64 = 280;
 /// Pattern text.
 pub const G_PATTERNS: u64 = 384;
 /// Bytes of pattern text a group keeps.
@@ -152,7 +153,7 @@ pub const MODE_AT_LEAST_ONCE: u64 = 1;
 pub const MODE_AT_MOST_ONCE: u64 = 2;
 
 const _: () = assert!(G_LOCK + LOCK_BYTES <= G_MEMBER_LAGGED);
-const _: () = assert!(G_MEMBER_LAGGED + 8 <= G_REDELIVERED);
+const _: () = assert!(G_CLAIMS + 8 <= G_REDELIVERED);
 
 /// Bytes of a group slot for `stride` cursor words and `members` members.
 pub const fn group_bytes(stride: u64, members: u64) -> u64 {
@@ -457,12 +458,19 @@ impl<'a, M: Mem, O: Owners> GroupCore<'a, M, O> {
                 g.store(self.at(G_LAGGED), lagged.saturating_add(s.missed))?;
             }
             if s.wanted > 0 {
-                g.store(self.member_at(m, M_RING), p)?;
-                g.store(self.member_at(m, M_START), s.start)?;
+                // Journaled: the range (a store that changes nothing needs
+                // no undo entry). `M_START` and the claim count are
+                // statistics: plain stores, which an undo leaves as they are.
+                if g.load(self.member_at(m, M_RING))? != p {
+                    g.store(self.member_at(m, M_RING), p)?;
+                }
                 g.store(self.member_at(m, M_END), s.end)?;
                 g.store(self.member_at(m, M_PROGRESS), s.start)?;
-                let claims = g.load(self.at(G_CLAIMS))?;
-                g.store(self.at(G_CLAIMS), claims.wrapping_add(1))?;
+                // Relaxed: statistics, read by `Bus::groups`.
+                self.word(self.member_at(m, M_START))?
+                    .store(s.start, Ordering::Relaxed);
+                self.word(self.at(G_CLAIMS))?
+                    .fetch_add(1, Ordering::Relaxed);
             }
             g.store(self.expected_at(p), s.end_seq)?;
             // Last: whoever sees the cursor past the range also sees the
