@@ -98,8 +98,8 @@ pub(crate) struct State {
     /// A worker-group member's place in its group (`None` for a plain
     /// subscriber); see `group`.
     pub(crate) group: Option<Box<GroupSeat>>,
-    /// A group member's record found by `no_producer`, for `poll`.
-    pub(crate) group_found: Option<Found>,
+    /// The producer and origin of the record `no_producer` found.
+    pub(crate) ready: (u32, u8),
 }
 
 /// A subscriber's place in one producer's ring.
@@ -238,7 +238,7 @@ impl State {
             nap: FIRST_NAP,
             pending: None,
             group,
-            group_found: None,
+            ready: (0, PLAIN),
         }
     }
 
@@ -389,9 +389,24 @@ impl State {
         // `no_producer`, off the subscriber's path.
         let mask = sh.producer_mask() & self.visit;
         if mask == 0 {
-            return match self.no_producer(sh) {
-                None => self.group_found.take().ok_or(RecvError::Empty),
-                Some(e) => Err(e),
+            // A group member's record: where it is, read again here so that
+            // the `Found` is built from registers as below (one returned
+            // from an out-of-line call would put every receive's `Result`
+            // in memory: ~17 instructions on the subscriber's path).
+            let (pos, seq) = self.no_producer(sh);
+            if pos == u64::MAX {
+                return Err(self.take_pending());
+            }
+            let (producer, origin) = self.ready;
+            let ring = self.lanes[producer as usize & 63].ring;
+            let head = self.overwrite.then_some(&ring.slot().head);
+            return match ring::peek(&ring, pos, head) {
+                Peek::Record(view) if view.seq == seq => Ok(Found {
+                    producer,
+                    origin,
+                    view,
+                }),
+                _ => Err(self.group_ready_gone(sh)),
             };
         }
         // Visit producers with data in turn, starting after the last one
@@ -453,22 +468,28 @@ impl State {
         Err(RecvError::Empty)
     }
 
-    /// `poll` with no producer to visit: nothing yet, or a group member.
-    /// Returns the error, or `None` when a group member's record is ready
-    /// in `group_found`. (Routing group members here costs the
-    /// subscriber's path about 10 instructions per receive, measured: the
-    /// two ways out of `poll` then share their `Result` in memory.)
+    /// `poll` with no producer to visit: nothing yet (`Empty`), or a group
+    /// member, whose next record (handed out, its payload copied when
+    /// copies are made) is returned by where it is.
+    ///
+    /// Returns `(position, sequence)` in two registers, the producer and
+    /// origin in `self.ready`; or `u64::MAX` with the error in `pending`.
     #[inline(never)]
-    fn no_producer(&mut self, sh: &Shared) -> Option<RecvError> {
-        if self.group.is_none() {
-            return Some(RecvError::Empty);
-        }
-        match self.group_poll(sh) {
+    fn no_producer(&mut self, sh: &Shared) -> (u64, u64) {
+        let r = if self.group.is_none() {
+            Err(RecvError::Empty)
+        } else {
+            self.group_poll(sh)
+        };
+        match r {
             Ok(found) => {
-                self.group_found = Some(found);
-                None
+                self.ready = (found.producer, found.origin);
+                (found.view.pos, found.view.seq)
             }
-            Err(e) => Some(e),
+            Err(e) => {
+                self.pending = Some(e);
+                (u64::MAX, 0)
+            }
         }
     }
 

@@ -637,13 +637,8 @@ fn kill_round(mode: &str, round: u64, kill: Kill) -> bool {
             members[0].sigkill();
         }
         Kill::Itself { .. } => {
-            // Wait for it to die (it may never get that many events if the
-            // others take them all: then it is killed here).
-            let until = Instant::now() + Duration::from_secs(10);
-            while members[0].is_running() && Instant::now() < until && producer.is_running() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            members[0].sigkill();
+            // It dies when it reaches its event, or never (if the others
+            // took the work first): then it ends like the others.
         }
     }
     members.push(member(&name, &stop.0, count, &extra));
@@ -653,8 +648,10 @@ fn kill_round(mode: &str, round: u64, kill: Kill) -> bool {
     let mut times: HashMap<u64, (u32, u32)> = HashMap::new();
     let mut flagged = 0u64;
     let mut died_itself = false;
+    let outside = matches!(kill, Kill::Outside);
     for (i, m) in members.iter_mut().enumerate() {
-        let (lines, dying) = events(m, i == 0, deadline);
+        let killed = i == 0 && (outside || !m.is_running());
+        let (lines, dying) = events(m, killed, deadline);
         died_itself |= i == 0 && dying;
         for (index, redelivered) in lines {
             let e = times.entry(index).or_insert((0, 0));

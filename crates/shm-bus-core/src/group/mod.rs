@@ -1075,6 +1075,29 @@ impl State {
         }
     }
 
+    /// The record `group_poll` handed out was rewritten before `poll` read
+    /// its header again (Overwrite: the producer lapped us in between; the
+    /// rest of the claim is gone with it). Under Block it cannot happen
+    /// (the group's floor holds the record): damage.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn group_ready_gone(&mut self, sh: &Shared) -> RecvError {
+        let Some(mut seat) = self.group.take() else {
+            return RecvError::Empty;
+        };
+        let e = if self.overwrite {
+            self.lose_rest(sh, &mut seat)
+        } else {
+            let p = seat.work.map_or(0, |w| w.ring);
+            if let Some(w) = seat.work.as_mut() {
+                w.pos = w.end;
+            }
+            self.corrupt(p, "a group member's record changed while it held it")
+        };
+        self.group = Some(seat);
+        e
+    }
+
     /// Overwrite: the rest of the current claim was overwritten; it is
     /// reported as lagged and given up.
     fn lose_rest(&mut self, sh: &Shared, seat: &mut GroupSeat) -> RecvError {
