@@ -105,9 +105,7 @@ pub enum BusError {
     },
 
     /// Every group slot of the bus is in use.
-    #[error(
-        "all {max} group slots are in use: remove a group, or create the bus with more max-groups"
-    )]
+    #[error("{}", too_many_groups(*max))]
     TooManyGroups {
         /// The bus's `max_groups`.
         max: u32,
@@ -122,8 +120,9 @@ pub enum BusError {
     },
 
     /// A member joined with patterns other than the group's (or tried to
-    /// change a member's patterns).
-    #[error("worker group `{group}` subscribes to {has:?}: join with those patterns, or with none")]
+    /// change a member's patterns); or joined a group that does not exist
+    /// without the patterns to create it (`has` is empty then).
+    #[error("{}", pattern_mismatch(group, has))]
     GroupPatternMismatch {
         /// The group.
         group: String,
@@ -243,4 +242,26 @@ pub enum PayloadError {
     /// Decoding with postcard failed.
     #[error("decoding the payload failed: {0}")]
     Decode(#[from] postcard::Error),
+}
+
+fn too_many_groups(max: u32) -> String {
+    if max == 0 {
+        "this bus has no room for worker groups: it was created with max-groups 0".to_owned()
+    } else {
+        format!(
+            "all {max} group slots are in use: remove a group, or create the bus with more max-groups"
+        )
+    }
+}
+
+fn pattern_mismatch(group: &str, has: &[String]) -> String {
+    if has.is_empty() {
+        format!(
+            "worker group `{group}` does not exist: its first member creates it, and must give its patterns"
+        )
+    } else {
+        format!(
+            "worker group `{group}` subscribes to {has:?}: join with those patterns, or with none"
+        )
+    }
 }
