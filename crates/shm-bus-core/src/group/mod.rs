@@ -1309,7 +1309,7 @@ impl State {
             return;
         };
         let core = sh.group_core(seat.index);
-        let _ = core.set_progress(w.slot, w.end);
+        let _ = core.finish(w.slot, w.end);
         if w.slot != seat.member {
             if let Err(e) = core.leave(seat.generation, w.slot) {
                 tracing::warn!(group = %seat.name, error = ?e, "could not free an adopted slot");

@@ -39,8 +39,12 @@
 //! ## Gating (Block policy)
 //!
 //! [`GroupCore::floor`] is the oldest position of ring `p` the group still
-//! needs: its claim cursor, or the progress of any member slot (alive,
-//! dead or adopted) with unfinished work in that ring, whichever is lower.
+//! needs: its claim cursor, or the start of any member slot's unfinished
+//! claim in that ring (alive, dead or adopted; `M_START` moves to the end
+//! when the claim is finished), whichever is lower. The start is at most a
+//! claim behind the progress, and lives on a line the member writes once
+//! or twice per claim, so producers computing their limit do not pull the
+//! line the member writes per event.
 //! It reads the cursor first (Acquire, pairing with the Release store that
 //! ends a claim's journal): a claim that moved the cursor past a record
 //! had already written the member's range, so the record is still counted.
@@ -63,9 +67,10 @@
 //! | … | stride | sequence number expected at each cursor |
 //! | … | 16 × members | member slots (below) |
 //!
-//! A member slot: state (`slot_word(owner, ACTIVE)`, 0 free), pid,
-//! generation, joined ns, name (4 words), ring, end, progress, claimed,
-//! done, sleeping, last active ns, start.
+//! A member slot, line 0 (what producers read; written per claim): state
+//! (`slot_word(owner, ACTIVE)`, 0 free), ring, start, end, pid,
+//! generation, joined ns, sleeping. Line 1 (written per event by its
+//! owner): name (4 words), progress, claimed, done, last active ns.
 
 use shm_bus_alloc::lock::{Acquired, Guard, LOCK_BYTES, RobustLock};
 use shm_bus_alloc::{Mem, Owners};
@@ -115,30 +120,34 @@ pub const G_CURSORS: u64 = G_PATTERNS + PATTERN_BYTES;
 
 /// Member slot: state word.
 pub const M_STATE: u64 = 0;
-/// Member slot: the owner's pid (as it wrote it; the token is in the state).
-pub const M_PID: u64 = 8;
-/// Member slot: times claimed.
-pub const M_GENERATION: u64 = 16;
-/// Member slot: when it joined, ns since the epoch.
-pub const M_JOINED_NS: u64 = 24;
-/// Member slot: name, 32 bytes.
-pub const M_NAME: u64 = 32;
 /// Member slot: the ring of its claim ([`NO_RING`] when it never claimed).
-pub const M_RING: u64 = 64;
+pub const M_RING: u64 = 8;
+/// Member slot: the oldest position of its claim it may still need: the
+/// claim's start while it is unfinished, its end once finished. What
+/// producers' [`GroupCore::floor`] reads (with the ring and end, on this
+/// line written once or twice per claim), instead of the progress word
+/// the member writes per event on the next line.
+pub const M_START: u64 = 16;
 /// Member slot: end of its claim.
-pub const M_END: u64 = 72;
-/// Member slot: first unfinished position of its claim, | [`HANDED`].
-pub const M_PROGRESS: u64 = 80;
-/// Member slot: records handed out.
-pub const M_CLAIMED: u64 = 88;
-/// Member slot: records finished.
-pub const M_DONE: u64 = 96;
+pub const M_END: u64 = 24;
+/// Member slot: the owner's pid (as it wrote it; the token is in the state).
+pub const M_PID: u64 = 32;
+/// Member slot: times claimed.
+pub const M_GENERATION: u64 = 40;
+/// Member slot: when it joined, ns since the epoch.
+pub const M_JOINED_NS: u64 = 48;
 /// Member slot: 1 while counted among the bus's sleeping receivers.
-pub const M_SLEEPING: u64 = 104;
+pub const M_SLEEPING: u64 = 56;
+/// Member slot: name, 32 bytes.
+pub const M_NAME: u64 = 64;
+/// Member slot: first unfinished position of its claim, | [`HANDED`].
+pub const M_PROGRESS: u64 = 96;
+/// Member slot: records handed out.
+pub const M_CLAIMED: u64 = 104;
+/// Member slot: records finished.
+pub const M_DONE: u64 = 112;
 /// Member slot: last time it was active, ns since the epoch.
-pub const M_LAST_ACTIVE: u64 = 112;
-/// Member slot: start of its claim.
-pub const M_START: u64 = 120;
+pub const M_LAST_ACTIVE: u64 = 120;
 /// Bytes of a member slot.
 pub const MEMBER_BYTES: u64 = 128;
 
@@ -342,6 +351,16 @@ impl<'a, M: Mem, O: Owners> GroupCore<'a, M, O> {
         Ok(())
     }
 
+    /// Member `m`'s claim is finished (the member holding the slot calls
+    /// this): progress and floor at its end. Release: pairs with the
+    /// Acquire loads of [`floor`](Self::floor) and of an adopter.
+    pub fn finish(&self, m: u64, end: u64) -> Result<(), GroupFault> {
+        self.set_progress(m, end)?;
+        self.word(self.member_at(m, M_START))?
+            .store(end, Ordering::Release);
+        Ok(())
+    }
+
     /// Block policy: the oldest position of ring `p` the group still needs
     /// (see the module docs). Lock-free; may be stale, never too high.
     pub fn floor(&self, p: u64) -> Result<u64, GroupFault> {
@@ -360,9 +379,12 @@ impl<'a, M: Mem, O: Owners> GroupCore<'a, M, O> {
             if self.load(self.member_at(m, M_RING))? != p {
                 continue;
             }
-            let progress = self.load(self.member_at(m, M_PROGRESS))? & !31;
-            if progress < self.load(self.member_at(m, M_END))? {
-                min = min.min(progress);
+            // The claim's start, not the progress the member writes per
+            // event: at most a claim more conservative, and a line the
+            // member writes only once or twice per claim.
+            let start = self.load(self.member_at(m, M_START))?;
+            if start < self.load(self.member_at(m, M_END))? {
+                min = min.min(start);
             }
         }
         Ok(min)
@@ -459,16 +481,15 @@ impl<'a, M: Mem, O: Owners> GroupCore<'a, M, O> {
             }
             if s.wanted > 0 {
                 // Journaled: the range (a store that changes nothing needs
-                // no undo entry). `M_START` and the claim count are
-                // statistics: plain stores, which an undo leaves as they are.
+                // no undo entry). The claim count is a statistic: a plain
+                // `fetch_add`, outside the journaled words.
                 if g.load(self.member_at(m, M_RING))? != p {
                     g.store(self.member_at(m, M_RING), p)?;
                 }
                 g.store(self.member_at(m, M_END), s.end)?;
                 g.store(self.member_at(m, M_PROGRESS), s.start)?;
-                // Relaxed: statistics, read by `Bus::groups`.
-                self.word(self.member_at(m, M_START))?
-                    .store(s.start, Ordering::Relaxed);
+                g.store(self.member_at(m, M_START), s.start)?;
+                // Relaxed: a statistic, read by `Bus::groups`.
                 self.word(self.at(G_CLAIMS))?
                     .fetch_add(1, Ordering::Relaxed);
             }

@@ -133,7 +133,7 @@ fn work(
     }
     // The whole claim is finished (as `finish_work` does: a claim may end
     // with padding, which moves no progress on its own).
-    g.set_progress(slot, end).unwrap();
+    g.finish(slot, end).unwrap();
     out
 }
 
