@@ -86,23 +86,10 @@ pub(crate) fn config_of(a: &CreateArgs) -> Result<BusConfig, BadInput> {
     Ok(config)
 }
 
-/// Refuses a worker-group name the bus would refuse (1 to 32 bytes of
-/// letters, digits, `_ - . :`), before any bus is opened.
+/// Refuses a worker-group name the bus would refuse (the core's rule:
+/// 1 to 32 bytes of letters, digits, `_ - . :`), before any bus is opened.
 pub(crate) fn check_group_name(group: &str) -> Result<(), BadInput> {
-    let ok = !group.is_empty()
-        && group.len() <= shm_bus_core::NAME_BYTES
-        && group
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(BadInput(format!(
-            "`{group}` is not a valid worker-group name: use 1 to {} letters, digits, `_`, `-`, \
-             `.` or `:`",
-            shm_bus_core::NAME_BYTES
-        )))
-    }
+    shm_bus_core::check_group_name(group).map_err(|e| BadInput(e.to_string()))
 }
 
 /// The error of a bus that does not exist, with the two ways out.

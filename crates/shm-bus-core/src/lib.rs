@@ -109,7 +109,9 @@ pub use config::{
 #[cfg(not(loom))]
 pub use error::{BusError, PayloadError, PublishError, RecvError};
 #[cfg(not(loom))]
-pub use group::{GroupInfo, GroupMemberInfo, GroupMode, GroupOptions, GroupRemoval};
+pub use group::{
+    GroupInfo, GroupMemberInfo, GroupMode, GroupOptions, GroupRemoval, check_group_name,
+};
 #[cfg(not(loom))]
 pub use info::{BusInfo, ProducerInfo, RingTopics, SubscriberInfo};
 #[cfg(not(loom))]

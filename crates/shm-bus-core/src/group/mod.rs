@@ -324,8 +324,13 @@ fn group_gone(core: &GroupCore<'_, Segment, OsOwners>, generation: u64) -> bool 
         || load(G_REMOVING) != 0
 }
 
-/// Checks a group name: 1 to 32 bytes of letters, digits, `_ - . :`.
-fn check_name(group: &str) -> Result<(), BusError> {
+/// Checks a worker-group name as [`Bus::group_member`] does: 1 to 32
+/// bytes of letters, digits, `_`, `-`, `.` and `:`. For tools that refuse
+/// a bad name before opening a bus.
+///
+/// # Errors
+/// [`BusError::InvalidGroupName`].
+pub fn check_group_name(group: &str) -> Result<(), BusError> {
     let ok = !group.is_empty()
         && group.len() <= NAME_BYTES
         && group
@@ -733,7 +738,7 @@ impl Bus {
         patterns: &[&str],
         options: GroupOptions,
     ) -> Result<Subscriber<M>, BusError> {
-        check_name(group)?;
+        check_group_name(group)?;
         let sh: &Shared = &self.shared;
         let copy = M::copies(sh.config.policy)?;
         if sh.config.max_groups == 0 {
@@ -824,7 +829,7 @@ impl Bus {
     /// [`BusError::InvalidGroupName`]; [`BusError::Corrupt`] or
     /// [`BusError::Segment`] if the group table is damaged.
     pub fn remove_group(&self, group: &str, force: bool) -> Result<GroupRemoval, BusError> {
-        check_name(group)?;
+        check_group_name(group)?;
         let sh: &Shared = &self.shared;
         if sh.config.max_groups == 0 {
             return Ok(GroupRemoval::NotFound);
