@@ -1381,6 +1381,3 @@ impl State {
         sh.free_evicted_groups();
     }
 }
-
-/// Suppresses "unused" for words only the loom models and info read.
-const _: [u64; 3] = [M_END, M_RING, M_PROGRESS];
