@@ -83,7 +83,11 @@ pub(crate) struct BusHeader {
     pub data_futex: AtomicU32,
     /// Number of subscribers asleep (or about to sleep) on `data_futex`.
     pub data_sleepers: AtomicU32,
-    _pad3: [AtomicU64; 7],
+    /// Times a subscriber registered as a sleeper (wrapping; 0 in older
+    /// segments, where this word was padding): a publisher wakes again
+    /// only once this moved since its last wake (see `wake`).
+    pub data_registrations: AtomicU32,
+    _pad3: [AtomicU32; 13],
 }
 assert_layout!(BusHeader, size = 256, align = 64);
 // SAFETY: repr(C), atomics only (any bit pattern valid), explicit padding

@@ -98,6 +98,11 @@ mod slots;
 mod subscriber;
 #[cfg(not(loom))]
 mod topics;
+// Waking sleepers; its loom model reaches it under `--cfg loom`.
+#[cfg(loom)]
+pub mod wake;
+#[cfg(not(loom))]
+mod wake;
 
 #[cfg(not(loom))]
 pub use bus::{Bus, ReapReport};

@@ -17,6 +17,7 @@ use crate::loan::Loan;
 use crate::receive::spin_round;
 use crate::ring::{self, Line, Reservation, ReserveError, RingMem, Writer};
 use crate::shared::{ProducerRef, Shared, SlotRole};
+use crate::wake::Waker;
 
 /// Something a publisher can address: a topic literal, a parsed [`Topic`],
 /// or a [`TopicId`] obtained from [`Publisher::topic_id`].
@@ -84,6 +85,8 @@ pub struct Publisher {
     /// copies it into the ring with atomic word stores (a lapped reader
     /// may be reading those bytes, so no `&mut` into them is handed out).
     staging: Vec<Line>,
+    /// When this publisher last woke sleeping subscribers.
+    waker: Waker,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -155,6 +158,7 @@ impl Bus {
             spin: Duration::from_micros(50),
             // Relaxed: our own slot's counter, ordered by the claim's CAS.
             staging: Vec::new(),
+            waker: Waker::default(),
             pr,
         })
     }
@@ -271,6 +275,9 @@ impl Publisher {
         };
         let spin_until = Instant::now() + self.spin;
         let mut round = 0u32;
+        // The limit seen before the last nap: reaping is looked into only
+        // when a whole nap went by without it moving.
+        let mut stalled_at = None;
         loop {
             let reserved = spin_round(&mut round, || {
                 self.writer
@@ -290,10 +297,20 @@ impl Publisher {
             if sh.is_removed() {
                 return Err(PublishError::BusRemoved);
             }
-            // A dead subscriber must never stall us: reap, then sleep until
-            // a subscriber frees space (or a short timeout, to re-check).
-            sh.reap();
-            sh.reap_groups();
+            // A dead subscriber must never stall us, but telling the dead
+            // from the living costs a /proc read per slot: reap only when a
+            // whole nap (at most `SPACE_SLEEP`) went by without the limit
+            // moving. A dead reader holding us back keeps it still, so it
+            // is reaped after the first nap; readers that keep up cost no
+            // syscall beyond the futex.
+            let limit = sh.limit(p, self.writer.tail());
+            if stalled_at == Some(limit) {
+                sh.reap();
+                sh.reap_groups();
+            }
+            stalled_at = Some(limit);
+            // Then sleep until a subscriber frees space (or a short
+            // timeout, to re-check).
             // Acquire: pairs with the Release `fetch_add` of a subscriber
             // that published its cursor (`wake_producer`); if we read its
             // bump, its cursor is visible to the re-check below.
@@ -621,18 +638,18 @@ impl Publisher {
         seq
     }
 
-    /// Wakes subscribers sleeping on the bus's futex, if any.
+    /// Wakes subscribers sleeping on the bus's futex, if any registered
+    /// since this publisher last woke them (see `wake`).
     #[inline]
-    fn wake_subscribers(&self) {
+    fn wake_subscribers(&mut self) {
         let header = self.bus.shared.header();
-        // Relaxed: no fence between our stamp store and this load, so a
-        // subscriber that registers as a sleeper at the same instant may be
-        // missed; it re-polls after registering and sleeps with a short,
-        // growing timeout, so it notices the record within a millisecond
-        // (see `Subscriber::wait`). A fence here would stall every publish.
-        if header.data_sleepers.load(Ordering::Relaxed) != 0 {
+        if self
+            .waker
+            .due(&header.data_sleepers, &header.data_registrations)
+        {
             // Release: pairs with the Acquire load of the futex word in
-            // `Subscriber::wait`.
+            // `Subscriber::wait`, and keeps `Waker::due`'s read of the
+            // registrations before this bump (see `wake`).
             header.data_futex.fetch_add(1, Ordering::Release);
             futex::wake_all(&header.data_futex);
         }

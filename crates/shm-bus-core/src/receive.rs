@@ -633,17 +633,21 @@ impl State {
         sh.is_removed()
     }
 
+    /// Receives the next event, waiting at most `timeout` (for ever with
+    /// `None`). The clock is read only once nothing is ready.
     pub(crate) fn wait(
         &mut self,
         sh: &Shared,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
     ) -> Result<Found, RecvError> {
         self.nap = FIRST_NAP;
         match self.poll(sh) {
             Err(RecvError::Empty) => {}
             other => return other,
         }
-        let spin_until = Instant::now() + self.spin;
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let spin_until = start + self.spin;
         let mut round = 0u32;
         loop {
             let polled = spin_round(&mut round, || match self.poll(sh) {
@@ -679,11 +683,17 @@ impl State {
             // Relaxed: ordered before the SeqCst `fetch_add` below, which
             // a reaper's AcqRel swap of this flag synchronises with.
             sleeping.store(1, Ordering::Relaxed);
+            // SeqCst (a release): pairs with the Acquire load in
+            // `Waker::due`; a publisher that reads this increment bumps
+            // the futex word only after our `seen` read above (see `wake`).
+            header.data_registrations.fetch_add(1, Ordering::SeqCst);
             // SeqCst: a full barrier between counting ourselves asleep and
             // the re-poll below. Publishers check the count without a fence
             // (a fence would stall every publish), so one publishing at this
             // very instant may miss us: the nap below starts at 1 ms and
-            // doubles while idle, bounding that delay.
+            // doubles while idle, bounding that delay. Also a release:
+            // a publisher that reads this count (Acquire, `Waker::due`)
+            // then sees the registration above.
             header.data_sleepers.fetch_add(1, Ordering::SeqCst);
             let again = self.poll(sh);
             if !matches!(again, Err(RecvError::Empty)) {

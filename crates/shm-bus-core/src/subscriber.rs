@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shm_bus_alloc::ProcessId;
 use shm_bus_topic::{SubscriptionIndex, Topic};
@@ -298,9 +298,7 @@ impl<M: Delivery> Subscriber<M> {
     /// # Errors
     /// [`RecvError::Timeout`], [`RecvError::Lagged`], [`RecvError::Corrupt`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<'_, M>, RecvError> {
-        let found = self
-            .st
-            .wait(&self.bus.shared, Some(Instant::now() + timeout))?;
+        let found = self.st.wait(&self.bus.shared, Some(timeout))?;
         Ok(self.sample(found))
     }
 
