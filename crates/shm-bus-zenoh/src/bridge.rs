@@ -48,8 +48,7 @@
 //! `queue/congestion_control/block/wait_before_close` (5 s by default);
 //! what is lost then is counted (`gaps`, `unrouted`).
 
-use std::collections::HashMap;
-
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -81,6 +80,9 @@ const EXPORT_BUFFER: u64 = 8 << 20;
 const EXPORT_OVERHEAD: u64 = 64;
 /// Most events the exporter's reader hands over at once.
 const BATCH: usize = 256;
+/// Most bytes (charged as for [`EXPORT_BUFFER`]) the exporter's reader
+/// hands over at once.
+const BATCH_BYTES: u64 = 1 << 20;
 /// Route cache entries before the cache is cleared (keys come from the
 /// network: bounded).
 const MAX_ROUTES: usize = 1 << 16;
@@ -446,7 +448,7 @@ impl Bridge {
             for t in &exports.topics {
                 sub.subscribe(t.as_str()).map_err(bus_err)?;
             }
-            let (tx, rx) = std::sync::mpsc::channel::<Vec<Pending>>();
+            let (tx, rx) = std::sync::mpsc::channel::<Sent>();
             let queued = Arc::new(AtomicU64::new(0));
             let reader = Reader {
                 source,
@@ -631,8 +633,28 @@ struct Pending {
     id: TopicId,
     /// The topic's text, the first time the reader sees it.
     topic: Option<Box<str>>,
-    payload: Vec<u8>,
+    /// Where its payload ends in its batch's bytes (it starts where the
+    /// previous event's ends).
+    end: usize,
     meta: Meta,
+}
+
+/// Events the reader is gathering for the putter: their payloads back to
+/// back in one buffer, so that a batch costs one allocation, not one per
+/// event.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Pending>,
+    bytes: Vec<u8>,
+    /// What the batch is charged against [`EXPORT_BUFFER`].
+    cost: u64,
+}
+
+/// A batch handed to the putter: each event's payload is a slice of
+/// `bytes` (shared, not copied, until Zenoh encodes it).
+struct Sent {
+    events: Vec<Pending>,
+    bytes: Bytes,
     cost: u64,
 }
 
@@ -653,25 +675,39 @@ impl Reader {
     fn run(
         mut self,
         mut sub: shm_bus_core::Subscriber,
-        tx: Sender<Vec<Pending>>,
+        tx: Sender<Sent>,
         stop: &AtomicBool,
         bus: &str,
     ) -> Result<(), BridgeError> {
         let bus_handle = sub.bus().clone();
-        let send = |batch: &mut Vec<Pending>| {
-            stamps_to_wall(&bus_handle, batch);
-            tx.send(std::mem::take(batch)).is_ok()
+        let queued = self.queued.clone();
+        let send = |batch: &mut Batch| {
+            let Batch {
+                mut events,
+                bytes,
+                cost,
+            } = std::mem::take(batch);
+            stamps_to_wall(&bus_handle, &mut events);
+            // Relaxed: a budget (see below); the putter takes it back
+            // when the batch is put.
+            queued.fetch_add(cost, Ordering::Relaxed);
+            tx.send(Sent {
+                events,
+                bytes: Bytes::from(bytes),
+                cost,
+            })
+            .is_ok()
         };
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         while !stop.load(Ordering::Relaxed) {
             // Relaxed (both): a budget and a hint; a stale read only delays
             // or hastens the next read by one round.
-            if self.queued.load(Ordering::Relaxed) > EXPORT_BUFFER
+            if self.queued.load(Ordering::Relaxed) + batch.cost > EXPORT_BUFFER
                 && !self.importer_waits.load(Ordering::Relaxed)
             {
                 // Zenoh is slower than the producers: stop reading, so
                 // the bus holds them back (what is batched goes first).
-                if !batch.is_empty() && !send(&mut batch) {
+                if !batch.events.is_empty() && !send(&mut batch) {
                     return Ok(());
                 }
                 std::thread::sleep(Duration::from_micros(200));
@@ -679,13 +715,13 @@ impl Reader {
             }
             // What is ready goes to the putter in one batch (one hand-off,
             // not one per event); then wait for more.
-            if batch.len() >= BATCH {
+            if batch.events.len() >= BATCH || batch.cost >= BATCH_BYTES {
                 if !send(&mut batch) {
                     return Ok(());
                 }
                 continue;
             }
-            if batch.is_empty() {
+            if batch.events.is_empty() {
                 match sub.recv_timeout(POLL) {
                     Ok(sample) => self.take(sample, &mut batch),
                     Err(e) => self.failed(e, bus)?,
@@ -702,14 +738,14 @@ impl Reader {
                 }
             }
         }
-        if !batch.is_empty() {
+        if !batch.events.is_empty() {
             send(&mut batch);
         }
         Ok(())
     }
 
     /// Queues one sample for the putter, unless this bridge imported it.
-    fn take(&mut self, sample: shm_bus_core::Sample<'_>, batch: &mut Vec<Pending>) {
+    fn take(&mut self, sample: shm_bus_core::Sample<'_>, batch: &mut Batch) {
         if Some(sample.producer()) == self.own_producer {
             bump(&self.counters.echo_suppressed, 1);
             return;
@@ -721,8 +757,9 @@ impl Reader {
         }
         let topic = (!self.known[i]).then(|| Box::from(sample.topic()));
         self.known[i] = true;
-        let payload = sample.payload().to_vec();
-        let cost = payload.len() as u64 + EXPORT_OVERHEAD;
+        let payload = sample.payload();
+        batch.bytes.extend_from_slice(payload);
+        batch.cost += payload.len() as u64 + EXPORT_OVERHEAD;
         let meta = Meta {
             source: self.source,
             export_seq: 0,
@@ -732,14 +769,11 @@ impl Reader {
             // with two clock readings instead of one per event.
             timestamp_ns: sample.stamp(),
         };
-        // Relaxed: a budget (see `run`).
-        self.queued.fetch_add(cost, Ordering::Relaxed);
-        batch.push(Pending {
+        batch.events.push(Pending {
             id,
             topic,
-            payload,
+            end: batch.bytes.len(),
             meta,
-            cost,
         });
     }
 
@@ -807,18 +841,25 @@ struct Putter {
 impl Putter {
     /// Until the reader is gone and the queue is empty: what the reader
     /// took off the bus is put even when stopping.
-    fn run(mut self, rx: Receiver<Vec<Pending>>) {
-        let mut names: HashMap<TopicId, Box<str>> = HashMap::new();
+    fn run(mut self, rx: Receiver<Sent>) {
+        // Topic texts by `TopicId` index, as the reader announced them.
+        let mut names: Vec<Option<Box<str>>> = Vec::new();
         while let Ok(batch) = rx.recv() {
-            for p in batch {
+            let mut start = 0;
+            for p in batch.events {
+                let i = p.id.index();
                 if let Some(t) = p.topic {
-                    names.insert(p.id, t);
+                    if i >= names.len() {
+                        names.resize(i + 1, None);
+                    }
+                    names[i] = Some(t);
                 }
-                let topic = names.get(&p.id).map(|t| &**t).unwrap_or_default();
-                let cost = p.cost;
-                self.export(p.id, topic, p.payload, p.meta);
-                self.queued.fetch_sub(cost, Ordering::Relaxed);
+                let payload = batch.bytes.slice(start..p.end);
+                start = p.end;
+                self.export(p.id, &names, payload, p.meta);
             }
+            // Relaxed: a budget (see `Reader::run`).
+            self.queued.fetch_sub(batch.cost, Ordering::Relaxed);
         }
     }
 
@@ -854,19 +895,20 @@ impl Putter {
         })
     }
 
-    fn export(&mut self, id: TopicId, topic: &str, payload: Vec<u8>, mut meta: Meta) {
+    fn export(&mut self, id: TopicId, names: &[Option<Box<str>>], payload: Bytes, mut meta: Meta) {
         let i = id.index();
+        let topic = || names.get(i).and_then(|n| n.as_deref()).unwrap_or_default();
         if i >= self.topics.len() {
             self.topics.resize_with(i + 1, || None);
         }
         if self.topics[i].is_none() {
-            match self.declare(topic) {
+            match self.declare(topic()) {
                 Ok(t) => self.topics[i] = Some(t),
                 // Every exact topic maps (see `mapping`); a Zenoh failure
                 // here is counted, reported, and retried on the next event.
                 Err(e) => {
                     bump(&self.counters.put_failed, 1);
-                    eprintln!("shm-bus-zenoh: export of `{topic}`: {e}");
+                    eprintln!("shm-bus-zenoh: export of `{}`: {e}", topic());
                     return;
                 }
             }
@@ -895,13 +937,13 @@ impl Putter {
         let res = t
             .publisher
             .put(ZBytes::from(payload))
-            .attachment(ZBytes::from(meta.encode().to_vec()))
+            .attachment(ZBytes::from(meta.encode()))
             .wait();
         match res {
             Ok(()) => bump(&self.counters.exported, 1),
             Err(e) => {
                 bump(&self.counters.put_failed, 1);
-                eprintln!("shm-bus-zenoh: put on `{topic}`: {e}");
+                eprintln!("shm-bus-zenoh: put on `{}`: {e}", topic());
             }
         }
     }
@@ -1154,7 +1196,7 @@ mod tests {
             batch.push(Pending {
                 id: TopicId(0),
                 topic: None,
-                payload: Vec::new(),
+                end: 0,
                 meta: Meta {
                     source: 0,
                     export_seq: i,
@@ -1162,7 +1204,6 @@ mod tests {
                     producer_seq: i,
                     timestamp_ns: t,
                 },
-                cost: 0,
             });
             std::thread::sleep(Duration::from_micros(200));
         }
