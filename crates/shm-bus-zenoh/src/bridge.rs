@@ -163,8 +163,8 @@ fn zerr(e: impl std::fmt::Display) -> BridgeError {
 /// statistics, read after the threads are joined or as a snapshot).
 #[derive(Debug, Default)]
 pub struct Counters {
-    exported: AtomicU64,
-    imported: AtomicU64,
+    exported: OwnLine,
+    imported: OwnLine,
     unrouted: AtomicU64,
     gaps: AtomicU64,
     duplicates: AtomicU64,
@@ -181,6 +181,22 @@ pub struct Counters {
 
 fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A per-event counter with one writer at a time (the putter thread;
+/// the importer, under its lock), on a cache line of its own so that the
+/// exporting and the importing threads do not share one.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct OwnLine(AtomicU64);
+
+impl OwnLine {
+    /// Adds one without a locked instruction: the caller is the only
+    /// writer (see the type), readers take snapshots.
+    fn add_one(&self) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
 }
 
 /// A snapshot of [`Counters`].
@@ -257,8 +273,8 @@ impl Counters {
     pub fn stats(&self) -> Stats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = Stats {
-            exported: g(&self.exported),
-            imported: g(&self.imported),
+            exported: g(&self.exported.0),
+            imported: g(&self.imported.0),
             unrouted: g(&self.unrouted),
             gaps: g(&self.gaps),
             duplicates: g(&self.duplicates),
@@ -940,7 +956,7 @@ impl Putter {
             .attachment(ZBytes::from(meta.encode()))
             .wait();
         match res {
-            Ok(()) => bump(&self.counters.exported, 1),
+            Ok(()) => self.counters.exported.add_one(),
             Err(e) => {
                 bump(&self.counters.put_failed, 1);
                 eprintln!("shm-bus-zenoh: put on `{}`: {e}", topic());
@@ -991,18 +1007,26 @@ impl Importer {
     /// Routes the sample of `key` from import subscriber `from` and checks
     /// its sequence: import it (as which topic), or skip it (counted).
     fn judge(&mut self, from: usize, key: &str, attachment: Option<&[u8]>) -> Verdict {
-        // Two FxHash lookups of a short key per sample.
-        if !self.routes.contains_key(key) {
-            if self.routes.len() >= MAX_ROUTES {
-                self.routes.clear();
-            }
-            let route = self.route(key);
-            self.routes.insert(key.into(), route);
+        // One FxHash lookup of a short key per sample once the key is known.
+        if let Some(route) = self.routes.get_mut(key) {
+            return Self::verdict(route, from, self.source, &self.counters, attachment);
         }
-        let c = &*self.counters;
-        let Some(route) = self.routes.get_mut(key) else {
-            return Verdict::Skip;
-        };
+        if self.routes.len() >= MAX_ROUTES {
+            self.routes.clear();
+        }
+        let route = self.route(key);
+        let route = self.routes.entry(key.into()).or_insert(route);
+        Self::verdict(route, from, self.source, &self.counters, attachment)
+    }
+
+    /// [`judge`](Self::judge) once the key's route is known.
+    fn verdict(
+        route: &mut Route,
+        from: usize,
+        source: u64,
+        c: &Counters,
+        attachment: Option<&[u8]>,
+    ) -> Verdict {
         if route.owner != from {
             // Another import subscriber's key expression includes this key
             // too and takes it: one copy only.
@@ -1012,7 +1036,7 @@ impl Importer {
             RouteKind::Import { topic, next } => {
                 match Meta::decode(attachment) {
                     Ok(meta) => {
-                        if meta.source == self.source {
+                        if meta.source == source {
                             bump(&c.echo_suppressed, 1);
                             return Verdict::Skip;
                         }
@@ -1029,7 +1053,9 @@ impl Importer {
                             bump(&c.duplicates, 1);
                             return Verdict::Skip;
                         }
-                        bump(&c.gaps, meta.export_seq - *expected);
+                        if meta.export_seq > *expected {
+                            bump(&c.gaps, meta.export_seq - *expected);
+                        }
                         *expected = meta.export_seq + 1;
                     }
                     // A plain Zenoh publisher (not a bridge): imported as
@@ -1092,7 +1118,10 @@ impl Importer {
         let payload = sample.payload().to_bytes();
         let res = self.publish(topic, &payload, stop, bus);
         // Relaxed: a hint for the exporter's reader (see the module docs).
-        self.waits.store(false, Ordering::Relaxed);
+        // Stored only when it changes: the reader polls this line.
+        if self.waits.load(Ordering::Relaxed) {
+            self.waits.store(false, Ordering::Relaxed);
+        }
         res
     }
 
@@ -1114,7 +1143,7 @@ impl Importer {
             };
             match res {
                 Ok(_) => {
-                    bump(&c.imported, 1);
+                    c.imported.add_one();
                     return Ok(());
                 }
                 Err(PublishError::Full) => {
