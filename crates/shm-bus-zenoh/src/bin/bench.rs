@@ -13,7 +13,11 @@
 //! - throughput, bridged: a producer process publishes `count` events on
 //!   bus A; bridge A (`--export '**'`) puts them on Zenoh; bridge B
 //!   (`--import '**'`) publishes them into bus B; a consumer process on
-//!   bus B counts them, timed the same way.
+//!   bus B counts them, timed the same way. The bus producer and consumer
+//!   wait as Zenoh's publisher and subscriber do, in the kernel, without
+//!   spinning first (`set_spin(0)`; `--spin-us` changes that): on two
+//!   vCPUs shared by six busy threads, a consumer spinning 50 µs (the
+//!   bus's default) before each sleep takes CPU the bridges need.
 //! - latency: half the round trip of a ping-pong, both ends blocking on
 //!   their receive (no busy-polling), express (unbatched) sends on both
 //!   paths. Zenoh: ping process ↔ pong process. Bridged: a ping process
@@ -54,6 +58,10 @@ enum Role {
         /// Payload sizes.
         #[arg(long = "size", default_values_t = [64usize, 4096])]
         sizes: Vec<usize>,
+        /// How long the throughput runs' bus producer and consumer spin
+        /// before sleeping, in µs (the bus's default is 50).
+        #[arg(long, default_value_t = 0)]
+        spin_us: u64,
         #[arg(long)]
         json: bool,
     },
@@ -80,6 +88,8 @@ enum Role {
         bus: String,
         #[arg(long)]
         count: u64,
+        #[arg(long)]
+        spin_us: u64,
     },
     #[command(hide = true)]
     Bpub {
@@ -88,6 +98,8 @@ enum Role {
         count: u64,
         #[arg(long)]
         size: usize,
+        #[arg(long)]
+        spin_us: u64,
     },
     #[command(hide = true)]
     Zpong {
@@ -124,16 +136,26 @@ fn main() -> ExitCode {
             round_trips,
             rounds,
             sizes,
+            spin_us,
             json,
-        } => all(count, round_trips, rounds, &sizes, json),
+        } => all(count, round_trips, rounds, &sizes, spin_us, json),
         Role::Zsub { listen, key, count } => zsub(&listen, &key, count),
         Role::Zpub {
             connect,
             count,
             size,
         } => zpub(&connect, count, size),
-        Role::Bsub { bus, count } => bsub(&bus, count),
-        Role::Bpub { bus, count, size } => bpub(&bus, count, size),
+        Role::Bsub {
+            bus,
+            count,
+            spin_us,
+        } => bsub(&bus, count, Duration::from_micros(spin_us)),
+        Role::Bpub {
+            bus,
+            count,
+            size,
+            spin_us,
+        } => bpub(&bus, count, size, Duration::from_micros(spin_us)),
         Role::Zpong { listen } => zpong(&listen),
         Role::Zping {
             connect,
@@ -286,9 +308,10 @@ fn zping(connect: &str, count: u64, size: usize) -> Res<()> {
 
 // -------------------------------------------------------------- bus roles
 
-fn bsub(bus: &str, count: u64) -> Res<()> {
+fn bsub(bus: &str, count: u64, spin: Duration) -> Res<()> {
     let bus = Bus::open(bus)?;
     let mut sub = bus.subscriber("bench-sub")?;
+    sub.set_spin(spin);
     sub.subscribe("bench.**")?;
     println!("ready");
     let mut first = None;
@@ -316,9 +339,10 @@ fn bsub(bus: &str, count: u64) -> Res<()> {
     Ok(())
 }
 
-fn bpub(bus: &str, count: u64, size: usize) -> Res<()> {
+fn bpub(bus: &str, count: u64, size: usize, spin: Duration) -> Res<()> {
     let bus = Bus::open(bus)?;
     let mut p = bus.publisher("bench-pub")?;
+    p.set_spin(spin);
     let id = p.topic_id("bench.tp")?;
     let mut buf = vec![0u8; size.max(load::MIN_SIZE)];
     for i in 0..count {
@@ -528,6 +552,7 @@ fn throughput_bridged(
     count: u64,
     size: usize,
     import: &str,
+    spin_us: u64,
     buses: &mut Buses,
     n: &mut u32,
 ) -> Res<f64> {
@@ -540,10 +565,18 @@ fn throughput_bridged(
         &["--import", import],
         "bench.tp",
     )?;
-    let (c, z) = (count.to_string(), size.to_string());
-    let mut sub = kid(&exe, &["bsub", &b, "--count", &c], "bsub")?;
+    let (c, z, spin) = (count.to_string(), size.to_string(), spin_us.to_string());
+    let mut sub = kid(
+        &exe,
+        &["bsub", &b, "--count", &c, "--spin-us", &spin],
+        "bsub",
+    )?;
     line(&mut sub, "ready", Duration::from_secs(30))?;
-    let _p = kid(&exe, &["bpub", &a, "--count", &c, "--size", &z], "bpub")?;
+    let _p = kid(
+        &exe,
+        &["bpub", &a, "--count", &c, "--size", &z, "--spin-us", &spin],
+        "bpub",
+    )?;
     rate(&line(&mut sub, "msgs_per_sec", Duration::from_secs(300))?)
 }
 
@@ -606,7 +639,7 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], json: bool) -> Res<()> {
+fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], spin_us: u64, json: bool) -> Res<()> {
     let mut buses = Buses(Vec::new());
     let mut n = 0;
     let mut rows = Vec::new();
@@ -621,7 +654,7 @@ fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], json: bool) -> Res<()>
             for (i, (_, pattern, key)) in subs.iter().enumerate() {
                 zt[i].push(throughput_zenoh(count, size, key)?);
                 bt[i].push(throughput_bridged(
-                    count, size, pattern, &mut buses, &mut n,
+                    count, size, pattern, spin_us, &mut buses, &mut n,
                 )?);
             }
             zl.push(latency_zenoh(rt, size)?);
@@ -655,6 +688,7 @@ fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], json: bool) -> Res<()>
             "count": count,
             "round_trips": rt,
             "rounds": rounds,
+            "spin_us": spin_us,
             "throughput": throughput,
             "zenoh_latency": zl,
             "bridged_latency": bl,
