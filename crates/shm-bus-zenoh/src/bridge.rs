@@ -698,11 +698,17 @@ impl Reader {
         let bus_handle = sub.bus().clone();
         let queued = self.queued.clone();
         let send = |batch: &mut Batch| {
+            // The next batch starts with room for one like this one.
+            let next = Batch {
+                events: Vec::with_capacity(batch.events.len()),
+                bytes: Vec::with_capacity(batch.bytes.len()),
+                cost: 0,
+            };
             let Batch {
                 mut events,
                 bytes,
                 cost,
-            } = std::mem::take(batch);
+            } = std::mem::replace(batch, next);
             stamps_to_wall(&bus_handle, &mut events);
             // Relaxed: a budget (see below); the putter takes it back
             // when the batch is put.
