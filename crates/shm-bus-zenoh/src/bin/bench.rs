@@ -10,6 +10,9 @@
 //! - throughput, Zenoh: a publisher process puts `count` samples
 //!   (reliable, `CongestionControl::Block`) on one key; a subscriber
 //!   process counts them. Rate = count / (last arrival − first arrival).
+//!   Twice: plainly (the anchor), and with the 37-byte attachment every
+//!   bridged event carries (`meta`), to show what the metadata costs
+//!   Zenoh itself.
 //! - throughput, bridged: a producer process publishes `count` events on
 //!   bus A; bridge A (`--export '**'`) puts them on Zenoh; bridge B
 //!   (`--import '**'`) publishes them into bus B; a consumer process on
@@ -32,7 +35,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use shm_bus_core::{Bus, BusConfig, RecvError};
 use shm_bus_zenoh::load;
+use shm_bus_zenoh::meta::Meta;
 use zenoh::Wait;
+use zenoh::bytes::ZBytes;
 use zenoh::handlers::FifoChannel;
 use zenoh::qos::CongestionControl;
 
@@ -82,6 +87,9 @@ enum Role {
         count: u64,
         #[arg(long)]
         size: usize,
+        /// Put the bridge's attachment with every sample.
+        #[arg(long)]
+        attach: bool,
     },
     #[command(hide = true)]
     Bsub {
@@ -144,7 +152,8 @@ fn main() -> ExitCode {
             connect,
             count,
             size,
-        } => zpub(&connect, count, size),
+            attach,
+        } => zpub(&connect, count, size, attach),
         Role::Bsub {
             bus,
             count,
@@ -237,7 +246,7 @@ fn zsub(listen: &str, key: &str, count: u64) -> Res<()> {
     Ok(())
 }
 
-fn zpub(connect: &str, count: u64, size: usize) -> Res<()> {
+fn zpub(connect: &str, count: u64, size: usize, attach: bool) -> Res<()> {
     let s = session(None, Some(connect))?;
     let p = s
         .declare_publisher("bench/tp")
@@ -247,7 +256,21 @@ fn zpub(connect: &str, count: u64, size: usize) -> Res<()> {
     let mut buf = vec![0u8; size.max(load::MIN_SIZE)];
     for i in 0..count {
         load::fill(&mut buf, 1, i, 0, 0);
-        p.put(buf.clone()).wait()?;
+        if attach {
+            // What a bridge puts (see `Putter::export`).
+            let meta = Meta {
+                source: 0x5eed,
+                export_seq: i,
+                producer: 0,
+                producer_seq: i,
+                timestamp_ns: i,
+            };
+            p.put(buf.clone())
+                .attachment(ZBytes::from(meta.encode()))
+                .wait()?;
+        } else {
+            p.put(buf.clone()).wait()?;
+        }
     }
     // Stay until the subscriber has it all (closing drops what is queued).
     std::io::stdin().read_line(&mut String::new())?;
@@ -528,7 +551,7 @@ fn bridge_pair(a: &str, b: &str, a_args: &[&str], b_args: &[&str], warm: &str) -
 
 /// Zenoh's own pub/sub: a subscriber on `key` counts what a publisher
 /// puts on `bench/tp`.
-fn throughput_zenoh(count: u64, size: usize, key: &str) -> Res<f64> {
+fn throughput_zenoh(count: u64, size: usize, key: &str, attach: bool) -> Res<f64> {
     let exe = me()?;
     let ep = format!("tcp/127.0.0.1:{}", free_port()?);
     let (c, z) = (count.to_string(), size.to_string());
@@ -538,11 +561,11 @@ fn throughput_zenoh(count: u64, size: usize, key: &str) -> Res<f64> {
         "zsub",
     )?;
     line(&mut sub, "ready", Duration::from_secs(30))?;
-    let _pubr = kid(
-        &exe,
-        &["zpub", "--connect", &ep, "--count", &c, "--size", &z],
-        "zpub",
-    )?;
+    let mut args = vec!["zpub", "--connect", &ep, "--count", &c, "--size", &z];
+    if attach {
+        args.push("--attach");
+    }
+    let _pubr = kid(&exe, &args, "zpub")?;
     rate(&line(&mut sub, "msgs_per_sec", Duration::from_secs(300))?)
 }
 
@@ -648,11 +671,13 @@ fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], spin_us: u64, json: bo
     let subs = [("exact", "bench.tp", "bench/tp"), ("**", "**", "**")];
     for &size in sizes {
         let mut zt = vec![Vec::new(); subs.len()];
+        let mut za = vec![Vec::new(); subs.len()];
         let mut bt = vec![Vec::new(); subs.len()];
         let (mut zl, mut bl) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             for (i, (_, pattern, key)) in subs.iter().enumerate() {
-                zt[i].push(throughput_zenoh(count, size, key)?);
+                zt[i].push(throughput_zenoh(count, size, key, false)?);
+                za[i].push(throughput_zenoh(count, size, key, true)?);
                 bt[i].push(throughput_bridged(
                     count, size, pattern, spin_us, &mut buses, &mut n,
                 )?);
@@ -673,13 +698,17 @@ fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], spin_us: u64, json: bo
             .enumerate()
             .map(|(i, (label, _, _))| {
                 let (zm, bm) = (median(&mut zt[i].clone()), median(&mut bt[i].clone()));
+                let am = median(&mut za[i].clone());
                 serde_json::json!({
                     "subscription": label,
                     "zenoh_msgs_per_sec": zt[i],
+                    "zenoh_attachment_msgs_per_sec": za[i],
                     "bridged_msgs_per_sec": bt[i],
                     "zenoh_median": zm,
+                    "zenoh_attachment_median": am,
                     "bridged_median": bm,
                     "ratio": bm / zm,
+                    "ratio_to_attachment": bm / am,
                 })
             })
             .collect();
@@ -718,18 +747,20 @@ fn all(count: u64, rt: u64, rounds: u32, sizes: &[usize], spin_us: u64, json: bo
             .unwrap_or_default()
     };
     println!(
-        "| size | subscription | Zenoh msg/s (rounds) | bridged msg/s (rounds) | bridged / Zenoh (medians) |"
+        "| size | subscription | Zenoh msg/s (rounds) | Zenoh + attachment msg/s (rounds) | bridged msg/s (rounds) | bridged / Zenoh (medians) | bridged / Zenoh + attachment |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for r in &rows {
         for t in r["throughput"].as_array().into_iter().flatten() {
             println!(
-                "| {} B | `{}` | {} | {} | {:.2} |",
+                "| {} B | `{}` | {} | {} | {} | {:.2} | {:.2} |",
                 r["size"],
                 t["subscription"].as_str().unwrap_or(""),
                 k(&t["zenoh_msgs_per_sec"]),
+                k(&t["zenoh_attachment_msgs_per_sec"]),
                 k(&t["bridged_msgs_per_sec"]),
                 t["ratio"].as_f64().unwrap_or(0.0),
+                t["ratio_to_attachment"].as_f64().unwrap_or(0.0),
             );
         }
     }
