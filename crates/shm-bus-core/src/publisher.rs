@@ -87,6 +87,10 @@ pub struct Publisher {
     staging: Vec<Line>,
     /// When this publisher last woke sleeping subscribers.
     waker: Waker,
+    /// The limit a blocked publish last saw before sleeping, and since
+    /// when it has not moved (kept across calls, so that short timeouts
+    /// still reap; see `reserve`).
+    stall: Option<(u64, Instant)>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -159,6 +163,7 @@ impl Bus {
             // Relaxed: our own slot's counter, ordered by the claim's CAS.
             staging: Vec::new(),
             waker: Waker::default(),
+            stall: None,
             pr,
         })
     }
@@ -275,9 +280,6 @@ impl Publisher {
         };
         let spin_until = Instant::now() + self.spin;
         let mut round = 0u32;
-        // The limit seen before the last nap: reaping is looked into only
-        // when a whole nap went by without it moving.
-        let mut stalled_at = None;
         loop {
             let reserved = spin_round(&mut round, || {
                 self.writer
@@ -298,17 +300,23 @@ impl Publisher {
                 return Err(PublishError::BusRemoved);
             }
             // A dead subscriber must never stall us, but telling the dead
-            // from the living costs a /proc read per slot: reap only when a
-            // whole nap (at most `SPACE_SLEEP`) went by without the limit
-            // moving. A dead reader holding us back keeps it still, so it
-            // is reaped after the first nap; readers that keep up cost no
-            // syscall beyond the futex.
+            // from the living costs a /proc read per slot: reap only once
+            // the limit has stood still for a nap's length (`SPACE_SLEEP`),
+            // counted across calls so that publishes with shorter timeouts
+            // reap too. A dead reader holding us back keeps the limit
+            // still, so it is reaped about a nap after it stopped us;
+            // readers that keep up cost no syscall beyond the futex.
             let limit = sh.limit(p, self.writer.tail());
-            if stalled_at == Some(limit) {
-                sh.reap();
-                sh.reap_groups();
+            match self.stall {
+                Some((seen, since)) if seen == limit => {
+                    if now.saturating_duration_since(since) >= SPACE_SLEEP {
+                        sh.reap();
+                        sh.reap_groups();
+                        self.stall = Some((limit, now));
+                    }
+                }
+                _ => self.stall = Some((limit, now)),
             }
-            stalled_at = Some(limit);
             // Then sleep until a subscriber frees space (or a short
             // timeout, to re-check).
             // Acquire: pairs with the Release `fetch_add` of a subscriber

@@ -410,6 +410,44 @@ fn sigkilled_subscriber_never_blocks_the_producer() {
     assert!(bus.info().subscribers.iter().all(|s| s.name != "stalled"));
 }
 
+/// A blocked publish looks for dead readers only once its limit has
+/// stood still for a nap's length; that wait is counted across calls, so
+/// publishes with timeouts shorter than a nap still get past a dead
+/// subscriber.
+#[test]
+fn short_timeout_publishes_still_reap_a_sigkilled_subscriber() {
+    let (bus_name, _guard) = unique("killsub-short");
+    let bus = Bus::create(&bus_name, BusConfig::default().with_ring_bytes(1 << 14)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut victim = spawn("stall", &[("BUS", bus_name.clone())]);
+    victim.wait_line("JOINED", deadline);
+    let mut p = bus.publisher("short-timeouts").unwrap();
+    let payload = [7u8; 256];
+    // The 100 events it reads before it stalls; then fill the ring.
+    for _ in 0..100 {
+        p.publish("md.x", &payload).unwrap();
+    }
+    victim.wait_line("READY", deadline);
+    while p.try_publish("md.x", &payload).is_ok() {
+        assert!(Instant::now() < deadline, "watchdog: the ring never filled");
+    }
+    victim.sigkill();
+    let mut tries = 0u64;
+    loop {
+        match p.publish_timeout("md.x", &payload, Duration::from_micros(200)) {
+            Ok(_) => break,
+            Err(shm_bus_core::PublishError::Full) => tries += 1,
+            Err(e) => panic!("publish: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: still full after {tries} publishes of 200 µs"
+        );
+    }
+    assert!(tries > 0, "the dead subscriber held the ring at first");
+    assert!(bus.info().subscribers.iter().all(|s| s.name != "stalled"));
+}
+
 #[test]
 fn sigkilled_producers_never_leave_torn_records() {
     let (bus_name, _guard) = unique("killprod");
