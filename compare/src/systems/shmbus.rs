@@ -104,7 +104,8 @@ impl PingPong for Lat {
 /// The pre-loaned variant's publisher: idle before the first send, then
 /// always holding the next message's loan.
 enum Next {
-    Idle(Publisher),
+    /// Boxed as the loan holds it (a publisher is a few hundred bytes).
+    Idle(Box<Publisher>),
     Loaned(OwnedLoan),
     /// Only inside `send` (a failed loan gives the publisher back).
     Gone,
@@ -139,7 +140,7 @@ impl LatPreloaned {
             _bus,
         } = lat;
         LatPreloaned {
-            next: Next::Idle(publisher),
+            next: Next::Idle(Box::new(publisher)),
             subscriber,
             topic,
             size,
@@ -153,10 +154,10 @@ impl PingPong for LatPreloaned {
     fn send(&mut self, seq: u64) -> Result<()> {
         let mut loan = match std::mem::replace(&mut self.next, Next::Gone) {
             Next::Loaned(loan) => loan,
-            Next::Idle(publisher) => match publisher.into_loan(&self.topic, self.size) {
+            Next::Idle(publisher) => match (*publisher).into_loan(&self.topic, self.size) {
                 Ok(loan) => loan,
                 Err(e) => {
-                    self.next = Next::Idle(*e.publisher);
+                    self.next = Next::Idle(e.publisher);
                     return Err(e.error.into());
                 }
             },
@@ -169,7 +170,7 @@ impl PingPong for LatPreloaned {
                 Ok(())
             }
             Err(e) => {
-                self.next = Next::Idle(*e.publisher);
+                self.next = Next::Idle(e.publisher);
                 Err(e.error.into())
             }
         }
