@@ -36,7 +36,15 @@ impl HeapRing {
     fn new(cap: u64) -> Self {
         let ring = HeapRing {
             words: (0..cap / 8)
-                .map(|i| AtomicU64::new(0xA5A5_A5A5_0000_0000 | i))
+                // Forged first-lap stamps at record boundaries, garbage
+                // elsewhere (see loom_ring.rs).
+                .map(|i| {
+                    AtomicU64::new(if i % 4 == 0 {
+                        8 * i + 1
+                    } else {
+                        0xA5A5_A5A5_0000_0000 | i
+                    })
+                })
                 .collect(),
         };
         ring.word(0).store(0, Ordering::Relaxed); // as the bus initialises it

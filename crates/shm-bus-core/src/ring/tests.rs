@@ -13,7 +13,11 @@ use std::thread;
 #[repr(C, align(32))]
 pub(crate) struct AtomicLine([AtomicU64; 4]);
 
-/// A ring on the heap, pre-filled with garbage.
+/// A ring on the heap, pre-filled with garbage, and with forged stamps:
+/// every record boundary but the first holds the stamp a record there
+/// would carry on the first lap, as a payload of an earlier lap might.
+/// Only the producer's clearing of the next header keeps readers from
+/// taking one for a record.
 pub(crate) struct HeapRing {
     lines: Box<[AtomicLine]>,
 }
@@ -24,7 +28,7 @@ impl HeapRing {
         let lines: Box<[AtomicLine]> = (0..cap / 32)
             .map(|l| {
                 AtomicLine([
-                    word(4 * l),
+                    AtomicU64::new(32 * l + 1),
                     word(4 * l + 1),
                     word(4 * l + 2),
                     word(4 * l + 3),
