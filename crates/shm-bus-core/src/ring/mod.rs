@@ -12,39 +12,27 @@
 //! | 3    | timestamp, ns since the Unix epoch |
 //!
 //! **Writing** a record at `pos` of size `size`: write words 1–3 and the
-//! payload, make sure word 0 of the *next* position `pos + size` is 0, then
-//! store the stamp `pos + 1` into word 0 (Release). A record that does not
-//! fit before the end of the ring is preceded by a padding record to the
-//! end.
-//!
-//! **Clearing ahead**: the producer keeps every header word (32-aligned
-//! word 0) in `[tail, cleared)` zero, where `cleared` runs up to
-//! [`CLEAR_AHEAD`] bytes past the tail. It extends that range *after* each
-//! commit stamp, so the stores (and the cache-line transfers they need: the
-//! lines were last read by subscribers a lap ago) are off the path between
-//! writing a record and a subscriber seeing it. A record whose next header
-//! lies in the cleared range needs no store before its stamp; a larger one
-//! clears its next header before the stamp, as every record once did.
+//! payload, set word 0 of the *next* position `pos + size` to 0, then store
+//! the stamp `pos + 1` into word 0 (Release). A record that does not fit
+//! before the end of the ring is preceded by a padding record to the end.
 //!
 //! **Reading** at `cursor`: load word 0 (Acquire). It equals `cursor + 1`
 //! only once the record is complete: a subscriber learns of a record from
 //! the record's own header, not from a counter on another cache line.
-//! Because the header at the producer's tail was zeroed before the stamp
-//! of the record that ends there (program order, published by that stamp's
-//! Release), it never holds a stale stamp (old payload bytes can hold any
-//! value, `pos + 1` included), and a producer killed mid-write leaves a
-//! header whose stamp is not `pos + 1`: torn records are never visible.
+//! Because the producer clears the next header before committing, the word
+//! at the producer's tail never holds a stale stamp, and a producer killed
+//! mid-write leaves a header whose stamp is not `pos + 1`: torn records are
+//! never visible.
 //!
 //! **Block policy**: the producer never writes past `min(cursor) + cap`
-//! (including the headers it clears ahead), so unread bytes are never reused
+//! (including the next header it clears), so unread bytes are never reused
 //! and a reader may borrow a payload in place ([`payload_in_place`]; the
 //! producer fills it in place through [`payload_raw`]) until
 //! it moves its cursor. A reader joining while the producer publishes
 //! follows the handshake of [`join_before`] / [`join_fence`] /
 //! [`join_after`], which pairs with the fence in [`limit`].
 //!
-//! **Overwrite policy**: before writing bytes up to position `end` (the
-//! record, its next header, and the headers it will clear ahead), the
+//! **Overwrite policy**: before writing bytes up to position `end`, the
 //! producer stores `head = end` and issues a Release fence; a reader checks
 //! after reading (Acquire fence, then `head`) that `head <= cursor + cap`,
 //! i.e. that nothing it read was reused — the seqlock pattern. Both sides
@@ -69,10 +57,6 @@ pub const HEADER: u64 = 32;
 pub const ALIGN: u64 = 32;
 /// `TopicId` value of padding records.
 pub const PADDING_TOPIC: u32 = u32::MAX;
-/// How far past its tail a producer keeps the record headers cleared
-/// (at most half the ring): records of up to `CLEAR_AHEAD - HEADER`
-/// payload bytes need no store to the next header before their stamp.
-pub const CLEAR_AHEAD: u64 = 256;
 /// Positions (and sequence numbers) at or above this are damage: at
 /// 100 GB/s a ring reaches 2^62 bytes after 1.4 years of publishing, and
 /// every sum of a position with a ring size or record size stays far below
@@ -244,16 +228,6 @@ pub struct Writer {
     chunk_shift: u32,
     /// Largest payload [`reserve`](Self::reserve) accepts.
     max_len: u64,
-    /// Every header word (word 0 at a 32-aligned position) in
-    /// `[tail, cleared)` is zero, and `cleared >= tail + ALIGN`: the
-    /// producer zeroed it and has not written there since.
-    cleared: u64,
-    /// How far past the tail [`commit`](Self::commit) clears:
-    /// `min(CLEAR_AHEAD, cap / 2)`.
-    ahead: u64,
-    /// Overwrite policy: the `head` last stored (everything the producer
-    /// writes lies below it).
-    head: u64,
 }
 
 /// Why a reservation failed.
@@ -309,7 +283,6 @@ impl Writer {
                 .next_power_of_two()
                 .min(cap))
         .trailing_zeros();
-        let head = head.max(tail + HEADER);
         let writer = Writer {
             cap,
             mask,
@@ -322,18 +295,12 @@ impl Writer {
             last_chunk: u64::MAX,
             chunk_shift,
             max_len: max_payload(cap),
-            // Only the header at the tail is known to be zero: the previous
-            // producer's clearing ahead may have been overwritten by the
-            // payload of a record it did not commit.
-            cleared: tail + ALIGN,
-            ahead: CLEAR_AHEAD.min(cap / 2),
-            head,
         };
         if overwrite {
             // Readers must treat everything up to the old head as possibly
             // rewritten; keep head monotonic. Relaxed: the Release fence
             // after the next `head` store in `reserve` orders it for readers.
-            ctl.head.store(head, Ordering::Relaxed);
+            ctl.head.store(head.max(tail + HEADER), Ordering::Relaxed);
         }
         publish_progress(ctl, tail, seq);
         Ok(writer)
@@ -351,16 +318,6 @@ impl Writer {
     #[inline]
     pub fn next_seq(&self) -> u64 {
         self.seq
-    }
-
-    #[cfg(loom)]
-    /// Clears headers up to `bytes` past the tail instead of
-    /// [`CLEAR_AHEAD`] (at most half the ring; below [`ALIGN`] nothing is
-    /// cleared ahead, as before clearing ahead existed): models choose how
-    /// much of the state space to explore.
-    pub fn with_clear_ahead(mut self, bytes: u64) -> Writer {
-        self.ahead = bytes.min(self.cap / 2);
-        self
     }
 
     #[cfg(loom)]
@@ -394,14 +351,11 @@ impl Writer {
         // The record, any padding before it, and the next header we clear.
         let end = self.tail + pad + size + HEADER;
         if self.overwrite {
-            // The headers `commit` clears ahead after the stamp lie below
-            // `end - HEADER + ahead` too.
-            self.head = end + self.ahead;
             // Relaxed, then a Release fence: the seqlock's write side. Any
             // reader whose (atomic) loads see a word written after the fence
             // also sees this `head` (pairs with the Acquire fence in
             // `intact`).
-            ctl.head.store(self.head, Ordering::Relaxed);
+            ctl.head.store(end, Ordering::Relaxed);
             fence(Ordering::Release);
         } else if end > self.limit {
             // The join handshake needs the tail published before every
@@ -421,16 +375,12 @@ impl Writer {
                 .store((PADDING_TOPIC as u64) << 32, Ordering::Relaxed);
             mem.word(slot + 16).store(0, Ordering::Relaxed);
             mem.word(slot + 24).store(0, Ordering::Relaxed);
-            // The header at the ring's start must be zero before the
-            // padding that leads to it is committed.
-            let start = pos + pad;
-            if start >= self.cleared {
-                mem.word(0).store(0, Ordering::Relaxed);
-                self.cleared = start + ALIGN;
-            }
+            // Clear the header at the ring's start before committing the
+            // padding that leads to it.
+            mem.word(0).store(0, Ordering::Relaxed);
             // Release: pairs with the Acquire stamp load in `peek`.
             mem.word(slot).store(pos + 1, Ordering::Release);
-            self.tail = start;
+            self.tail += pad;
             self.flush(ctl);
         }
         Ok(Reservation {
@@ -440,10 +390,8 @@ impl Writer {
     }
 
     /// Commits a reservation whose payload has been written: fills the
-    /// header, makes sure the next header is clear, stamps the record,
-    /// clears the headers up to [`CLEAR_AHEAD`] past the new tail,
-    /// publishes the tail (once per chunk). Returns the record's sequence
-    /// number.
+    /// header, clears the next header, stamps the record, publishes the
+    /// tail. Returns the record's sequence number.
     pub fn commit<M: RingMem>(
         &mut self,
         mem: &M,
@@ -462,31 +410,15 @@ impl Writer {
         header[2].store(seq, Ordering::Relaxed);
         header[3].store(timestamp, Ordering::Relaxed);
         // The next record's header must not carry a stale stamp when a
-        // reader reaches it. Usually it was cleared ahead, after an earlier
-        // stamp; otherwise clear it now (it is inside the reservation:
-        // `end` included it).
-        let next = res.pos + size;
-        if next >= self.cleared {
-            mem.word(next & self.mask).store(0, Ordering::Relaxed);
-            // The headers in `[tail, next)` belong to this record (its
-            // payload); the one at `next` is now zero.
-            self.cleared = next + ALIGN;
-        }
-        // Release: pairs with the Acquire stamp load in `peek`; it also
-        // publishes the zero at `next`, stored before it (here, or by
-        // `clear_ahead` after an earlier stamp). A plain store, not a
-        // locked one: the line is usually being polled by a reader, and a
-        // locked op would stall until it is owned again.
+        // reader reaches it (it is inside the reservation: `end` included it).
+        mem.word((res.pos + size) & self.mask)
+            .store(0, Ordering::Relaxed);
+        // Release: pairs with the Acquire stamp load in `peek`. A plain
+        // store, not a locked one: the line is usually being polled by a
+        // reader, and a locked op would stall until it is owned again.
         header[0].store(res.pos + 1, Ordering::Release);
-        self.tail = next;
+        self.tail = res.pos + size;
         self.seq += 1;
-        // Records as large as the clearing distance would always find their
-        // next header past it: they clear it themselves above, and clearing
-        // ahead for them would only store into lines their payloads are
-        // about to fill (measured: 7-10% off 4 KiB throughput).
-        if size < self.ahead {
-            self.clear_ahead(mem);
-        }
         // Checkpoint the first record starting in each 1/n-th of the ring
         // (n = number of checkpoints, a power of two: 64 in the bus).
         let chunk = res.pos >> self.chunk_shift;
@@ -507,30 +439,6 @@ impl Writer {
             self.flush(ctl);
         }
         seq
-    }
-
-    /// Zeroes the header words from `cleared` up to `ahead` bytes past the
-    /// tail, within what the producer may write: the cached Block limit
-    /// (which counts every reader's cursor, or the join handshake's tail:
-    /// see [`join_after`]) or the Overwrite `head` stored before the
-    /// record's payload was written. Called after a stamp, so these stores
-    /// and the cache-line transfers they need wait in the store buffer
-    /// instead of delaying the stamp.
-    #[inline]
-    fn clear_ahead<M: RingMem>(&mut self, mem: &M) {
-        let bound = if self.overwrite {
-            self.head
-        } else {
-            self.limit
-        };
-        let target = (self.tail + self.ahead).min(bound) & !(ALIGN - 1);
-        while self.cleared < target {
-            // Relaxed: published by the Release stamp of the record that
-            // reaches this position, which follows in program order.
-            mem.word(self.cleared & self.mask)
-                .store(0, Ordering::Relaxed);
-            self.cleared += ALIGN;
-        }
     }
 
     /// Publishes the tail and next sequence number in the ring's controls

@@ -4,11 +4,6 @@
 //! under Miri (`cargo +nightly miri test -p shm-bus-core --lib miri_`),
 //! whose data-race detector checks that no plain access races; the loom
 //! models (`tests/loom_ring.rs`) explore the interleavings.
-//! `miri_block_in_place_payloads_never_race` runs with
-//! `MIRIFLAGS=-Zmiri-disable-weak-memory-emulation`: payloads overwrite
-//! parts of stamp words the producer zeroed ahead atomically, which makes
-//! that emulation panic (a Miri bug; see `.ci/run`). Pushing the clearing
-//! 128 bytes past the limit makes it report the data race.
 
 use super::*;
 use std::sync::Arc;
