@@ -18,6 +18,11 @@
 //! - `segment` (feature `segment`): both, placed in an `shm-bus-alloc`
 //!   segment behind safe constructors (what `shm-bus bench` uses).
 //!
+//! The example `lines` (`cargo run --release -p shm-bus-floor --example
+//! lines`) measures the latency floor when each message also moves one or
+//! two more cache lines, as a bus message whose record and next header
+//! span two or three lines does.
+//!
 //! # Memory
 //!
 //! The floors live in a raw memory region that the caller maps (a POSIX
