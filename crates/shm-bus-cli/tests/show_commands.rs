@@ -103,6 +103,55 @@ fn bench_latency_reports_percentiles_and_a_floor() {
 }
 
 #[test]
+fn bench_latency_raw_writes_every_measured_round_trip_in_order() {
+    let path = std::env::temp_dir().join(format!("shm-bus-raw-{}.csv", std::process::id()));
+    let (code, v) = run(&[
+        "bench",
+        "latency",
+        "--count",
+        "1000",
+        "--rounds",
+        "2",
+        "--raw",
+        path.to_str().unwrap(),
+        "--json",
+    ]);
+    let text = std::fs::read_to_string(&path);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 0);
+    assert_eq!(v["count"], 1000);
+    let text = text.unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("round,message,rtt_ns"));
+    let rows: Vec<Vec<u64>> = lines
+        .map(|l| l.split(',').map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 1000);
+    // 500 per round after a warm-up of 100: messages 100..600, 700..1200.
+    assert_eq!(rows[0], vec![0, 100, rows[0][2]]);
+    assert_eq!(rows[499][..2], [0, 599]);
+    assert_eq!(rows[500][..2], [1, 700]);
+    assert_eq!(rows[999][..2], [1, 1199]);
+    assert!(rows.iter().all(|r| r[2] > 0));
+    // The median of the raw round trips is twice the reported one-way p50.
+    let mut rtt: Vec<u64> = rows.iter().map(|r| r[2]).collect();
+    rtt.sort_unstable();
+    assert_eq!(rtt[rtt.len() / 2] / 2, v["p50_ns"].as_u64().unwrap());
+}
+
+#[test]
+fn bench_latency_raw_to_a_bad_path_fails_before_measuring() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shm-bus"))
+        .args(["bench", "latency", "--raw", "/nonexistent-dir/raw.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent-dir/raw.csv"), "{err}");
+}
+
+#[test]
 fn bench_throughput_reports_rates_and_a_floor() {
     let (code, v) = run(&[
         "bench",

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 use shm_bus_core::{Bus, BusConfig, RecvError};
 use shm_bus_floor::segment;
@@ -15,7 +15,13 @@ use super::{check_size, print_result, ring_for};
 use crate::BadInput;
 use crate::peer::{Peer, unique};
 
-pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Result<ExitCode> {
+pub(super) fn latency(
+    size: usize,
+    count: u64,
+    rounds: u32,
+    raw: Option<&std::path::Path>,
+    json: bool,
+) -> Result<ExitCode> {
     check_size(size)?;
     let config = BusConfig::default().with_ring_bytes(ring_for(size));
     if size > config.max_payload() {
@@ -48,7 +54,15 @@ pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Resul
     let mut floor_rtt = Vec::with_capacity(bus_rtt.capacity());
     let mut per_round_p50 = Vec::new();
     let mut floor_seq = 0u64;
-    for _ in 0..rounds {
+    // `--raw`: every measured bus round trip, in order (the file is
+    // created first, so that a bad path fails before the measurement).
+    let raw_file = raw
+        .map(|path| {
+            std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))
+        })
+        .transpose()?;
+    let mut raw_csv = raw.map(|_| String::from("round,message,rtt_ns\n"));
+    for r in 0..rounds {
         // Bus round.
         let mut round = Vec::with_capacity(per_round as usize);
         for i in 0..warmup + per_round {
@@ -80,6 +94,10 @@ pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Resul
             let rtt = t0.elapsed().as_nanos() as u64;
             if i >= warmup {
                 round.push(rtt);
+                if let Some(csv) = &mut raw_csv {
+                    let message = r as u64 * (warmup + per_round) + i;
+                    csv.push_str(&format!("{r},{message},{rtt}\n"));
+                }
             }
         }
         round.sort_unstable();
@@ -120,6 +138,10 @@ pub(super) fn latency(size: usize, count: u64, rounds: u32, json: bool) -> Resul
     }
     // The echo stops once it has answered `total` bus and floor pings.
     echo.wait(Duration::from_secs(30))?;
+    if let (Some(path), Some(mut file), Some(csv)) = (raw, raw_file, raw_csv) {
+        file.write_all(csv.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     bus_rtt.sort_unstable();
     floor_rtt.sort_unstable();
     let half = |v: u64| v / 2;

@@ -61,6 +61,12 @@ pub(crate) enum BenchCommand {
         /// Rounds, alternating bus and floor.
         #[arg(long, default_value_t = 5)]
         rounds: u32,
+        /// Also write every measured bus round trip to this file, in the
+        /// order sent: CSV `round,message,rtt_ns`, where `message` counts
+        /// every ping published (warm-ups included), so it is the ping's
+        /// record index in its ring.
+        #[arg(long, value_name = "FILE")]
+        raw: Option<std::path::PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -123,8 +129,9 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<ExitCode> {
             size,
             count,
             rounds,
+            raw,
             json,
-        } => latency::latency(size, count, rounds.max(1), json),
+        } => latency::latency(size, count, rounds.max(1), raw.as_deref(), json),
         BenchCommand::Throughput {
             size,
             count,
