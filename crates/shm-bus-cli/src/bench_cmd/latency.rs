@@ -56,12 +56,13 @@ pub(super) fn latency(
     let mut floor_seq = 0u64;
     // `--raw`: every measured bus round trip, in order (the file is
     // created first, so that a bad path fails before the measurement).
-    let raw_file = raw
+    let mut raw_out = raw
         .map(|path| {
-            std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))
+                .map(|file| (path, file, String::from("round,message,rtt_ns\n")))
         })
         .transpose()?;
-    let mut raw_csv = raw.map(|_| String::from("round,message,rtt_ns\n"));
     for r in 0..rounds {
         // Bus round.
         let mut round = Vec::with_capacity(per_round as usize);
@@ -94,7 +95,7 @@ pub(super) fn latency(
             let rtt = t0.elapsed().as_nanos() as u64;
             if i >= warmup {
                 round.push(rtt);
-                if let Some(csv) = &mut raw_csv {
+                if let Some((_, _, csv)) = &mut raw_out {
                     let message = r as u64 * (warmup + per_round) + i;
                     csv.push_str(&format!("{r},{message},{rtt}\n"));
                 }
@@ -138,7 +139,7 @@ pub(super) fn latency(
     }
     // The echo stops once it has answered `total` bus and floor pings.
     echo.wait(Duration::from_secs(30))?;
-    if let (Some(path), Some(mut file), Some(csv)) = (raw, raw_file, raw_csv) {
+    if let Some((path, mut file, csv)) = raw_out {
         file.write_all(csv.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
