@@ -304,9 +304,10 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                     }
                 }
                 if size == 1 << 20 && want_system(System::Floor) {
-                    let mut rates = [0.0; 2];
+                    let mut rates = [0.0; 3];
                     for (rate, (bytes, how)) in rates.iter_mut().zip([
                         (size as u64, "one buffer"),
+                        (2 * size as u64, "two buffers"),
                         (a.ring_bytes.unwrap_or(ring_for(size)), "ring-sized"),
                     ]) {
                         run.session += 1;
@@ -322,14 +323,16 @@ fn run_all(mut a: AllArgs) -> Result<()> {
                     match memcpy.iter_mut().find(|m| m.size == size) {
                         Some(m) => {
                             m.hot_msgs_per_sec.push(rates[0]);
-                            m.ring_msgs_per_sec.push(rates[1]);
+                            m.two_msgs_per_sec.push(rates[1]);
+                            m.ring_msgs_per_sec.push(rates[2]);
                         }
                         None => memcpy.push(MemcpyCase {
                             size,
                             count,
                             ring_bytes: a.ring_bytes.unwrap_or(ring_for(size)),
                             hot_msgs_per_sec: vec![rates[0]],
-                            ring_msgs_per_sec: vec![rates[1]],
+                            two_msgs_per_sec: vec![rates[1]],
+                            ring_msgs_per_sec: vec![rates[2]],
                         }),
                     }
                 }

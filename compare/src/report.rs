@@ -72,6 +72,11 @@ pub struct MemcpyCase {
     pub ring_bytes: u64,
     /// Into one reused buffer, one per round.
     pub hot_msgs_per_sec: Vec<f64>,
+    /// Into two buffers in turn (the least a transport needs to write one
+    /// message while the previous one is being read), one per round; empty
+    /// in runs made before it was measured.
+    #[serde(default)]
+    pub two_msgs_per_sec: Vec<f64>,
     /// Slot after slot through a ring-sized mapping, one per round.
     pub ring_msgs_per_sec: Vec<f64>,
 }
@@ -467,9 +472,12 @@ rows measure time-sharing as much as the systems.
   buffers; the producer writes every message to each connection.
 - *single memcpy* (1 MiB): one thread copying the 1 MiB payload over and
   over, with no other process involved, (a) into one reused 1 MiB buffer
-  (destination hot in cache) and (b) slot after slot through a fresh
-  shared mapping of the ring's size (4 MiB: four 1 MiB slots), as any
-  ring must: what writing the payload once costs.
+  (destination hot in cache), (b) into two 1 MiB buffers in turn, the
+  least any transport needs to let a producer write the next message
+  while the subscriber still holds the last one (double buffering), and
+  (c) slot after slot through a fresh shared mapping of the ring's size
+  (4 MiB: four 1 MiB slots), as any ring must: what writing the payload
+  once costs.
 
 **Topic dispatch.** A shm-bus producer process publishes 64-byte messages
 cycling over *T* topics, half of which match `md.{venue}.AAPL.(trade|quote)`;
@@ -694,9 +702,18 @@ pub fn summary(r: &Results) -> String {
             );
         }
         for m in &r.memcpy {
+            let two = if m.two_msgs_per_sec.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} per second into two buffers in turn (double buffering, the least a \
+                     transport needs to write one message while the last is read)",
+                    rate(median_of(&m.two_msgs_per_sec))
+                )
+            };
             let _ = writeln!(
                 w,
-                "\nA single memcpy of {} runs at {} per second into one reused buffer and {} \
+                "\nA single memcpy of {} runs at {} per second into one reused buffer{two} and {} \
                  per second through {} (a ring's worth of memory).",
                 size_name(m.size),
                 rate(median_of(&m.hot_msgs_per_sec)),
@@ -825,10 +842,17 @@ fn throughput_section(w: &mut String, r: &Results) {
                     &m.hot_msgs_per_sec,
                 ),
                 (
+                    "single memcpy, two buffers in turn".to_string(),
+                    &m.two_msgs_per_sec,
+                ),
+                (
                     format!("single memcpy, through {}", bytes_name(m.ring_bytes)),
                     &m.ring_msgs_per_sec,
                 ),
             ] {
+                if v.is_empty() {
+                    continue;
+                }
                 let sp = spread(v);
                 let mut rels = Vec::new();
                 for k in [1, 2] {
@@ -1008,10 +1032,17 @@ fn targets_section(w: &mut String, r: &Results, heading: &str) {
                 for (what, v) in [
                     ("into one reused buffer".to_string(), &m.hot_msgs_per_sec),
                     (
+                        "into two buffers in turn, double buffering".to_string(),
+                        &m.two_msgs_per_sec,
+                    ),
+                    (
                         format!("through {}, as a ring", bytes_name(m.ring_bytes)),
                         &m.ring_msgs_per_sec,
                     ),
                 ] {
+                    if v.is_empty() {
+                        continue;
+                    }
                     let s = spread(&ratios(&b.msgs_per_sec, v));
                     lines.push(format!(
                         "- {} payloads at ≥ 0.8× a single memcpy ({what}), K={k}: {} ({})",
@@ -1076,6 +1107,14 @@ fn per_round_section(w: &mut String, r: &Results) {
                 size_name(m.size),
                 list(&m.hot_msgs_per_sec, &rate)
             );
+            if !m.two_msgs_per_sec.is_empty() {
+                let _ = writeln!(
+                    w,
+                    "| memcpy, two buffers | {} | – | {} |",
+                    size_name(m.size),
+                    list(&m.two_msgs_per_sec, &rate)
+                );
+            }
             let _ = writeln!(
                 w,
                 "| memcpy, {} | {} | – | {} |",
