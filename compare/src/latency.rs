@@ -43,6 +43,7 @@ pub fn measure(spec: &Spec) -> Result<Vec<u64>> {
 pub fn ping_role(spec: &Spec) -> Result<()> {
     match spec.system {
         System::Floor => ping_with(floor::Lat::create(spec)?, spec),
+        System::FloorTwoLines => ping_with(floor::LatLines::create(spec, 2)?, spec),
         System::ShmBus => ping_with(shmbus::Lat::create(spec)?, spec),
         System::ShmBusPreloaned => ping_with(shmbus::LatPreloaned::create(spec)?, spec),
         System::ShmBusBatched => bail!("measured in throughput only"),
@@ -99,6 +100,7 @@ fn ping_loop(ep: &mut impl PingPong, warmup: u64, count: u64) -> Result<Vec<u64>
 pub fn echo_role(spec: &Spec) -> Result<()> {
     match spec.system {
         System::Floor => echo_with(floor::Lat::open(spec)?, spec),
+        System::FloorTwoLines => echo_with(floor::LatLines::open(spec, 2)?, spec),
         System::ShmBus => echo_with(shmbus::Lat::open(spec)?, spec),
         System::ShmBusPreloaned => echo_with(shmbus::LatPreloaned::open(spec)?, spec),
         System::ShmBusBatched => bail!("measured in throughput only"),

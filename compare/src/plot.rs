@@ -15,6 +15,7 @@ use crate::systems::System;
 fn color(sys: System) -> RGBColor {
     match sys {
         System::Floor => RGBColor(110, 110, 110),
+        System::FloorTwoLines => RGBColor(170, 170, 170),
         System::ShmBus => RGBColor(214, 39, 40),
         System::ShmBusPreloaned => RGBColor(227, 119, 194),
         System::ShmBusBatched => RGBColor(240, 120, 120),

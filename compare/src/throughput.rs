@@ -86,7 +86,7 @@ pub fn producer_role(spec: &Spec) -> Result<()> {
     match spec.system {
         System::Floor => produce_with(floor::Producer::create(spec)?, spec),
         System::ShmBus => produce_with(shmbus::Producer::create(spec)?, spec),
-        System::ShmBusPreloaned => bail!("measured in latency only"),
+        System::ShmBusPreloaned | System::FloorTwoLines => bail!("measured in latency only"),
         System::ShmBusBatched => {
             let src = shmbus::Producer::create(spec)?;
             proc::ready()?;
@@ -182,7 +182,7 @@ pub fn subscriber_role(spec: &Spec) -> Result<()> {
     match spec.system {
         System::Floor => consume_with(floor::Consumer::open(spec)?, spec),
         System::ShmBus => consume_with(shmbus::Consumer::open(spec, "cmp.data")?, spec),
-        System::ShmBusPreloaned => bail!("measured in latency only"),
+        System::ShmBusPreloaned | System::FloorTwoLines => bail!("measured in latency only"),
         System::ShmBusBatched => {
             let mut sink = shmbus::Consumer::open(spec, "cmp.data")?;
             proc::ready()?;

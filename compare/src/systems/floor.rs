@@ -6,7 +6,11 @@
 //!
 //! - Latency: `shm-bus-floor`'s cache-line ping-pong. Each side stores the
 //!   sequence number in its own 8-byte word (128 bytes apart) and spins on
-//!   the other's.
+//!   the other's. Its two-line variant (`shm_bus_floor::lines`) first
+//!   writes a whole data line per message, stepping through 1 MiB per
+//!   direction, and the receiver checks it: the lines a small shm-bus
+//!   message moves (its record, and the next header that the producer
+//!   clears before committing).
 //! - Throughput: `shm-bus-floor`'s ring of fixed 64-byte-aligned slots. A
 //!   slot's first 8 bytes (the message's sequence number, plus one) are its
 //!   commit flag: the producer writes the rest of the payload, then stores
@@ -23,7 +27,9 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use shm_bus_floor::{PING_PONG_BYTES, PingPong, RingLayout, Side};
+use shm_bus_floor::{
+    LINES_PING_PONG_BYTES, LinesPingPong, PING_PONG_BYTES, PingPong, RingLayout, Side,
+};
 
 use super::{Sink, Source};
 use crate::proc::Spec;
@@ -71,6 +77,54 @@ impl super::PingPong for Lat {
     #[inline]
     fn try_recv(&mut self) -> Result<Option<u64>> {
         Ok(self.0.try_recv())
+    }
+}
+
+/// One end of the ping-pong that moves `lines` cache lines per message,
+/// in the run's floor mapping.
+pub struct LatLines(LinesPingPong<Region>);
+
+impl LatLines {
+    /// The ping side: creates the mapping.
+    pub fn create(spec: &Spec, lines: usize) -> Result<LatLines> {
+        LatLines::new(
+            Region::create(&spec.floor_name(), LINES_PING_PONG_BYTES)?,
+            Side::Ping,
+            lines,
+        )
+    }
+
+    /// The echo side: opens the ping side's mapping.
+    pub fn open(spec: &Spec, lines: usize) -> Result<LatLines> {
+        LatLines::new(
+            Region::open(&spec.floor_name(), LINES_PING_PONG_BYTES)?,
+            Side::Echo,
+            lines,
+        )
+    }
+
+    fn new(region: Region, side: Side, lines: usize) -> Result<LatLines> {
+        let (base, len) = (region.base(), region.len());
+        // SAFETY: `region` is a shared mapping of `len` bytes, kept mapped
+        // by the handle (its owner); it was zeroed by `ftruncate` at
+        // creation, and the two processes of the run access it only through
+        // the two ends of this ping-pong (one per side, both with `lines`).
+        Ok(LatLines(unsafe {
+            LinesPingPong::new(base, len, side, lines, region)?
+        }))
+    }
+}
+
+impl super::PingPong for LatLines {
+    #[inline]
+    fn send(&mut self, seq: u64) -> Result<()> {
+        self.0.send(seq);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_recv(&mut self) -> Result<Option<u64>> {
+        Ok(self.0.try_recv()?)
     }
 }
 

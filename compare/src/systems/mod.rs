@@ -27,6 +27,10 @@ pub enum System {
     /// Bare shared memory: a cache-line ping-pong (latency) or a minimal
     /// SPSC ring (throughput).
     Floor,
+    /// Latency only: the ping-pong moving two cache lines per message (a
+    /// data line, then the flag), as a small shm-bus message does (its
+    /// record and the next header): `shm_bus_floor::lines`.
+    FloorTwoLines,
     ShmBus,
     /// Latency only: shm-bus with the next message loaned before waiting
     /// for the answer (an `OwnedLoan` kept between sends, re-loaned by
@@ -56,8 +60,9 @@ impl System {
     ];
     /// The latency workload also measures iceoryx2 the way its own
     /// benchmark does (pre-loaned), and shm-bus that way too.
-    pub const LATENCY: [System; 6] = [
+    pub const LATENCY: [System; 7] = [
         System::Floor,
+        System::FloorTwoLines,
         System::ShmBus,
         System::ShmBusPreloaned,
         System::Iceoryx2,
@@ -68,6 +73,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Floor => "floor",
+            System::FloorTwoLines => "floor, 2 lines",
             System::ShmBus => "shm-bus",
             System::ShmBusPreloaned => "shm-bus, pre-loaned",
             System::ShmBusBatched => "shm-bus, bursts of 32",

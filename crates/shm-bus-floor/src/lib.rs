@@ -15,13 +15,17 @@
 //!   head. One producer, 1 to [`MAX_CONSUMERS`] consumers.
 //! - [`ping_pong`], the **latency** floor: a cache-line ping-pong, one
 //!   word per direction, each on its own 128-byte pair of cache lines.
-//! - `segment` (feature `segment`): both, placed in an `shm-bus-alloc`
-//!   segment behind safe constructors (what `shm-bus bench` uses).
+//! - [`lines`], the latency floor for messages that move more than one
+//!   cache line: the same ping-pong, each message writing `lines - 1` data
+//!   lines before its flag, as a bus message whose record and next header
+//!   span two or three lines does (compare/ measures it with two).
+//! - `segment` (feature `segment`): all three, placed in an
+//!   `shm-bus-alloc` segment behind safe constructors (what `shm-bus
+//!   bench` uses).
 //!
 //! The example `lines` (`cargo run --release -p shm-bus-floor --example
-//! lines`) measures the latency floor when each message also moves one or
-//! two more cache lines, as a bus message whose record and next header
-//! span two or three lines does.
+//! lines`) measures [`lines`] with one, two and three lines per message,
+//! interleaved between two processes.
 //!
 //! # Memory
 //!
@@ -32,9 +36,10 @@
 //! handle keeps until it is dropped: the memory must stay valid while the
 //! owner lives. The constructors check what can be checked (alignment,
 //! length, indices) and return [`AttachError`]; their `# Safety` sections
-//! list the rest. [`RingLayout::bytes`] and [`PING_PONG_BYTES`] say how
-//! much memory to map. The region must be zero before the first handle
-//! over it is made (a fresh `ftruncate`d object is).
+//! list the rest. [`RingLayout::bytes`], [`PING_PONG_BYTES`] and
+//! [`LINES_PING_PONG_BYTES`] say how much memory to map. The region must
+//! be zero before the first handle over it is made (a fresh `ftruncate`d
+//! object is).
 //!
 //! # Example
 //!
@@ -71,6 +76,7 @@
 use std::fmt;
 use std::ptr::NonNull;
 
+pub mod lines;
 pub mod ping_pong;
 pub mod ring;
 #[cfg(feature = "segment")]
@@ -78,6 +84,7 @@ pub mod segment;
 #[cfg(test)]
 mod tests;
 
+pub use lines::{LINES_AREA_BYTES, LINES_PING_PONG_BYTES, LinesPingPong, MAX_LINES, TornMessage};
 pub use ping_pong::{PING_PONG_BYTES, PingPong, Side};
 pub use ring::{Consumer, HEADS_BYTES, MAX_CONSUMERS, Producer, RingLayout, SLOT_ALIGN};
 

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use shm_bus_alloc::{Offset, Segment};
 
 use crate::{AttachError, Consumer, LayoutError, PING_PONG_BYTES, PingPong, Producer, RingLayout};
+use crate::{LINES_PING_PONG_BYTES, LinesPingPong};
 use crate::{Side, ring::HEADS_BYTES};
 
 /// Configuration tag of a ring segment, followed by `size`, `ring_bytes`
@@ -23,6 +24,8 @@ use crate::{Side, ring::HEADS_BYTES};
 const RING_TAG: &[u8; 16] = b"shm-bus-floor/r1";
 /// Configuration tag of a ping-pong segment.
 const PING_PONG_TAG: &[u8; 16] = b"shm-bus-floor/p1";
+/// Configuration tag of a lines ping-pong segment.
+const LINES_TAG: &[u8; 16] = b"shm-bus-floor/l1";
 
 /// Why a floor segment could not be created or opened.
 #[derive(Debug)]
@@ -153,6 +156,43 @@ pub fn open_ping_pong(name: &str) -> Result<PingPong<Segment>, SegmentError> {
         });
     }
     ping_pong(seg, Side::Echo)
+}
+
+/// Creates segment `name` holding a [`LinesPingPong`], and returns its
+/// [`Side::Ping`] end, moving `lines` lines per message.
+pub fn create_lines_ping_pong(
+    name: &str,
+    lines: usize,
+) -> Result<LinesPingPong<Segment>, SegmentError> {
+    let seg = create(name, LINES_PING_PONG_BYTES, LINES_TAG)?;
+    lines_ping_pong(seg, Side::Ping, lines)
+}
+
+/// Opens the segment `name` made by [`create_lines_ping_pong`] as its
+/// [`Side::Echo`] end, moving `lines` lines per message.
+pub fn open_lines_ping_pong(
+    name: &str,
+    lines: usize,
+) -> Result<LinesPingPong<Segment>, SegmentError> {
+    let seg = Segment::open(name)?;
+    if seg.config() != LINES_TAG {
+        return Err(SegmentError::WrongKind {
+            name: name.to_owned(),
+        });
+    }
+    lines_ping_pong(seg, Side::Echo, lines)
+}
+
+fn lines_ping_pong(
+    seg: Segment,
+    side: Side,
+    lines: usize,
+) -> Result<LinesPingPong<Segment>, SegmentError> {
+    let (base, len) = region(&seg, LINES_PING_PONG_BYTES)?;
+    // SAFETY: `base..base + len` lies in `seg`'s mapping, valid while `seg`
+    // (the owner) lives; the block was zeroed at creation and is only ever
+    // accessed through `LinesPingPong`s, which make atomic accesses only.
+    Ok(unsafe { LinesPingPong::new(base, len, side, lines, seg)? })
 }
 
 fn ping_pong(seg: Segment, side: Side) -> Result<PingPong<Segment>, SegmentError> {
