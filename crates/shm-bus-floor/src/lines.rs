@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn messages_of_every_line_count_cross_both_ways_through_the_whole_area() {
-        let (mem, base, len) = region();
+        let (_mem, base, len) = region();
         // SAFETY: `mem` (zeroed) outlives both ends, its only users.
         let (mut ping, mut echo) = unsafe {
             (
@@ -259,13 +259,11 @@ mod tests {
                 seq += 1;
             }
         }
-        drop((ping, echo));
-        drop(mem);
     }
 
     #[test]
     fn a_data_line_that_disagrees_with_its_flag_is_reported() {
-        let (mem, base, len) = region();
+        let (_mem, base, len) = region();
         // SAFETY: as above.
         let (mut ping, mut echo) = unsafe {
             (
@@ -286,21 +284,18 @@ mod tests {
             })
         );
         assert_eq!(echo.try_recv(), Ok(None));
-        drop((ping, echo));
-        drop(mem);
     }
 
     #[test]
     fn short_or_misaligned_memory_is_refused() {
-        let (mem, base, len) = region();
+        let (_mem, base, len) = region();
         // SAFETY: refused before any access.
         let short =
             unsafe { LinesPingPong::new(base, LINES_PING_PONG_BYTES - 8, Side::Ping, 2, ()) };
         assert!(matches!(short, Err(AttachError::TooSmall { .. })));
-        // SAFETY: refused before any access.
         let skewed = NonNull::new(base.as_ptr().wrapping_add(8)).unwrap();
+        // SAFETY: refused before any access.
         let bad = unsafe { LinesPingPong::new(skewed, len - 8, Side::Ping, 2, ()) };
         assert!(matches!(bad, Err(AttachError::Misaligned { .. })));
-        drop(mem);
     }
 }
