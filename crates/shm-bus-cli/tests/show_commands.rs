@@ -90,6 +90,9 @@ fn bench_latency_reports_percentiles_and_a_floor() {
         "p999_ns",
         "max_ns",
         "floor_p50_ns",
+        "floor_p99_ns",
+        "floor_2_lines_p50_ns",
+        "floor_2_lines_p99_ns",
     ] {
         assert!(v[field].is_u64(), "missing {field}: {v}");
     }
@@ -98,8 +101,16 @@ fn bench_latency_reports_percentiles_and_a_floor() {
     let p = |f: &str| v[f].as_u64().unwrap();
     assert!(p("p50_ns") > 0 && p("p50_ns") <= p("p99_ns") && p("p99_ns") <= p("p999_ns"));
     assert!(p("p999_ns") <= p("max_ns"));
-    assert!(p("floor_p50_ns") > 0);
-    assert_eq!(v["rounds"].as_array().unwrap().len(), 2);
+    assert!(p("floor_p50_ns") > 0 && p("floor_p50_ns") <= p("floor_p99_ns"));
+    assert!(p("floor_2_lines_p50_ns") > 0);
+    assert!(p("floor_2_lines_p50_ns") <= p("floor_2_lines_p99_ns"));
+    let rounds = v["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    for r in rounds {
+        for field in ["p50_ns", "floor_p50_ns", "floor_2_lines_p50_ns"] {
+            assert!(r[field].as_u64().is_some_and(|x| x > 0), "{field}: {r}");
+        }
+    }
 }
 
 #[test]
