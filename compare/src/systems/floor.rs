@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use shm_bus_floor::{
-    LINES_PING_PONG_BYTES, LinesPingPong, PING_PONG_BYTES, PingPong, RingLayout, Side,
+    LINES_PING_PONG_BYTES, LinesPingPong, PING_PONG_BYTES, PingPong, PingPongEnd, RingLayout, Side,
 };
 
 use super::{Sink, Source};
@@ -67,18 +67,26 @@ impl Lat {
     }
 }
 
-impl super::PingPong for Lat {
-    #[inline]
-    fn send(&mut self, seq: u64) -> Result<()> {
-        self.0.send(seq);
-        Ok(())
-    }
+/// Either floor end, behind the harness's trait.
+macro_rules! ping_pong_adapter {
+    ($t:ty) => {
+        impl super::PingPong for $t {
+            #[inline]
+            fn send(&mut self, seq: u64) -> Result<()> {
+                PingPongEnd::send(&mut self.0, seq);
+                Ok(())
+            }
 
-    #[inline]
-    fn try_recv(&mut self) -> Result<Option<u64>> {
-        Ok(self.0.try_recv())
-    }
+            #[inline]
+            fn try_recv(&mut self) -> Result<Option<u64>> {
+                Ok(self.0.poll()?)
+            }
+        }
+    };
 }
+
+ping_pong_adapter!(Lat);
+ping_pong_adapter!(LatLines);
 
 /// One end of the ping-pong that moves `lines` cache lines per message,
 /// in the run's floor mapping.
@@ -112,19 +120,6 @@ impl LatLines {
         Ok(LatLines(unsafe {
             LinesPingPong::new(base, len, side, lines, region)?
         }))
-    }
-}
-
-impl super::PingPong for LatLines {
-    #[inline]
-    fn send(&mut self, seq: u64) -> Result<()> {
-        self.0.send(seq);
-        Ok(())
-    }
-
-    #[inline]
-    fn try_recv(&mut self) -> Result<Option<u64>> {
-        Ok(self.0.try_recv()?)
     }
 }
 

@@ -84,7 +84,9 @@ pub mod segment;
 #[cfg(test)]
 mod tests;
 
-pub use lines::{LINES_AREA_BYTES, LINES_PING_PONG_BYTES, LinesPingPong, MAX_LINES, TornMessage};
+pub use lines::{
+    LINES_AREA_BYTES, LINES_PING_PONG_BYTES, LinesPingPong, MAX_LINES, PingPongEnd, TornMessage,
+};
 pub use ping_pong::{PING_PONG_BYTES, PingPong, Side};
 pub use ring::{Consumer, HEADS_BYTES, MAX_CONSUMERS, Producer, RingLayout, SLOT_ALIGN};
 

@@ -71,6 +71,45 @@ impl fmt::Display for TornMessage {
 
 impl std::error::Error for TornMessage {}
 
+/// One end of either latency floor ([`PingPong`](crate::PingPong) or
+/// [`LinesPingPong`]), for code that measures both the same way.
+pub trait PingPongEnd {
+    /// Sends `seq` (see the types' own `send`).
+    fn send(&mut self, seq: u64);
+    /// Polls once: what the other end sent last, if it changed since the
+    /// last poll.
+    ///
+    /// # Errors
+    ///
+    /// [`TornMessage`] from a [`LinesPingPong`] whose data line disagreed
+    /// with its flag (never from a one-line [`PingPong`](crate::PingPong)).
+    fn poll(&mut self) -> Result<Option<u64>, TornMessage>;
+}
+
+impl<O> PingPongEnd for crate::PingPong<O> {
+    #[inline]
+    fn send(&mut self, seq: u64) {
+        crate::PingPong::send(self, seq);
+    }
+
+    #[inline]
+    fn poll(&mut self) -> Result<Option<u64>, TornMessage> {
+        Ok(self.try_recv())
+    }
+}
+
+impl<O> PingPongEnd for LinesPingPong<O> {
+    #[inline]
+    fn send(&mut self, seq: u64) {
+        LinesPingPong::send(self, seq);
+    }
+
+    #[inline]
+    fn poll(&mut self) -> Result<Option<u64>, TornMessage> {
+        self.try_recv()
+    }
+}
+
 /// One end of a ping-pong whose messages move `lines` cache lines.
 pub struct LinesPingPong<O> {
     base: NonNull<u8>,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use shm_bus_core::{Bus, BusConfig, RecvError};
-use shm_bus_floor::{LinesPingPong, PingPong, segment};
+use shm_bus_floor::{PingPongEnd, segment};
 
 use super::{check_size, print_result, ring_for};
 use crate::BadInput;
@@ -84,17 +84,7 @@ pub(super) fn latency(
                         debug_assert_eq!(&s.payload()[..8], &i.to_le_bytes());
                         break;
                     }
-                    Err(RecvError::Empty) => {
-                        spins += 1;
-                        if spins % (1 << 24) == 0 {
-                            if crate::os::interrupted() {
-                                bail!("interrupted");
-                            }
-                            if echo.child.try_wait()?.is_some() {
-                                bail!("echo process died");
-                            }
-                        }
-                    }
+                    Err(RecvError::Empty) => still_waiting(&mut spins, &mut echo)?,
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -174,32 +164,19 @@ pub(super) fn latency(
     })
 }
 
-/// One end of a floor ping-pong.
-trait FloorEnd {
-    fn send(&mut self, seq: u64);
-    fn try_recv(&mut self) -> Result<Option<u64>>;
-}
-
-impl<O> FloorEnd for PingPong<O> {
-    #[inline]
-    fn send(&mut self, seq: u64) {
-        PingPong::send(self, seq);
+/// Counts an empty poll of the pinger; every 2^24 of them, gives up if
+/// interrupted or if the echo process died.
+fn still_waiting(spins: &mut u64, echo: &mut Peer) -> Result<()> {
+    *spins += 1;
+    if *spins % (1 << 24) == 0 {
+        if crate::os::interrupted() {
+            bail!("interrupted");
+        }
+        if echo.child.try_wait()?.is_some() {
+            bail!("echo process died");
+        }
     }
-    #[inline]
-    fn try_recv(&mut self) -> Result<Option<u64>> {
-        Ok(PingPong::try_recv(self))
-    }
-}
-
-impl<O> FloorEnd for LinesPingPong<O> {
-    #[inline]
-    fn send(&mut self, seq: u64) {
-        LinesPingPong::send(self, seq);
-    }
-    #[inline]
-    fn try_recv(&mut self) -> Result<Option<u64>> {
-        Ok(LinesPingPong::try_recv(self)?)
-    }
+    Ok(())
 }
 
 /// One floor round: `warmup + count` round trips through `end`
@@ -209,7 +186,7 @@ fn floor_round(
     count: u64,
     seq: &mut u64,
     echo: &mut Peer,
-    end: &mut impl FloorEnd,
+    end: &mut impl PingPongEnd,
 ) -> Result<Vec<u64>> {
     let mut round = Vec::with_capacity(count as usize);
     for i in 0..warmup + count {
@@ -217,20 +194,10 @@ fn floor_round(
         end.send(*seq);
         let mut spins = 0u64;
         loop {
-            match end.try_recv()? {
+            match end.poll()? {
                 Some(s) if s == *seq => break,
                 Some(s) => bail!("floor echo answered {s} to {}", *seq),
-                None => {
-                    spins += 1;
-                    if spins % (1 << 24) == 0 {
-                        if crate::os::interrupted() {
-                            bail!("interrupted");
-                        }
-                        if echo.child.try_wait()?.is_some() {
-                            bail!("echo process died");
-                        }
-                    }
-                }
+                None => still_waiting(&mut spins, echo)?,
             }
         }
         let rtt = t0.elapsed().as_nanos() as u64;
@@ -246,11 +213,11 @@ fn floor_round(
 /// to `total` in all; returns (whether it answered any) at once when none
 /// is waiting, or after 2^20 empty polls, so that the caller watches the
 /// others too.
-fn answer_floor(answered: &mut u64, total: u64, end: &mut impl FloorEnd) -> Result<bool> {
+fn answer_floor(answered: &mut u64, total: u64, end: &mut impl PingPongEnd) -> Result<bool> {
     let mut polls = 0u32;
     let mut any = false;
     while *answered < total && polls < 1 << 20 {
-        if let Some(seq) = end.try_recv()? {
+        if let Some(seq) = end.poll()? {
             end.send(seq);
             *answered += 1;
             polls = 0;
