@@ -1013,14 +1013,14 @@ fn targets_section(w: &mut String, r: &Results, heading: &str) {
             // lines as the bus message does (two): what is left of the
             // distance once the second line is paid for.
             if let Some(f2) = lat(r, size, System::FloorTwoLines) {
-                let two = |v: &[f64], fv: &[f64]| spread(&ratios(v, fv));
-                let (vs50, vs99) = (two(&b.p50_ns, &f2.p50_ns), two(&b.p99_ns, &f2.p99_ns));
+                let vs50 = spread(&ratios(&b.p50_ns, &f2.p50_ns));
+                let vs99 = spread(&ratios(&b.p99_ns, &f2.p99_ns));
                 lines.push(format!(
                     "- not a target: the floor moving two cache lines against the floor, {}: \
                      p50 {}, p99 {}",
                     size_name(size),
-                    ratio(two(&f2.p50_ns, &f.p50_ns)),
-                    ratio(two(&f2.p99_ns, &f.p99_ns))
+                    ratio(spread(&ratios(&f2.p50_ns, &f.p50_ns))),
+                    ratio(spread(&ratios(&f2.p99_ns, &f.p99_ns)))
                 ));
                 lines.push(format!(
                     "- p50 latency within 1.2× the two-line floor, {}: {} (shm-bus / floor, 2 \
