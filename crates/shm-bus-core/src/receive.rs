@@ -98,6 +98,9 @@ pub(crate) struct State {
     /// record counts as near it: one checkpoint chunk (1/64 of the ring),
     /// what the published tail may lag the true one by.
     pub(crate) near: u64,
+    /// Largest payload whose record is checked for nearness (1/8 of
+    /// `near`; see [`State::near_tail`]).
+    pub(crate) near_len: u64,
     pub(crate) nap: Duration,
     /// An error met by a batch receive after it had delivered samples:
     /// returned by the next receive.
@@ -247,6 +250,7 @@ impl State {
             scratch: Vec::new(),
             empty_polls: 0,
             pause_next: false,
+            near_len: sh.config.ring_bytes / CHECKPOINTS as u64 / 8,
             near: sh.config.ring_bytes / CHECKPOINTS as u64,
             nap: FIRST_NAP,
             pending: None,
@@ -473,7 +477,9 @@ impl State {
                             continue;
                         }
                         self.next_producer = (p + 1) & 63;
-                        self.near_tail(p, view.next);
+                        if view.len <= self.near_len {
+                            self.near_tail(p, view.next);
+                        }
                         return Ok(Found {
                             producer: p as u32,
                             view,
@@ -492,16 +498,25 @@ impl State {
     /// heels, and the next poll would read the line the producer is
     /// writing the next record into. Taking that line mid-write makes the
     /// producer fetch it back for each of its remaining stores, and both
-    /// sides slow down (64 B messages, one subscriber: 17 M/s against 29
-    /// M/s with the pause; docs/BENCHMARKS.md). A subscriber further
-    /// behind reads lines the producer has finished with, and does not
-    /// pause.
+    /// sides slow down (64 B messages, one subscriber, in compare/: 15–17
+    /// M/s without the pause, 38–41 M/s with it; docs/BENCHMARKS.md). A
+    /// subscriber further behind reads lines the producer has finished
+    /// with, and does not pause.
     ///
     /// The tail is read only when the cursor comes within `near` of the
     /// value last read, so a subscriber draining a backlog reads it once
     /// per `near` bytes; at the heels it reads a line the producer writes
     /// once per 1/64 of the ring (Block) or, under Overwrite, the line
     /// whose `head` the receive path reads anyway.
+    ///
+    /// Only records of payloads up to [`near_len`](State::near_len) (1/8
+    /// of `near`: 2 KiB with the default 1 MiB ring) are checked. A larger
+    /// record takes the producer long enough to write that polling its
+    /// header costs it a transfer or two, not one per store; and the
+    /// producer publishes its tail every few such records, so reading it
+    /// at each of them takes that line from the producer as often: 4 KiB
+    /// and 16 KiB payloads ran 10–15% slower with the check than without,
+    /// 64 KiB 3% slower (docs/BENCHMARKS.md).
     #[inline(always)]
     fn near_tail(&mut self, p: usize, next: u64) {
         let lane = &mut self.lanes[p & 63];
@@ -847,6 +862,15 @@ mod tests {
         let far = (n - 3 * near / 96) as usize;
         assert!(paused[..far].iter().all(|&p| !p), "{paused:?}");
         assert!(paused[paused.len() - 1]);
+
+        // A payload larger than `near_len` is not checked: no pause.
+        assert_eq!(sub.st.near_len, near / 8);
+        publisher.publish(&t, &vec![0u8; near as usize / 8 + 1])?;
+        assert_eq!(sub.try_recv()?.payload().len(), near as usize / 8 + 1);
+        assert!(!sub.st.pause_next);
+        publisher.publish(&t, &vec![0u8; near as usize / 8])?;
+        assert_eq!(sub.try_recv()?.payload().len(), near as usize / 8);
+        assert!(sub.st.pause_next);
         Ok(())
     }
 }
