@@ -98,9 +98,6 @@ pub(crate) struct State {
     /// record counts as near it: one checkpoint chunk (1/64 of the ring),
     /// what the published tail may lag the true one by.
     pub(crate) near: u64,
-    /// Largest payload whose record is checked for nearness (1/8 of
-    /// `near`; see [`State::near_tail`]).
-    pub(crate) near_len: u64,
     pub(crate) nap: Duration,
     /// An error met by a batch receive after it had delivered samples:
     /// returned by the next receive.
@@ -250,7 +247,6 @@ impl State {
             scratch: Vec::new(),
             empty_polls: 0,
             pause_next: false,
-            near_len: sh.config.ring_bytes / CHECKPOINTS as u64 / 8,
             near: sh.config.ring_bytes / CHECKPOINTS as u64,
             nap: FIRST_NAP,
             pending: None,
@@ -399,10 +395,7 @@ impl State {
     // `Result` through memory (~20 instructions per receive, measured).
     #[inline(always)]
     pub(crate) fn poll(&mut self, sh: &Shared) -> Result<Found, RecvError> {
-        if self.pause_next {
-            self.pause_next = false;
-            std::hint::spin_loop();
-        }
+        self.pause_if_due();
         if self.pending.is_some() {
             return Err(self.take_pending());
         }
@@ -477,9 +470,7 @@ impl State {
                             continue;
                         }
                         self.next_producer = (p + 1) & 63;
-                        if view.len <= self.near_len {
-                            self.near_tail(p, view.next);
-                        }
+                        self.near_tail(p, &view);
                         return Ok(Found {
                             producer: p as u32,
                             view,
@@ -492,8 +483,8 @@ impl State {
         Err(RecvError::Empty)
     }
 
-    /// Sets [`pause_next`](State::pause_next) when the record just found,
-    /// ending at `next`, lies within [`near`](State::near) bytes of
+    /// Sets [`pause_next`](State::pause_next) when the record just found
+    /// (`view`) ends within [`near`](State::near) bytes of
     /// producer `p`'s published tail: the subscriber is at the producer's
     /// heels, and the next poll would read the line the producer is
     /// writing the next record into. Taking that line mid-write makes the
@@ -509,8 +500,8 @@ impl State {
     /// once per 1/64 of the ring (Block) or, under Overwrite, the line
     /// whose `head` the receive path reads anyway.
     ///
-    /// Only records of payloads up to [`near_len`](State::near_len) (1/8
-    /// of `near`: 2 KiB with the default 1 MiB ring) are checked. A larger
+    /// Only records of payloads up to [`near_len`](State::near_len) (2 KiB
+    /// with the default 1 MiB ring) are checked. A larger
     /// record takes the producer long enough to write that polling its
     /// header costs it a transfer or two, not one per store; and the
     /// producer publishes its tail every few such records, so reading it
@@ -518,16 +509,36 @@ impl State {
     /// and 16 KiB payloads ran 10–15% slower with the check than without,
     /// 64 KiB 3% slower (docs/BENCHMARKS.md).
     #[inline(always)]
-    fn near_tail(&mut self, p: usize, next: u64) {
+    fn near_tail(&mut self, p: usize, view: &RecordView) {
+        if view.len > self.near_len() {
+            return;
+        }
         let lane = &mut self.lanes[p & 63];
         // No overflow: `peek` checked `next` < `MAX_POSITION` (2^62), and
         // `near` is 1/64 of a ring.
-        let reach = next.wrapping_add(self.near);
+        let reach = view.next.wrapping_add(self.near);
         if reach > lane.known_tail {
             // Relaxed: a hint deciding one pause, never used to read or
             // size anything, so a stale or damaged value is harmless.
             lane.known_tail = lane.ring.slot().tail.load(Ordering::Relaxed);
             self.pause_next = reach > lane.known_tail;
+        }
+    }
+
+    /// Largest payload whose record [`near_tail`](State::near_tail)
+    /// checks: 1/8 of [`near`](State::near).
+    #[inline(always)]
+    pub(crate) fn near_len(&self) -> u64 {
+        self.near / 8
+    }
+
+    /// The pause [`near_tail`](State::near_tail) asked for, if it did:
+    /// called before reading the next record.
+    #[inline(always)]
+    fn pause_if_due(&mut self) {
+        if self.pause_next {
+            self.pause_next = false;
+            std::hint::spin_loop();
         }
     }
 
@@ -594,16 +605,11 @@ impl State {
         if self.overwrite || self.copy || self.group.is_some() {
             return None;
         }
-        if self.pause_next {
-            self.pause_next = false;
-            std::hint::spin_loop();
-        }
+        self.pause_if_due();
         let lane = &self.lanes[p & 63];
         match ring::peek(&lane.ring, lane.cursor, None) {
             Peek::Record(view) if self.wants(sh, view.topic) => {
-                if view.len <= self.near_len {
-                    self.near_tail(p, view.next);
-                }
+                self.near_tail(p, &view);
                 Some(Found {
                     producer: p as u32,
                     view,
@@ -888,7 +894,7 @@ mod tests {
         while sub.try_recv_many(64, |_| {})? > 0 {}
 
         // A payload larger than `near_len` is not checked: no pause.
-        assert_eq!(sub.st.near_len, near / 8);
+        assert_eq!(sub.st.near_len(), near / 8);
         publisher.publish(&t, &vec![0u8; near as usize / 8 + 1])?;
         assert_eq!(sub.try_recv()?.payload().len(), near as usize / 8 + 1);
         assert!(!sub.st.pause_next);
