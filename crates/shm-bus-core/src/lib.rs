@@ -81,18 +81,22 @@ mod publisher;
 #[cfg(not(loom))]
 mod receive;
 // The ring protocol is internal; loom models (tests/loom_*.rs) reach it
-// under `--cfg loom`, where nothing else is built.
-#[cfg(loom)]
+// under `--cfg loom`, where nothing else is built, and the
+// `instructions_ring` bench under the `ring-internals` feature (not a
+// public API: hidden, unversioned).
+#[cfg(any(loom, feature = "ring-internals"))]
+#[doc(hidden)]
 pub mod ring;
-#[cfg(not(loom))]
+#[cfg(not(any(loom, feature = "ring-internals")))]
 mod ring;
 #[cfg(not(loom))]
 mod sample;
 #[cfg(not(loom))]
 mod shared;
-#[cfg(loom)]
+#[cfg(any(loom, feature = "ring-internals"))]
+#[doc(hidden)]
 pub mod slots;
-#[cfg(not(loom))]
+#[cfg(not(any(loom, feature = "ring-internals")))]
 mod slots;
 #[cfg(not(loom))]
 mod subscriber;
