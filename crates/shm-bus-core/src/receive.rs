@@ -149,6 +149,20 @@ pub(crate) const CLAIMED: u8 = 1;
 /// [`Found::origin`] of a record a group member hands out again.
 pub(crate) const REDELIVERED: u8 = 2;
 
+/// What [`ring::peek`] found at a cursor when it was not a record, for
+/// [`State::not_a_record`].
+#[derive(Clone, Copy)]
+enum Miss {
+    /// Nothing committed there yet.
+    Empty,
+    /// A padding record.
+    Padding,
+    /// Overwrite policy: lapped.
+    Lagged,
+    /// A header that fails validation.
+    Corrupt,
+}
+
 impl State {
     /// The join protocol (see `ring::join_before`): cursors at every
     /// ring's tail, then ACTIVE and a SeqCst fence, then the tails read
@@ -435,16 +449,11 @@ impl State {
             let ring = self.lanes[p].ring;
             let head = self.overwrite.then_some(&ring.slot().head);
             loop {
-                match ring::peek(&ring, self.lanes[p].cursor, head) {
-                    other @ (Peek::Empty
-                    | Peek::Padding { .. }
-                    | Peek::Lagged
-                    | Peek::Corrupt(_)) => {
-                        if self.not_a_record(sh, p, other)? {
-                            continue;
-                        }
-                        break;
-                    }
+                // What is not a record goes out of line in scalars, not
+                // as the `Peek`: a `Peek` passed to a call lives in memory,
+                // and the record path would store every field of its view
+                // there too.
+                let (miss, word, what) = match ring::peek(&ring, self.lanes[p].cursor, head) {
                     Peek::Record(view) => {
                         let lane = &mut self.lanes[p];
                         if self.overwrite && view.seq > lane.expected {
@@ -466,7 +475,7 @@ impl State {
                             // Rewritten while we copied it: not delivered.
                             // `expected` stays at its sequence, so the next
                             // record found reports it in `Lagged(n)`.
-                            self.not_a_record(sh, p, Peek::Lagged)?;
+                            self.not_a_record(sh, p, Miss::Lagged, 0, "")?;
                             continue;
                         }
                         self.next_producer = (p + 1) & 63;
@@ -477,7 +486,15 @@ impl State {
                             origin: PLAIN,
                         });
                     }
+                    Peek::Empty => (Miss::Empty, 0, ""),
+                    Peek::Padding { next } => (Miss::Padding, next, ""),
+                    Peek::Lagged => (Miss::Lagged, 0, ""),
+                    Peek::Corrupt(what) => (Miss::Corrupt, 0, what),
+                };
+                if self.not_a_record(sh, p, miss, word, what)? {
+                    continue;
                 }
+                break;
             }
         }
         Err(RecvError::Empty)
@@ -571,11 +588,21 @@ impl State {
     /// record at the cursor: `Ok(true)` when the cursor moved on (read
     /// again), `Ok(false)` when the ring is caught up with. Out of line:
     /// the record path is the hot one.
+    ///
+    /// `miss` says what `peek` found; `next` is a padding record's next
+    /// position, `what` a corrupt header's description.
     #[inline(never)]
-    fn not_a_record(&mut self, sh: &Shared, p: usize, peek: Peek) -> Result<bool, RecvError> {
-        match peek {
-            Peek::Padding { next } => self.advance(sh, p, next, false),
-            Peek::Lagged => {
+    fn not_a_record(
+        &mut self,
+        sh: &Shared,
+        p: usize,
+        miss: Miss,
+        next: u64,
+        what: &'static str,
+    ) -> Result<bool, RecvError> {
+        match miss {
+            Miss::Padding => self.advance(sh, p, next, false),
+            Miss::Lagged => {
                 let ring = self.lanes[p & 63].ring;
                 let pos = ring::resync(&ring, &ring.ctl());
                 if pos <= self.lanes[p & 63].cursor {
@@ -586,8 +613,8 @@ impl State {
                 }
                 self.advance(sh, p, pos, true);
             }
-            Peek::Corrupt(what) => return Err(self.corrupt(p, what)),
-            Peek::Empty | Peek::Record(_) => {
+            Miss::Corrupt => return Err(self.corrupt(p, what)),
+            Miss::Empty => {
                 // Caught up with this producer: let it reuse everything
                 // read so far.
                 self.publish_cursor(sh, p);
