@@ -247,7 +247,7 @@ impl Publisher {
     #[inline]
     fn reserve(&mut self, len: usize, wait: Wait) -> Result<Reservation, PublishError> {
         let sh = &*self.bus.shared;
-        let ring = &self.pr;
+        let ring = self.pr;
         let slot = ring.slot();
         let ctl = ring.ctl();
         let p = self.slot;
@@ -257,7 +257,7 @@ impl Publisher {
         }
         let first = self
             .writer
-            .reserve(ring, &ctl, len as u64, |tail| sh.limit(p, tail));
+            .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail));
         match first {
             Ok(res) => return Ok(res),
             Err(ReserveError::TooLarge) => {
@@ -283,7 +283,7 @@ impl Publisher {
         loop {
             let reserved = spin_round(&mut round, || {
                 self.writer
-                    .reserve(ring, &ctl, len as u64, |tail| sh.limit(p, tail))
+                    .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail))
                     .ok()
             });
             if let Some(res) = reserved {
@@ -329,7 +329,7 @@ impl Publisher {
             slot.space_waiters.store(1, Ordering::SeqCst);
             let res = self
                 .writer
-                .reserve(ring, &ctl, len as u64, |tail| sh.limit(p, tail));
+                .reserve(&ring, &ctl, len as u64, |tail| sh.limit(p, tail));
             if let Ok(res) = res {
                 slot.space_waiters.store(0, Ordering::Relaxed);
                 return Ok(res);
@@ -406,10 +406,10 @@ impl Publisher {
     /// atomic word stores.
     #[inline(never)]
     fn copy_staged(&self, res: &Reservation) {
-        let ring = &self.pr;
+        let ring = self.pr;
         let bytes: &[u8] = bytemuck::cast_slice(&self.staging);
         let slot = res.payload_slot(ring.capacity() - 1);
-        ring::copy_in(ring, slot, &bytes[..res.len as usize]);
+        ring::copy_in(&ring, slot, &bytes[..res.len as usize]);
     }
 
     /// Overwrite policy: makes the staging buffer hold `len` bytes.
@@ -518,8 +518,8 @@ impl Publisher {
             return self.publish_copied(topic, payload, wait);
         }
         let res = self.reserve(payload.len(), wait)?;
-        let ring = &self.pr;
-        let raw = ring::payload_raw(ring, &res);
+        let ring = self.pr;
+        let raw = ring::payload_raw(&ring, &res);
         // SAFETY: Block policy (checked above), and `res` is this
         // publisher's current, uncommitted reservation: the bytes are inside
         // the mapping and ours alone until the commit below (see
@@ -538,8 +538,8 @@ impl Publisher {
         wait: Wait,
     ) -> Result<u64, PublishError> {
         let res = self.reserve(payload.len(), wait)?;
-        let ring = &self.pr;
-        ring::copy_in(ring, res.payload_slot(ring.capacity() - 1), payload);
+        let ring = self.pr;
+        ring::copy_in(&ring, res.payload_slot(ring.capacity() - 1), payload);
         Ok(self.commit(res, topic))
     }
 
@@ -632,10 +632,10 @@ impl Publisher {
     /// Commits `res` (subscribers not woken: see `wake_subscribers`).
     #[inline]
     fn commit(&mut self, res: Reservation, topic: TopicId) -> u64 {
-        let ring = &self.pr;
+        let ring = self.pr;
         let slot = ring.slot();
         let now = clock::ticks();
-        let seq = self.writer.commit(ring, &ring.ctl(), res, topic.0, now);
+        let seq = self.writer.commit(&ring, &ring.ctl(), res, topic.0, now);
         if self.writer.is_flushed() {
             // With the progress (once per 1/64 of the ring): `Bus::info`
             // walks the stamps past it and takes the last one walked. The
@@ -666,7 +666,7 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        let ring = &self.pr;
+        let ring = self.pr;
         // Leave the controls where this publisher ended (no walk needed).
         self.writer.flush(&ring.ctl());
         // Release: pairs with the AcqRel CAS of the next claimer.
