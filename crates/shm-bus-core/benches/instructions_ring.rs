@@ -17,7 +17,6 @@
 //! cargo bench -p shm-bus-core --features ring-internals --bench instructions_ring
 //! ```
 
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use shm_bus_core::ring::{self, Peek, RingCtl, RingMem, Writer};
@@ -30,32 +29,44 @@ const CAP: u64 = 1 << 20;
 /// Checkpoints per ring, as in the bus.
 const CHECKPOINTS: usize = 64;
 
-/// A ring on the heap, addressed as the bus addresses its segment (one
-/// base pointer and a mask).
+/// A ring on the heap, addressed as the bus addresses its segment (a base
+/// pointer and a mask).
 struct HeapRing {
-    base: NonNull<u8>,
+    words: Box<[AtomicU64]>,
     mask: u64,
-    _words: Box<[AtomicU64]>,
 }
 
 impl HeapRing {
     fn new(cap: u64) -> HeapRing {
-        let mut words: Box<[AtomicU64]> = (0..cap / 8).map(|_| AtomicU64::new(0)).collect();
-        let base = NonNull::from(&mut words[0]).cast::<u8>();
         HeapRing {
-            base,
+            words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
             mask: cap - 1,
-            _words: words,
+        }
+    }
+
+    /// Byte `slot & mask` of the ring. Writing through it is allowed: the
+    /// words are `AtomicU64`s (interior mutability), and this bench is
+    /// single-threaded.
+    #[inline]
+    fn at(&self, slot: u64) -> *mut u8 {
+        // SAFETY: `slot & mask` < `capacity`, the byte length of `words`,
+        // so the offset stays inside the allocation.
+        unsafe {
+            self.words
+                .as_ptr()
+                .cast::<u8>()
+                .cast_mut()
+                .add((slot & self.mask) as usize)
         }
     }
 }
 
 // SAFETY: every method masks the slot with `mask` (`capacity - 1`), so
-// each access lies inside the `capacity` bytes of `_words`, which live
-// (and do not move: a boxed slice) as long as `self`; `base` is 8-aligned
-// (an `AtomicU64` array) and `header` also rounds down to a 32-byte record
-// boundary, so its four words are inside the ring too. AtomicU64 is valid
-// for any bits.
+// each access lies inside the `capacity` bytes of `words`, which live as
+// long as `self`; `words` is 8-aligned (an `AtomicU64` array), `word`'s
+// slot is 8-aligned (the trait's contract) and `header` rounds down to a
+// 32-byte record boundary, so its four words are inside the ring too.
+// AtomicU64 is valid for any bits.
 unsafe impl RingMem for HeapRing {
     #[inline]
     fn capacity(&self) -> u64 {
@@ -64,21 +75,19 @@ unsafe impl RingMem for HeapRing {
 
     #[inline]
     fn word(&self, slot: u64) -> &AtomicU64 {
-        // SAFETY: see the impl's comment; `slot` is 8-aligned (trait contract).
-        unsafe { &*(self.base.as_ptr().add((slot & self.mask) as usize) as *const AtomicU64) }
+        // SAFETY: see the impl's comment.
+        unsafe { &*(self.at(slot) as *const AtomicU64) }
     }
 
     #[inline]
     fn header(&self, slot: u64) -> &[AtomicU64; 4] {
-        let at = (slot & self.mask & !31) as usize;
         // SAFETY: see the impl's comment.
-        unsafe { &*(self.base.as_ptr().add(at) as *const [AtomicU64; 4]) }
+        unsafe { &*(self.at(slot & !31) as *const [AtomicU64; 4]) }
     }
 
     #[inline]
     fn ptr(&self, slot: u64) -> *mut u8 {
-        // SAFETY: see the impl's comment.
-        unsafe { self.base.as_ptr().add((slot & self.mask) as usize) }
+        self.at(slot)
     }
 }
 
