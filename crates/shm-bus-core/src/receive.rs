@@ -453,7 +453,7 @@ impl State {
                 // as the `Peek`: a `Peek` passed to a call lives in memory,
                 // and the record path would store every field of its view
                 // there too.
-                let (miss, word, what) = match ring::peek(&ring, self.lanes[p].cursor, head) {
+                let (miss, next, what) = match ring::peek(&ring, self.lanes[p].cursor, head) {
                     Peek::Record(view) => {
                         let lane = &mut self.lanes[p];
                         if self.overwrite && view.seq > lane.expected {
@@ -491,7 +491,7 @@ impl State {
                     Peek::Lagged => (Miss::Lagged, 0, ""),
                     Peek::Corrupt(what) => (Miss::Corrupt, 0, what),
                 };
-                if self.not_a_record(sh, p, miss, word, what)? {
+                if self.not_a_record(sh, p, miss, next, what)? {
                     continue;
                 }
                 break;
